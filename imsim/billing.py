@@ -1,0 +1,371 @@
+"""The billing engine's decisions: authorization, rating and accounting of a MESSAGE.
+
+This is the one place where the message-path rules of DESIGN.md live. The simulator
+wraps `BillingEngine` in simpy processes; the lab billing service calls the same
+methods behind HTTP. Plain Python: no simpy, no I/O, no pandas.
+
+Checks, in order (the first failing one decides the answer to the sender):
+
+==  ====================================================  =====  ====
+#   check                                                 code   step
+==  ====================================================  =====  ====
+1   digest credentials of the sender (`authenticate`)     403    --
+2   messaging enabled on the configuration server         403    1
+3   a messaging service policy matches the domain         403    2
+4   outgoing_aaa: account, product, usage charge,         403    6-8
+    customer rate, balance or credit
+5   vendor connection to SIP_UA, vendor tariff and rate   404/403  3-5
+6   local lookup: the recipient exists in the environment 404    2
+==  ====================================================  =====  ====
+
+Registration (480) and the recipient's own answer are the proxy's business.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
+
+from imsim.config import (
+    PORTASIP,
+    Account,
+    AppliedTo,
+    BalanceModel,
+    Connection,
+    Customer,
+    Environment,
+    Product,
+    Service,
+    ServicePolicy,
+    Tariff,
+)
+from imsim.proxy import recipient_number, select_policy
+from imsim.rating import Rating, RateTable
+
+OK_REASON = "OK"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MESSAGE as the proxy sees it after authentication."""
+
+    msg_id: str
+    sender: str
+    to_user: str
+    to_domain: str
+    at: dt.datetime
+    length: int = 0
+    call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to a MESSAGE: SIP code, reason phrase naming the check, handbook step."""
+
+    code: int
+    reason: str
+    step: int | None
+    check: str
+    recipient: str | None = None
+    billed: bool = False
+    customer: Rating | None = None
+    vendor: Rating | None = None
+    incoming: Rating | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+
+def refuse(code: int, check: str, step: int | None, reason: str) -> Decision:
+    return Decision(code, reason, step, check)
+
+
+class Xdr(NamedTuple):
+    """One billing record, PortaBilling column names (DESIGN.md)."""
+
+    i_xdr: int
+    env: str
+    account_id: str
+    CLI: str
+    CLD: str
+    connect_time: dt.datetime
+    call_id: str
+    msg_id: str
+    service: str
+    direction: str
+    tariff: str
+    rate_code: str
+    charged_quantity: int
+    unit_price: Decimal
+    charged_amount: Decimal
+    currency: str
+    sip_code: int
+    reason: str
+
+
+XDR_COLUMNS: tuple[str, ...] = Xdr._fields
+
+
+@dataclass
+class Ledger:
+    """Balances: debit accounts hold money (never below 0); credit customers owe money
+    (never past their credit limit). Authorization reserves; accounting commits."""
+
+    debit: dict[str, Decimal] = field(default_factory=dict)
+    owed: dict[str, Decimal] = field(default_factory=dict)
+    reserved: dict[str, Decimal] = field(default_factory=dict)
+    holds: dict[str, list[tuple[str, Decimal]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, env: Environment) -> Ledger:
+        ledger = cls()
+        for customer in env.customers:
+            if customer.balance_model is BalanceModel.credit:
+                ledger.owed[customer.name] = sum((a.balance for a in customer.accounts),
+                                                 Decimal(0))
+            for account in customer.accounts:
+                if customer.balance_model is BalanceModel.debit:
+                    ledger.debit[account.id] = account.balance
+        return ledger
+
+    @staticmethod
+    def key(customer: Customer, account: Account) -> str:
+        if customer.balance_model is BalanceModel.credit:
+            return f"customer:{customer.name}"
+        return f"account:{account.id}"
+
+    def available(self, customer: Customer, account: Account) -> Decimal | None:
+        """Money that may still be charged; None means unlimited credit."""
+        held = self.reserved.get(self.key(customer, account), Decimal(0))
+        if customer.balance_model is BalanceModel.debit:
+            return self.debit.get(account.id, Decimal(0)) - held
+        if customer.credit_limit is None:
+            return None
+        return customer.credit_limit - self.owed.get(customer.name, Decimal(0)) - held
+
+    def can_pay(self, customer: Customer, account: Account, amount: Decimal) -> bool:
+        room = self.available(customer, account)
+        return room is None or amount <= room
+
+    def reserve(self, call_id: str, customer: Customer, account: Account,
+                amount: Decimal) -> bool:
+        if not self.can_pay(customer, account, amount):
+            return False
+        key = self.key(customer, account)
+        self.reserved[key] = self.reserved.get(key, Decimal(0)) + amount
+        self.holds.setdefault(call_id, []).append((key, amount))
+        return True
+
+    def release(self, call_id: str) -> None:
+        for key, amount in self.holds.pop(call_id, []):
+            self.reserved[key] -= amount
+
+    def commit(self, call_id: str) -> None:
+        for key, amount in self.holds.pop(call_id, []):
+            self.reserved[key] -= amount
+            kind, name = key.split(":", 1)
+            if kind == "account":
+                self.debit[name] -= amount
+            else:
+                self.owed[name] += amount
+
+    def balance(self, customer: Customer, account: Account) -> Decimal:
+        if customer.balance_model is BalanceModel.debit:
+            return self.debit.get(account.id, Decimal(0))
+        return self.owed.get(customer.name, Decimal(0))
+
+
+class BillingEngine:
+    """One virtual billing environment's configuration, compiled for fast decisions."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.accounts = env.accounts()
+        self.tables = {t.name: RateTable(t) for t in env.tariffs}
+        self._recipients: dict[tuple[str, str], tuple[ServicePolicy | None, str | None]] = {}
+
+    # -- check 1 -----------------------------------------------------------------
+    def authenticate(self, user: str, password: str) -> Decision | None:
+        """None when the credentials are good, else the 403 to answer."""
+        found = self.accounts.get(user)
+        if found is None or found[1].password != password:
+            return refuse(403, "auth", None, "Forbidden (wrong credentials)")
+        return None
+
+    # -- checks 2 to 6 -----------------------------------------------------------
+    def authorize(self, msg: Message, ledger: Ledger | None = None) -> Decision:
+        """Decide a MESSAGE; with a ledger, reserve the charge under ``msg.call_id``."""
+        if not self.env.config_server.messaging_enabled:
+            return refuse(403, "messaging_enabled", 1,
+                          "Forbidden (Messaging service not enabled on the configuration server)")
+        policy, number = self._recipient(msg.to_user, msg.to_domain)
+        if policy is None:
+            return refuse(403, "service_policy", 2,
+                          f"Forbidden (no messaging service policy matches domain {msg.to_domain})")
+        if number is None:
+            return refuse(404, "recipient", 2, f"Not Found (cannot translate {msg.to_user})")
+        if not policy.outgoing_aaa:
+            return self._local(policy, number, billed=False)
+        sender = self.accounts.get(msg.sender)
+        if sender is None:
+            return refuse(403, "account", None, f"Forbidden (unknown account {msg.sender})")
+        customer, account = sender
+        refusal, customer_rating = self._customer_rating(customer, account, number, msg, policy)
+        if refusal is not None:
+            return refusal
+        assert customer_rating is not None
+        if ledger is not None and not ledger.can_pay(customer, account, customer_rating.amount):
+            return refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
+        refusal, vendor_rating = self._vendor_rating(policy, number, msg)
+        if refusal is not None:
+            return refusal
+        decision = self._local(policy, number, billed=True)
+        if not decision.ok:
+            return decision
+        incoming = self._incoming_rating(number, msg, policy)
+        if ledger is not None and not self._reserve(ledger, msg, customer, account,
+                                                    customer_rating, number, incoming):
+            return refuse(403, "balance", None,
+                          "Forbidden (recipient has insufficient balance for incoming messages)")
+        return Decision(200, OK_REASON, None, "authorized", number, True,
+                        customer_rating, vendor_rating, incoming)
+
+    def _recipient(self, to_user: str, domain: str) -> tuple[ServicePolicy | None, str | None]:
+        key = (to_user, domain)
+        found = self._recipients.get(key)
+        if found is None:
+            policy = select_policy(self.env.service_policies, domain)
+            number = None
+            if policy is not None:
+                number = recipient_number(to_user, policy.userpart_e164_translation,
+                                          self.env.country)
+            found = self._recipients[key] = (policy, number)
+        return found
+
+    def _local(self, policy: ServicePolicy, number: str, billed: bool) -> Decision:
+        if not policy.local_lookup:
+            return refuse(404, "local_lookup", 2,
+                          "Not Found (local lookup disabled in the service policy)")
+        if number not in self.accounts:
+            return refuse(404, "recipient", None,
+                          f"Not Found (no account {number} in environment {self.env.name})")
+        return Decision(200, OK_REASON, None, "authorized", number, billed)
+
+    def _customer_rating(self, customer: Customer, account: Account, number: str, msg: Message,
+                         policy: ServicePolicy) -> tuple[Decision | None, Rating | None]:
+        if account.blocked:
+            return refuse(403, "account", None, f"Forbidden (account {account.id} is blocked)"), None
+        product = self.env.product(account.product)
+        if product is None or Service.messaging not in product.included_services:
+            return refuse(403, "product", 8,
+                          f"Forbidden (product {account.product} does not include Messaging)"), None
+        tariff = self._usage_tariff(product, "outgoing")
+        if tariff is None:
+            return refuse(403, "usage_charge", 8, f"Forbidden (product {product.name} has no "
+                          f"Messaging usage charge on {PORTASIP})"), None
+        if tariff.applied_to is not AppliedTo.customer or tariff.service is not Service.messaging:
+            return refuse(403, "customer_tariff", 6, f"Forbidden (tariff {tariff.name} is not a "
+                          "customer Messaging tariff)"), None
+        rating = self.tables[tariff.name].rate(number, msg.at, msg.length,
+                                               policy.billing_unit_size, customer.time_zone)
+        if rating is None:
+            return refuse(403, "customer_rate", 7,
+                          f"Forbidden (no rate for {number} in tariff {tariff.name})"), None
+        if rating.forbidden:
+            return refuse(403, "customer_rate", 7,
+                          f"Forbidden (destination {rating.rate_code} is forbidden)"), None
+        return None, rating
+
+    def _usage_tariff(self, product: Product, direction: str) -> Tariff | None:
+        for charge in product.usage_charges:
+            if (charge.service is Service.messaging and charge.node == PORTASIP
+                    and charge.direction == direction):
+                return self.env.tariff(charge.tariff)
+        return None
+
+    def vendor_connection(self, policy: ServicePolicy) -> Connection | None:
+        for vendor in self.env.vendors:
+            for conn in vendor.connections:
+                if (conn.service_type is Service.messaging and conn.type == "messaging_via_sip"
+                        and conn.internal == "SIP_UA" and conn.service_policy == policy.name):
+                    return conn
+        return None
+
+    def _vendor_rating(self, policy: ServicePolicy, number: str,
+                       msg: Message) -> tuple[Decision | None, Rating | None]:
+        conn = self.vendor_connection(policy)
+        if conn is None:
+            return refuse(404, "vendor_connection", 5, "Not Found (no 'Messaging to Vendor via "
+                          f"SIP' connection to SIP-UA with policy {policy.name})"), None
+        tariff = self.env.tariff(conn.tariff)
+        if tariff is None:
+            return refuse(404, "vendor_connection", 5,
+                          "Not Found (the SIP-UA messaging connection has no tariff)"), None
+        if (tariff.applied_to is not AppliedTo.vendor or tariff.routing
+                or tariff.service is not Service.messaging):
+            return refuse(404, "vendor_tariff", 3, f"Not Found (vendor tariff {tariff.name} must "
+                          "be applied to vendors, Messaging, Routing disabled)"), None
+        rating = self.tables[tariff.name].rate(number, msg.at, msg.length,
+                                               policy.billing_unit_size)
+        if rating is None or rating.forbidden:
+            return refuse(403, "vendor_rate", 4, f"Forbidden (no rate for {number} in vendor "
+                          f"tariff {tariff.name}: add the wildcard rate '|')"), None
+        return None, rating
+
+    def _incoming_rating(self, number: str, msg: Message, policy: ServicePolicy) -> Rating | None:
+        customer, account = self.accounts[number]
+        product = self.env.product(account.product)
+        tariff = self._usage_tariff(product, "incoming") if product else None
+        if tariff is None:
+            return None
+        return self.tables[tariff.name].rate(msg.sender, msg.at, msg.length,
+                                             policy.billing_unit_size, customer.time_zone)
+
+    def _reserve(self, ledger: Ledger, msg: Message, customer: Customer, account: Account,
+                 rating: Rating, number: str, incoming: Rating | None) -> bool:
+        if not ledger.reserve(msg.call_id, customer, account, rating.amount):
+            return False
+        if incoming is not None:
+            r_customer, r_account = self.accounts[number]
+            if not ledger.reserve(msg.call_id, r_customer, r_account, incoming.amount):
+                ledger.release(msg.call_id)
+                return False
+        return True
+
+    # -- accounting --------------------------------------------------------------
+    def account(self, msg: Message, decision: Decision, code: int, reason: str,
+                ledger: Ledger | None = None, first_xdr: int = 1) -> list[Xdr]:
+        """The xDRs of a MESSAGE's final answer ``code``; commits or releases the hold."""
+        delivered = 200 <= code < 300 and decision.ok and decision.billed
+        if ledger is not None:
+            (ledger.commit if delivered else ledger.release)(msg.call_id)
+        if not delivered:
+            return []
+        assert decision.customer is not None and decision.recipient is not None
+        rows = [self._xdr(first_xdr, msg.sender, msg, decision.recipient, "outgoing",
+                          decision.customer, code, reason)]
+        if decision.vendor is not None:
+            vendor = self._vendor_name(decision)
+            rows.append(self._xdr(first_xdr + 1, vendor, msg, decision.recipient, "vendor",
+                                  decision.vendor, code, reason))
+        if decision.incoming is not None:
+            rows.append(self._xdr(first_xdr + len(rows), decision.recipient, msg,
+                                  decision.recipient, "incoming", decision.incoming, code, reason))
+        return rows
+
+    def _vendor_name(self, decision: Decision) -> str:
+        tariff = decision.vendor.tariff if decision.vendor else None
+        for vendor in self.env.vendors:
+            if any(c.tariff == tariff for c in vendor.connections):
+                return vendor.name
+        return ""
+
+    def _xdr(self, i_xdr: int, account_id: str, msg: Message, number: str, direction: str,
+             rating: Rating, code: int, reason: str) -> Xdr:
+        return Xdr(i_xdr, self.env.name, account_id, msg.sender, number, msg.at, msg.call_id,
+                   msg.msg_id, Service.messaging.value, direction, rating.tariff,
+                   rating.rate_code, rating.units, rating.unit_price, rating.amount,
+                   rating.currency, code, reason)

@@ -1,0 +1,62 @@
+"""The ``imsim`` command line: one module per command in `imsim.commands`.
+
+Every command returns an exit code: 0 fine, 1 the answer is "no" (a mismatch, a
+service that does not work), 2 bad input. Bad input prints one line, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from imsim import __version__
+from imsim.scenario import ScenarioError
+
+# (command name, module under imsim.commands); each module has register() and run().
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("validate", "validate"),
+    ("rate", "rate"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"imsim: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="imsim", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"imsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, module_name in COMMANDS:
+        module = importlib.import_module(f"imsim.commands.{module_name}")
+        module.register(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ScenarioError as exc:
+        print(f"imsim: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"imsim: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imsim: interrupted", file=sys.stderr)
+        return 130
+
+
+class UsageError(Exception):
+    """A bad flag value or an unreadable input: one line, exit 2."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``imsim`` command: ``register(subparsers, name)`` sets ``handler``."""

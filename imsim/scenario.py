@@ -1,0 +1,295 @@
+"""Scenario files: YAML in the handbook's words -> a validated `Scenario`.
+
+Every problem ends in one `ScenarioError` naming the file, the YAML path and line,
+the handbook step the block belongs to, and what to write instead. Past this door
+the model trusts its data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from imsim.config import STEP_TITLES, Environment, Frozen
+from imsim.settings import SimSettings
+from imsim.traffic import Traffic
+from imsim.units import Seconds
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+DEFAULT_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+Path_ = tuple[str | int, ...]
+
+
+class Scenario(Frozen):
+    """A whole scenario: environments (the nine steps each), traffic, timing."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    start: dt.datetime = DEFAULT_START
+    propagation_delay: Seconds = 300.0
+    environments: tuple[Environment, ...] = Field(min_length=1)
+    traffic: Traffic = Traffic()
+    sim: SimSettings = SimSettings()
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("start needs a time zone, e.g. 2026-01-05T09:00:00+00:00")
+        return value
+
+    def environment(self, name: str) -> Environment:
+        return next(e for e in self.environments if e.name == name)
+
+    def home_of(self, account_id: str, domain: str | None = None) -> Environment | None:
+        """The environment an account belongs to (by domain when given)."""
+        for env in self.environments:
+            if (domain is None or env.domain == domain) and any(
+                    a.id == account_id for c in env.customers for a in c.accounts):
+                return env
+        return None
+
+    def counts(self) -> dict[str, int]:
+        envs = self.environments
+        return {
+            "environments": len(envs),
+            "service_policies": sum(len(e.service_policies) for e in envs),
+            "tariffs": sum(len(e.tariffs) for e in envs),
+            "rates": sum(len(t.rates) for e in envs for t in e.tariffs),
+            "vendor_connections": sum(len(v.connections) for e in envs for v in e.vendors),
+            "products": sum(len(e.products) for e in envs),
+            "customers": sum(len(e.customers) for e in envs),
+            "accounts": sum(len(c.accounts) for e in envs for c in e.customers),
+            "scripted_messages": len(self.traffic.script),
+        }
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used: where, which handbook step, and the fix."""
+
+    def __init__(self, problem: str, *, source: str = "<scenario>", path: Path_ = (),
+                 line: int | None = None, step: int | None = None, fix: str = "") -> None:
+        self.problem, self.source, self.path = problem, source, path
+        self.line, self.step, self.fix = line, step, fix
+        super().__init__(self.render())
+
+    @property
+    def yaml_path(self) -> str:
+        return format_path(self.path)
+
+    def render(self) -> str:
+        where = self.source + (f":{self.line}" if self.line else "")
+        text = f"{where}: {self.yaml_path or '(top)'}: {self.problem}"
+        if self.step:
+            text += f" [handbook step {self.step}: {STEP_TITLES[self.step]}]"
+        if self.fix:
+            text += f". Fix: {self.fix}"
+        return text
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# -- loading --------------------------------------------------------------------------
+
+def load(source: str | Path) -> Scenario:
+    """Load and validate a scenario file."""
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError(f"file is {size} bytes, more than the {MAX_FILE_BYTES} allowed",
+                                source=str(path), fix="split the scenario or generate accounts")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("no such file", source=str(path),
+                            fix="give the path of a scenario YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"cannot read the file ({exc})", source=str(path)) from None
+    return loads(text, source=str(path))
+
+
+def loads(text: str, source: str = "<scenario>") -> Scenario:
+    """Validate a scenario given as YAML text."""
+    document = parse_yaml(text, source)
+    return from_document(document, source)
+
+
+def parse_yaml(text: str, source: str = "<scenario>") -> Any:
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError("document too large", source=source)
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        document = yaml.load(io.StringIO(text))
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"not valid YAML: {problem}", source=source, line=line,
+                            fix="check indentation, colons and quotes on that line") from None
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise ScenarioError(f"not valid YAML: {exc}", source=source) from None
+    if not isinstance(document, dict):
+        raise ScenarioError("a scenario is a mapping with name, environments and traffic",
+                            source=source, line=1, fix="start the file with 'name: ...'")
+    _check_aliases(document, source)
+    return document
+
+
+def _check_aliases(document: Any, source: str, budget: int = 1_000_000) -> None:
+    """Refuse documents whose aliases expand beyond ``budget`` nodes (billion laughs)."""
+    stack, seen = [document], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > budget:
+            raise ScenarioError(f"the document expands to more than {budget} nodes "
+                                "(aliases referring to aliases?)", source=source,
+                                fix="write the values out instead of nesting aliases")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def from_document(document: Any, source: str = "<scenario>") -> Scenario:
+    from imsim import references
+
+    try:
+        scenario = Scenario.model_validate(_plain(document))
+    except ValidationError as exc:
+        raise _from_validation(exc, document, source) from None
+    references.check(scenario, document, source)
+    return scenario
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers -> plain dicts/lists (pydantic wants those)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, dt.datetime):  # ruamel's TimeStamp -> a plain datetime
+        return dt.datetime.fromisoformat(node.isoformat())
+    return node
+
+
+# -- error reporting ------------------------------------------------------------------
+
+def _from_validation(exc: ValidationError, document: Any, source: str) -> ScenarioError:
+    error = exc.errors(include_url=False)[0]
+    path = resolve_path(document, error["loc"])
+    return ScenarioError(_problem(error), source=source, path=path,
+                         line=line_of(document, path), step=step_of(document, path),
+                         fix=_fix(error, path))
+
+
+def resolve_path(document: Any, loc: tuple[Any, ...]) -> Path_:
+    """Keep the parts of a pydantic ``loc`` that are real keys/indexes of the document."""
+    node, path = document, []
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(part, str) and not isinstance(node, dict | list) or part == "from_":
+            path.append("from" if part == "from_" else part)
+            break
+        elif isinstance(part, str) and isinstance(node, dict) and "[" not in part:
+            path.append(part)
+            break
+    return tuple(path)
+
+
+def line_of(document: Any, path: Path_) -> int | None:
+    """1-based line of the deepest part of ``path`` found in the document."""
+    node, line = document, None
+    for part in path:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and part in node:
+                line = lc.key(part)[0] + 1 if lc else line
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                line = lc.item(part)[0] + 1 if lc else line
+                node = node[part]
+            else:
+                break
+        except (KeyError, TypeError, AttributeError):
+            break
+    if line is None and lc_line(node) is not None:
+        line = lc_line(node)
+    return line
+
+
+def lc_line(node: Any) -> int | None:
+    lc = getattr(node, "lc", None)
+    return lc.line + 1 if lc is not None and lc.line is not None else None
+
+
+_SECTION_STEPS = {"config_server": 1, "service_policies": 2, "vendors": 5, "products": 8,
+                  "customers": 9, "traffic": 9}
+
+
+def step_of(document: Any, path: Path_) -> int | None:
+    """The handbook step a YAML path belongs to."""
+    for index, part in enumerate(path):
+        if part == "tariffs":
+            return _tariff_step(document, path[: index + 2], "rates" in path[index:])
+        if part in _SECTION_STEPS:
+            return _SECTION_STEPS[str(part)]
+    return None
+
+
+def _tariff_step(document: Any, tariff_path: Path_, in_rates: bool) -> int:
+    node = document
+    for part in tariff_path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+            break
+    vendor = isinstance(node, dict) and node.get("applied_to") == "vendor"
+    if vendor:
+        return 4 if in_rates else 3
+    return 7 if in_rates else 6
+
+
+def _problem(error: dict[str, Any]) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"unknown key {error['loc'][-1]!r}"
+    if kind == "missing":
+        return "required but missing"
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _fix(error: dict[str, Any], path: Path_) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling against the handbook field names"
+    if kind == "missing":
+        return f"add '{path[-1] if path else error['loc'][-1]}:' here"
+    if kind == "literal_error" or kind == "enum":
+        return f"write one of {ctx.get('expected', 'the allowed values')}"
+    if "ge" in ctx:
+        return f"write a value of {ctx['ge']} or more"
+    if "gt" in ctx:
+        return f"write a value greater than {ctx['gt']}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"write a {kind.split('_')[0]} here"
+    return "correct the value"
+
