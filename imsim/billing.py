@@ -42,7 +42,7 @@ from imsim.config import (
     Tariff,
 )
 from imsim.proxy import recipient_number, select_policy
-from imsim.rating import Rating, RateTable
+from imsim.rating import RateTable, Rating
 
 OK_REASON = "OK"
 
@@ -257,7 +257,8 @@ class BillingEngine:
     def _customer_rating(self, customer: Customer, account: Account, number: str, msg: Message,
                          policy: ServicePolicy) -> tuple[Decision | None, Rating | None]:
         if account.blocked:
-            return refuse(403, "account", None, f"Forbidden (account {account.id} is blocked)"), None
+            return refuse(403, "account", None,
+                          f"Forbidden (account {account.id} is blocked)"), None
         product = self.env.product(account.product)
         if product is None or Service.messaging not in product.included_services:
             return refuse(403, "product", 8,

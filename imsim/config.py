@@ -113,7 +113,9 @@ class Rate(Frozen):
     def _codes(cls, value: object) -> object:
         if isinstance(value, str | int):
             value = [value]
-        return tuple(str(code).strip() for code in value)  # type: ignore[union-attr]
+        if isinstance(value, list | tuple):
+            return tuple(str(code).strip() for code in value)
+        return value
 
     @field_validator("rate_codes")
     @classmethod

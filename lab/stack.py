@@ -193,6 +193,7 @@ class Stack:
         if current.running:
             return current
         self.ensure_kamailio()
+        self.state_path.unlink(missing_ok=True)
         self.prepare()
         self.provision(accounts)
         state: dict[str, Any] = {"sip_port": self.sip_port, "billing_port": self.billing_port}
