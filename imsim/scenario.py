@@ -188,7 +188,7 @@ def _plain(node: Any) -> Any:
 # -- error reporting ------------------------------------------------------------------
 
 def _from_validation(exc: ValidationError, document: Any, source: str) -> ScenarioError:
-    error = dict(exc.errors(include_url=False)[0])
+    error: dict[str, Any] = dict(exc.errors(include_url=False)[0])
     path = resolve_path(document, error["loc"])
     return ScenarioError(_problem(error), source=source, path=path,
                          line=line_of(document, path), step=step_of(document, path),
