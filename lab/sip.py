@@ -104,6 +104,7 @@ class UdpUser:
     password: str
     proxy: tuple[str, int]
     timeout: float = 2.0
+    auth_user: str | None = None  # authenticate as someone else (to test spoofing)
     received: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -140,7 +141,8 @@ class UdpUser:
         reply = self._transaction(method, uri, to, extra or {}, body, call_id, None)
         if auth and reply.code in (401, 407):
             name = "WWW-Authenticate" if reply.code == 401 else "Proxy-Authenticate"
-            answer = _digest(reply.header(name), method, uri, self.user, self.password)
+            answer = _digest(reply.header(name), method, uri, self.auth_user or self.user,
+                             self.password)
             header = "Authorization" if reply.code == 401 else "Proxy-Authorization"
             reply = self._transaction(method, uri, to, extra or {}, body, call_id,
                                       (header, answer))

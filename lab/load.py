@@ -1,0 +1,39 @@
+"""sipp command lines for the lab: a registered MESSAGE receiver and an authenticated sender.
+
+The scenarios live in lab/sipp/. sipp runs in the background (-bg is not used: the
+caller owns the process and its timeout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+
+
+def receiver_argv(port: int, trace_dir: Path | None = None, sipp: str = "sipp") -> list[str]:
+    """sipp answering every MESSAGE with 200 on 127.0.0.1:port (register that contact)."""
+    argv = [sipp, "-sf", str(SIPP_DIR / "uas_message.xml"), "-i", "127.0.0.1",
+            "-p", str(port), "-nostdin", "-nd"]
+    return argv + _trace(trace_dir)
+
+
+def sender_argv(proxy: tuple[str, int], sender: tuple[str, str, str], to_user: str,
+                calls: int, rate: float, prefix: str = "sipp", sipp: str = "sipp",
+                trace_dir: Path | None = None, timeout_s: int = 60) -> list[str]:
+    """sipp sending `calls` MESSAGEs from sender (user, domain, password) at `rate`/s."""
+    user, domain, password = sender
+    argv = [sipp, f"{proxy[0]}:{proxy[1]}", "-sf", str(SIPP_DIR / "uac_message.xml"),
+            "-i", "127.0.0.1", "-p", "0", "-m", str(calls), "-r", str(rate), "-rp", "1000",
+            "-l", str(max(1, int(rate))), "-au", user, "-ap", password,
+            "-key", "from", user, "-key", "to", to_user, "-key", "domain", domain,
+            "-key", "prefix", prefix, "-nostdin", "-timeout", f"{timeout_s}s",
+            "-timeout_error", "-recv_timeout", "5000"]
+    return argv + _trace(trace_dir)
+
+
+def _trace(trace_dir: Path | None) -> list[str]:
+    if trace_dir is None:
+        return []
+    return ["-trace_stat", "-stf", str(trace_dir / "sipp_stat.csv"),
+            "-trace_err", "-error_file", str(trace_dir / "sipp_errors.log")]
