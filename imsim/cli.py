@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from imsim import __version__
+from imsim.errors import UsageError
 from imsim.scenario import ScenarioError
 
 # (command name, module under imsim.commands); each module has register() and run().
@@ -52,10 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imsim: interrupted", file=sys.stderr)
         return 130
-
-
-class UsageError(Exception):
-    """A bad flag value or an unreadable input: one line, exit 2."""
 
 
 if __name__ == "__main__":

@@ -277,6 +277,12 @@ def _problem(error: dict[str, Any]) -> str:
     return msg[0].lower() + msg[1:] if msg else kind
 
 
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false",
+          "decimal": "a number", "string": "a text", "list": "a list", "dict": "a mapping",
+          "model": "a mapping", "tuple": "a list", "datetime": "an ISO date-time with zone",
+          "time": "a time such as '19:00'"}
+
+
 def _fix(error: dict[str, Any], path: Path_) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -290,6 +296,6 @@ def _fix(error: dict[str, Any], path: Path_) -> str:
     if "gt" in ctx:
         return f"write a value greater than {ctx['gt']}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"write a {kind.split('_')[0]} here"
+        return f"write {_KINDS.get(kind.split('_')[0], 'a ' + kind.split('_')[0])} here"
     return "correct the value"
 

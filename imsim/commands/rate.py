@@ -9,7 +9,7 @@ from typing import Any
 
 from imsim import scenario
 from imsim.billing import BillingEngine, Ledger, Message
-from imsim.cli import UsageError
+from imsim.errors import UsageError
 
 
 def register(sub: Any, name: str) -> None:

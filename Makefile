@@ -1,0 +1,37 @@
+# imsim: the two commands are `make demo` (the handbook scenario end to end) and
+# `make test` (the whole suite). Both install what they need into .venv/ first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS := dev,lab,notebooks
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint typecheck unit clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: venv
+	$(BIN)/imsim validate scenarios/handbook.yaml
+	$(BIN)/imsim rate scenarios/handbook.yaml --from 15551230001 --to 15551230002
+
+lint: venv
+	$(BIN)/ruff check imsim lab tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy imsim
+
+unit: venv
+	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs lab/run

@@ -1,0 +1,5 @@
+import sys
+
+from imsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import HANDBOOK, ROOT
+
+
+def imsim(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imsim", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_validate_prints_ok_and_counts():
+    done = imsim("validate", str(HANDBOOK))
+    assert done.returncode == 0
+    assert done.stdout.startswith("ok: handbook: 1 environments")
+    assert "3 accounts" in done.stdout
+
+
+def test_validate_bad_scenario_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(HANDBOOK.read_text().replace("price: 0.05", "price: -0.05"))
+    done = imsim("validate", str(bad))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "tariffs[1].rates[2].price" in done.stderr and "step 7" in done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("validate", "missing.yaml"),
+    ("validate",),
+    ("nonsense",),
+    ("rate", str(HANDBOOK), "--from", "15551230001", "--to", "1", "--at", "yesterday"),
+    ("rate", str(HANDBOOK), "--from", "19999999999", "--to", "15551230002"),
+    ("rate", str(HANDBOOK), "--from", "15551230001", "--to", "15551230002", "--length", "x"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(args):
+    done = imsim(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith(("imsim:", "usage:"))
+
+
+def test_unreadable_file_is_exit_2(tmp_path):
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    done = imsim("validate", str(folder))
+    assert done.returncode == 2 and "cannot read" in done.stderr
+
+
+def test_rate_prints_one_json_object():
+    done = imsim("rate", str(HANDBOOK), "--from", "15551230001", "--to", "+1 555 123 0002",
+                 "--length", "12")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == {
+        "code": 200, "reason": "OK", "step": None, "rate_code": "1555", "units": 1,
+        "unit_price": "0.01", "charged_amount": "0.01", "currency": "USD"}
+
+
+def test_rate_off_peak_and_domain():
+    saturday = "2026-01-10T12:00:00+00:00"
+    done = imsim("rate", str(HANDBOOK), "--from", "15551230002",
+                 "--to", "12125550100@sip.example.com", "--at", saturday)
+    answer = json.loads(done.stdout)
+    assert (answer["code"], answer["charged_amount"]) == (404, "0")
+
+
+def test_rate_refusal_names_the_step():
+    done = imsim("rate", str(HANDBOOK), "--from", "15551230003", "--to", "15551230001")
+    answer = json.loads(done.stdout)
+    assert (answer["code"], answer["step"], answer["charged_amount"]) == (403, 8, "0")

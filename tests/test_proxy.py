@@ -1,0 +1,70 @@
+import pytest
+
+from imsim.config import ServicePolicy
+from imsim.proxy import domain_matches, recipient_number, select_policy, to_e164
+
+
+@pytest.mark.parametrize(("pattern", "domain", "expected"), [
+    ("%", "sip.example.com", True),
+    ("%.example.com", "sip.example.com", True),
+    ("%.example.com", "example.org", False),
+    ("sip_.example.com", "sip1.example.com", True),
+    ("sip_.example.com", "sip12.example.com", False),
+    ("SIP.example.com", "sip.example.com", True),
+    ("a\\%b", "a%b", True),
+    ("a\\%b", "axxb", False),
+    ("a.b", "aXb", False),
+])
+def test_like_patterns(pattern, domain, expected):
+    assert domain_matches(pattern, domain) is expected
+
+
+def policy(name, pattern="%", priority=1):
+    return ServicePolicy(name=name, recipient_domain_pattern=pattern, match_priority=priority)
+
+
+def test_highest_match_priority_wins():
+    chosen = select_policy([policy("low", priority=1), policy("high", priority=5)], "x.com")
+    assert chosen.name == "high"
+
+
+def test_only_matching_policies_are_considered():
+    chosen = select_policy([policy("other", "%.org", 9), policy("any", "%", 1)], "x.com")
+    assert chosen.name == "any"
+
+
+def test_no_matching_policy():
+    assert select_policy([policy("org", "%.org")], "x.com") is None
+
+
+def test_tie_break_prefers_specific_pattern_then_name_regardless_of_order():
+    a, b, c = policy("b-any", "%"), policy("a-any", "%"), policy("z-exact", "x.com")
+    assert select_policy([a, b, c], "x.com").name == "z-exact"
+    assert select_policy([c, b, a], "x.com").name == "z-exact"
+    assert select_policy([a, b], "x.com").name == "a-any"
+    assert select_policy([b, a], "x.com").name == "a-any"
+
+
+@pytest.mark.parametrize(("typed", "country", "e164"), [
+    ("+15551230002", "US", "15551230002"),
+    ("+1 (555) 123-0002", "US", "15551230002"),
+    ("15551230002", "US", "15551230002"),
+    ("5551230002", "US", "15551230002"),
+    ("011 44 7700 900123", "US", "447700900123"),
+    ("00447700900123", "GB", "447700900123"),
+    ("07700 900123", "GB", "447700900123"),
+    ("030 1234567", "DE", "49301234567"),
+])
+def test_e164_translation(typed, country, e164):
+    assert to_e164(typed, country) == e164
+
+
+@pytest.mark.parametrize("typed", ["alice", "", "+", "12ab"])
+def test_untranslatable_user_parts(typed):
+    assert to_e164(typed, "US") is None
+
+
+def test_without_translation_the_user_part_is_used_as_typed():
+    assert recipient_number("+15551230002", False, "US") is None
+    assert recipient_number("15551230002", False, "US") == "15551230002"
+    assert recipient_number("+15551230002", True, "US") == "15551230002"
