@@ -26,6 +26,7 @@ TABLE_VERSIONS = {
     "xcap": 4,
 }
 
+HEADERS_VERSION = "id(int,auto) table_name(string) table_version(int)"
 HEADERS = {
     "subscriber": "id(int,auto) username(string) domain(string) ha1(string)",
     "domain": "id(int,auto) domain(string) did(string,null) last_modified(int)",
@@ -116,9 +117,6 @@ def version_table() -> str:
     rows = [HEADERS_VERSION]
     rows += [f"{i}:{name}:{v}" for i, (name, v) in enumerate(TABLE_VERSIONS.items(), 1)]
     return "\n".join(rows) + "\n"
-
-
-HEADERS_VERSION = "id(int,auto) table_name(string) table_version(int)"
 
 
 def create_database(db_dir: Path) -> None:

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -347,6 +347,7 @@ class Stack:
         return self.runner.alive(pid) and marker in self.runner.cmdline(pid)
 
     def _kamailio_pid(self, state: dict[str, Any]) -> int | None:
+        pid: int | None
         try:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
@@ -373,7 +374,3 @@ def render(template: str, values: dict[str, Any]) -> str:
         start = template.index("{{")
         raise StackError(f"unfilled placeholder {template[start:start + 30]!r}")
     return template
-
-
-def status_dict(status: Status) -> dict[str, Any]:
-    return asdict(status)

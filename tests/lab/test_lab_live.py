@@ -11,7 +11,7 @@ import pytest
 from conftest import ACCOUNTS, ENV1, ENV2
 from fake_billing import free_port
 
-from lab import load, sip
+from lab import accounting, load, sip
 from lab.stack import Stack
 
 pytestmark = pytest.mark.lab
@@ -29,11 +29,8 @@ def serving(client: sip.UdpUser, seconds: float = 1.5) -> threading.Thread:
     return thread
 
 
-def acc_lines(stack: Stack) -> list[list[str]]:
-    rows = []
-    for path in sorted(stack.acc_dir.glob("acc_*.log")):
-        rows += [line.split("|") for line in path.read_text().splitlines() if line]
-    return rows
+def acc_lines(stack: Stack) -> list[dict[str, str]]:
+    return accounting.read(stack.acc_dir)
 
 
 def wait_for(predicate, seconds: float = 2.0) -> bool:
@@ -99,23 +96,25 @@ def test_message_between_registered_users_is_billed_and_relayed(stack, user, fre
             for a in fresh.authorize] == [("m-relay-1", "15551230001", "15551230002", 5)]
     assert wait_for(lambda: len(fresh.account) == 1)
     assert (fresh.account[0]["msg_id"], fresh.account[0]["code"]) == ("m-relay-1", 200)
-    rows = [row for row in acc_lines(stack) if "m-relay-1" in row]
-    assert [(r[0], r[4], r[5]) for r in rows] == [("MESSAGE", "407", "Proxy Authentication Required"),
-                                                  ("MESSAGE", "200", "OK")]
+    rows = [row for row in acc_lines(stack) if row["msg_id"] == "m-relay-1"]
+    assert [(r["method"], r["sip_code"], r["sip_reason"], r["from_user"], r["to_user"])
+            for r in rows] == [
+        ("MESSAGE", "407", "Proxy Authentication Required", "15551230001", "15551230002"),
+        ("MESSAGE", "200", "OK", "15551230001", "15551230002")]
 
 
 def test_message_to_unregistered_user_is_480(stack, user, fresh):
     reply = user("15551230001").message("15551230003", "hello", msg_id="m-480")
     assert (reply.code, reply.reason) == (480, "Temporarily Unavailable (recipient not registered)")
     assert [a["code"] for a in fresh.account] == [480]
-    assert any(r[4] == "480" and r[-1] == "m-480" for r in acc_lines(stack))
+    assert any(r["sip_code"] == "480" and r["msg_id"] == "m-480" for r in acc_lines(stack))
 
 
 def test_billing_refusal_is_answered_with_its_code(stack, user, fresh):
     reply = user("15551230001").message("95550000000", "hello", msg_id="m-refused")
     assert (reply.code, reply.reason) == (403, "Forbidden (no rate for destination)")
     assert fresh.account == []
-    assert any(r[4] == "403" and r[-1] == "m-refused" for r in acc_lines(stack))
+    assert any(r["sip_code"] == "403" and r["msg_id"] == "m-refused" for r in acc_lines(stack))
 
 
 def test_message_to_a_domain_not_served_is_404(user, fresh):
@@ -144,7 +143,7 @@ def test_sipp_sender_and_receiver_through_auth_and_billing(stack, user, fresh, t
         bob.register(expires=0)
     assert wait_for(lambda: len(fresh.account) == 20)
     assert {a["code"] for a in fresh.account} == {200}
-    billed = {r[-1] for r in acc_lines(stack) if r[4] == "200"}
+    billed = {r["msg_id"] for r in acc_lines(stack) if r["sip_code"] == "200"}
     assert {f"sipp-t-{n}" for n in range(1, 21)} <= billed
 
 
@@ -198,7 +197,7 @@ def test_billing_down_fails_closed_with_503(tmp_path):
             bob.close()
         assert (reply.code, reply.reason) == (503, "Billing unavailable")
         assert bob.received == []
-        assert any(r[4] == "503" and r[-1] == "m-503" for r in acc_lines(lab))
+        assert any(r["sip_code"] == "503" and r["msg_id"] == "m-503" for r in acc_lines(lab))
     finally:
         lab.down()
 
@@ -211,3 +210,16 @@ def test_down_stops_every_process(tmp_path):
     assert lab.down() == [pid]
     assert wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in [pid, *children]))
     assert not lab.status().running
+
+
+def test_reprovisioning_a_running_stack(stack, user):
+    added = ("15551250001", "env3.imsim.test", "erin-secret")
+    stack.provision([*ACCOUNTS, added])
+    try:
+        erin = user("15551250001", domain="env3.imsim.test", password="erin-secret")
+        assert erin.register().code == 200
+        assert erin.message("15551250001", "to myself", msg_id="m-env3").code == 200
+    finally:
+        stack.provision(ACCOUNTS)
+    assert user("15551250001", domain="env3.imsim.test",
+                password="erin-secret").register().code == 403
