@@ -268,8 +268,8 @@ class BillingEngine:
             return refuse(403, "usage_charge", 8, f"Forbidden (product {product.name} has no "
                           f"Messaging usage charge on {PORTASIP})"), None
         if tariff.applied_to is not AppliedTo.customer or tariff.service is not Service.messaging:
-            return refuse(403, "customer_tariff", 6, f"Forbidden (tariff {tariff.name} is not a "
-                          "customer Messaging tariff)"), None
+            return refuse(403, "usage_charge", 8, f"Forbidden (the Messaging usage charge names "
+                          f"tariff {tariff.name}, which is not a customer Messaging tariff)"), None
         rating = self.tables[tariff.name].rate(number, msg.at, msg.length,
                                                policy.billing_unit_size, customer.time_zone)
         if rating is None:

@@ -89,6 +89,13 @@ def test_step8_usage_charge_on_wrong_node():
     assert (d.code, d.step) == (403, 8)
 
 
+def test_step8_usage_charge_with_a_non_messaging_tariff():
+    def voice_tariff(env):
+        env["tariffs"][1]["service"] = "voice"
+    d = decide(voice_tariff)
+    assert (d.code, d.step, d.check) == (403, 8, "usage_charge")
+
+
 def test_step7_no_customer_rate():
     def only_uk(env):
         env["tariffs"][1]["rates"] = [{"rate_codes": ["44"], "price": 0.05}]
