@@ -35,6 +35,23 @@ def check(scenario: Scenario, document: Any, source: str) -> None:
     _script(report, scenario)
 
 
+def check_journal(scenario: Scenario, document: Any, source: str) -> None:
+    """Journal entries name existing environments and come in time order."""
+    report = _Reporter(document, source)
+    names = {env.name for env in scenario.environments}
+    last = float("-inf")
+    for index, action in enumerate(scenario.setup):
+        if action.env is not None and action.env not in names:
+            report.fail(("setup", index, "env"), f"environment {action.env!r} does not exist",
+                        None, f"name one of {sorted(names)}")
+        if action.at is not None:
+            if action.at < last:
+                report.fail(("setup", index, "at"), f"at {action.at:g} is earlier than the entry "
+                            f"before it ({last:g})", None,
+                            "list the journal in the order the admin worked")
+            last = action.at
+
+
 def _unique(report: _Reporter, where: Path_, names: list[str], key: str,
             step: int | None) -> None:
     for name, count in Counter(names).items():

@@ -16,8 +16,12 @@ from pydantic import Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from imsim import references
+from imsim.changes import ConfigChange
 from imsim.config import STEP_TITLES, Environment, Frozen
+from imsim.population import Generate
 from imsim.settings import SimSettings
+from imsim.setup import SetupAction
 from imsim.traffic import Traffic
 from imsim.units import Seconds
 
@@ -36,6 +40,8 @@ class Scenario(Frozen):
     environments: tuple[Environment, ...] = Field(min_length=1)
     traffic: Traffic = Traffic()
     sim: SimSettings = SimSettings()
+    setup: tuple[SetupAction, ...] = ()
+    initial: tuple[Environment, ...] | None = Field(None, exclude=True)
 
     @field_validator("start")
     @classmethod
@@ -164,14 +170,28 @@ def _check_aliases(document: Any, source: str, budget: int = 1_000_000) -> None:
 
 
 def from_document(document: Any, source: str = "<scenario>") -> Scenario:
-    from imsim import references
-
     try:
         scenario = Scenario.model_validate(_plain(document))
     except ValidationError as exc:
         raise _from_validation(exc, document, source) from None
+    if "initial" in document:
+        raise ScenarioError("unknown key 'initial'", source=source, path=("initial",),
+                            line=line_of(document, ("initial",)), fix="remove it")
+    if scenario.setup:
+        scenario = _after_setup(scenario, document, source)
     references.check(scenario, document, source)
     return scenario
+
+
+def _after_setup(scenario: Scenario, document: Any, source: str) -> Scenario:
+    """The scenario with ``environments`` as the journal leaves them; ``initial`` keeps
+    the state before it (for `imsim.replay.timeline`)."""
+    from imsim.replay import replay
+
+    references.check_journal(scenario, document, source)
+    done = replay(scenario.environments, scenario.setup)
+    return scenario.model_copy(update={"environments": done.final(),
+                                       "initial": scenario.environments})
 
 
 def _plain(node: Any) -> Any:
@@ -241,7 +261,7 @@ def lc_line(node: Any) -> int | None:
 
 
 _SECTION_STEPS = {"config_server": 1, "service_policies": 2, "vendors": 5, "products": 8,
-                  "customers": 9, "traffic": 9}
+                  "customers": 9, "traffic": 9, "generate": 9}
 
 
 def step_of(document: Any, path: Path_) -> int | None:
