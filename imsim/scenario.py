@@ -17,7 +17,6 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from imsim import references
-from imsim.changes import ConfigChange
 from imsim.config import STEP_TITLES, Environment, Frozen
 from imsim.population import Generate
 from imsim.settings import SimSettings
@@ -170,10 +169,13 @@ def _check_aliases(document: Any, source: str, budget: int = 1_000_000) -> None:
 
 
 def from_document(document: Any, source: str = "<scenario>") -> Scenario:
+    plain = _plain(document)
+    generated = _generate_blocks(plain, document, source)
     try:
-        scenario = Scenario.model_validate(_plain(document))
+        scenario = Scenario.model_validate(plain)
     except ValidationError as exc:
         raise _from_validation(exc, document, source) from None
+    scenario = _with_generated(scenario, generated)
     if "initial" in document:
         raise ScenarioError("unknown key 'initial'", source=source, path=("initial",),
                             line=line_of(document, ("initial",)), fix="remove it")
@@ -192,6 +194,48 @@ def _after_setup(scenario: Scenario, document: Any, source: str) -> Scenario:
     done = replay(scenario.environments, scenario.setup)
     return scenario.model_copy(update={"environments": done.final(),
                                        "initial": scenario.environments})
+
+
+# -- generated populations (imsim.population) ------------------------------------------
+
+Generated = list[tuple[int, int, Generate]]
+
+
+def _generate_blocks(plain: Any, document: Any, source: str) -> Generated:
+    """Take every customer's ``generate:`` block out of ``plain`` and validate it."""
+    found: Generated = []
+    envs = plain.get("environments") if isinstance(plain, dict) else None
+    for e, env in enumerate(envs if isinstance(envs, list) else []):
+        customers = env.get("customers") if isinstance(env, dict) else None
+        for c, customer in enumerate(customers if isinstance(customers, list) else []):
+            if isinstance(customer, dict) and "generate" in customer:
+                where: Path_ = ("environments", e, "customers", c, "generate")
+                found.append((e, c, _generate(customer.pop("generate"), where, document,
+                                              source)))
+    return found
+
+
+def _generate(block: Any, where: Path_, document: Any, source: str) -> Generate:
+    try:
+        return Generate.model_validate(block)
+    except ValidationError as exc:
+        error: dict[str, Any] = dict(exc.errors(include_url=False)[0])
+        path = (*where, *resolve_path(block, error["loc"]))
+        raise ScenarioError(_problem(error), source=source, path=path,
+                            line=line_of(document, path), step=9,
+                            fix=_fix(error, path)) from None
+
+
+def _with_generated(scenario: Scenario, generated: Generated) -> Scenario:
+    if not generated:
+        return scenario
+    envs = list(scenario.environments)
+    for e, c, block in generated:
+        customers = list(envs[e].customers)
+        customers[c] = customers[c].model_copy(
+            update={"accounts": (*customers[c].accounts, *block.accounts())})
+        envs[e] = envs[e].model_copy(update={"customers": tuple(customers)})
+    return scenario.model_copy(update={"environments": tuple(envs)})
 
 
 def _plain(node: Any) -> Any:
