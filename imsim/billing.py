@@ -24,7 +24,7 @@ Registration (480) and the recipient's own answer are the proxy's business.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -198,6 +198,16 @@ class BillingEngine:
     # -- checks 2 to 6 -----------------------------------------------------------
     def authorize(self, msg: Message, ledger: Ledger | None = None) -> Decision:
         """Decide a MESSAGE; with a ledger, reserve the charge under ``msg.call_id``."""
+        return self.settle(msg, self.decide(msg), ledger)
+
+    def decide(self, msg: Message) -> Decision:
+        """Checks 2 to 6 without balances (`settle` does those).
+
+        The answer depends only on the sender, the recipient, the length and the rates
+        in effect at ``msg.at``; a caller may reuse it for another message with the same
+        ones (the simulator memoizes it). A refusal after the customer rating carries
+        that rating, so that `settle` puts the balance check first, as check 4 is.
+        """
         if not self.env.config_server.messaging_enabled:
             return refuse(403, "messaging_enabled", 1,
                           "Forbidden (Messaging service not enabled on the configuration server)")
@@ -216,22 +226,33 @@ class BillingEngine:
         refusal, customer_rating = self._customer_rating(customer, account, number, msg, policy)
         if refusal is not None:
             return refusal
-        assert customer_rating is not None
-        if ledger is not None and not ledger.can_pay(customer, account, customer_rating.amount):
-            return refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
         refusal, vendor_rating = self._vendor_rating(policy, number, msg)
         if refusal is not None:
-            return refusal
+            return replace(refusal, customer=customer_rating)
         decision = self._local(policy, number, billed=True)
         if not decision.ok:
-            return decision
+            return replace(decision, customer=customer_rating)
         incoming = self._incoming_rating(number, msg, policy)
-        if ledger is not None and not self._reserve(ledger, msg, customer, account,
-                                                    customer_rating, number, incoming):
-            return refuse(403, "balance", None,
-                          "Forbidden (recipient has insufficient balance for incoming messages)")
         return Decision(200, OK_REASON, None, "authorized", number, True,
                         customer_rating, vendor_rating, incoming)
+
+    def settle(self, msg: Message, decision: Decision, ledger: Ledger | None = None) -> Decision:
+        """The balance part of check 4 for a `decide` answer: refuse when the sender
+        cannot pay; else, with a ledger, reserve the charge under ``msg.call_id``."""
+        rating = decision.customer
+        if rating is None:
+            return decision
+        customer, account = self.accounts[msg.sender]
+        if ledger is not None and not ledger.can_pay(customer, account, rating.amount):
+            return refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
+        if not decision.ok:
+            return replace(decision, customer=None)
+        assert decision.recipient is not None
+        if ledger is not None and not self._reserve(ledger, msg, customer, account, rating,
+                                                    decision.recipient, decision.incoming):
+            return refuse(403, "balance", None,
+                          "Forbidden (recipient has insufficient balance for incoming messages)")
+        return decision
 
     def _recipient(self, to_user: str, domain: str) -> tuple[ServicePolicy | None, str | None]:
         key = (to_user, domain)
@@ -263,7 +284,7 @@ class BillingEngine:
         if product is None or Service.messaging not in product.included_services:
             return refuse(403, "product", 8,
                           f"Forbidden (product {account.product} does not include Messaging)"), None
-        tariff = self._usage_tariff(product, "outgoing")
+        tariff = self.usage_tariff(product, "outgoing")
         if tariff is None:
             return refuse(403, "usage_charge", 8, f"Forbidden (product {product.name} has no "
                           f"Messaging usage charge on {PORTASIP})"), None
@@ -280,7 +301,7 @@ class BillingEngine:
                           f"Forbidden (destination {rating.rate_code} is forbidden)"), None
         return None, rating
 
-    def _usage_tariff(self, product: Product, direction: str) -> Tariff | None:
+    def usage_tariff(self, product: Product, direction: str) -> Tariff | None:
         for charge in product.usage_charges:
             if (charge.service is Service.messaging and charge.node == PORTASIP
                     and charge.direction == direction):
@@ -319,7 +340,7 @@ class BillingEngine:
     def _incoming_rating(self, number: str, msg: Message, policy: ServicePolicy) -> Rating | None:
         customer, account = self.accounts[number]
         product = self.env.product(account.product)
-        tariff = self._usage_tariff(product, "incoming") if product else None
+        tariff = self.usage_tariff(product, "incoming") if product else None
         if tariff is None:
             return None
         return self.tables[tariff.name].rate(msg.sender, msg.at, msg.length,
