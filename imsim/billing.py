@@ -59,6 +59,12 @@ class Message:
     length: int = 0
     call_id: str = ""
 
+    @property
+    def hold(self) -> str:
+        """The ledger key of this message's reservation: one per message, even when
+        messages share a Call-ID (or leave it empty)."""
+        return f"{self.call_id}\x1f{self.msg_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -197,7 +203,7 @@ class BillingEngine:
 
     # -- checks 2 to 6 -----------------------------------------------------------
     def authorize(self, msg: Message, ledger: Ledger | None = None) -> Decision:
-        """Decide a MESSAGE; with a ledger, reserve the charge under ``msg.call_id``."""
+        """Decide a MESSAGE; with a ledger, reserve the charge under ``msg.hold``."""
         return self.settle(msg, self.decide(msg), ledger)
 
     def decide(self, msg: Message) -> Decision:
@@ -238,7 +244,7 @@ class BillingEngine:
 
     def settle(self, msg: Message, decision: Decision, ledger: Ledger | None = None) -> Decision:
         """The balance part of check 4 for a `decide` answer: refuse when the sender
-        cannot pay; else, with a ledger, reserve the charge under ``msg.call_id``."""
+        cannot pay; else, with a ledger, reserve the charge under ``msg.hold``."""
         rating = decision.customer
         if rating is None:
             return decision
@@ -348,12 +354,12 @@ class BillingEngine:
 
     def _reserve(self, ledger: Ledger, msg: Message, customer: Customer, account: Account,
                  rating: Rating, number: str, incoming: Rating | None) -> bool:
-        if not ledger.reserve(msg.call_id, customer, account, rating.amount):
+        if not ledger.reserve(msg.hold, customer, account, rating.amount):
             return False
         if incoming is not None:
             r_customer, r_account = self.accounts[number]
-            if not ledger.reserve(msg.call_id, r_customer, r_account, incoming.amount):
-                ledger.release(msg.call_id)
+            if not ledger.reserve(msg.hold, r_customer, r_account, incoming.amount):
+                ledger.release(msg.hold)
                 return False
         return True
 
@@ -363,7 +369,7 @@ class BillingEngine:
         """The xDRs of a MESSAGE's final answer ``code``; commits or releases the hold."""
         delivered = 200 <= code < 300 and decision.ok and decision.billed
         if ledger is not None:
-            (ledger.commit if delivered else ledger.release)(msg.call_id)
+            (ledger.commit if delivered else ledger.release)(msg.hold)
         if not delivered:
             return []
         assert decision.customer is not None and decision.recipient is not None
