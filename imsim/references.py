@@ -173,6 +173,10 @@ def _script(report: _Reporter, scenario: Scenario) -> None:
             index = [i for i, m in enumerate(scenario.traffic.script) if m.id == msg_id][1]
             report.fail(("traffic", "script", index, "id"), f"duplicate message id {msg_id!r}",
                         9, "give every scripted message its own id")
+    for msg_id in scenario.expected:
+        if msg_id not in ids:
+            report.fail(("expected", msg_id), f"no scripted message has id {msg_id!r}", 9,
+                        "expect outcomes only for messages of traffic.script")
     for index, msg in enumerate(scenario.traffic.script):
         if scenario.home_of(msg.sender, msg.sender_domain) is None:
             report.fail(("traffic", "script", index, "from"),

@@ -29,6 +29,14 @@ DEFAULT_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 Path_ = tuple[str | int, ...]
 
 
+class Expectation(Frozen):
+    """What a scripted test message should get: its final code, step and billing."""
+
+    code: int = Field(ge=100, le=699)
+    step: int | None = Field(None, ge=1, le=9)
+    billed: bool | None = None
+
+
 class Scenario(Frozen):
     """A whole scenario: environments (the nine steps each), traffic, timing."""
 
@@ -40,6 +48,7 @@ class Scenario(Frozen):
     traffic: Traffic = Traffic()
     sim: SimSettings = SimSettings()
     setup: tuple[SetupAction, ...] = ()
+    expected: dict[str, Expectation] = {}
     initial: tuple[Environment, ...] | None = Field(None, exclude=True)
 
     @field_validator("start")
