@@ -205,7 +205,7 @@ def apply(env: Environment, action: Any) -> Environment:
 
 
 def _fields(action: Any, model: type[Frozen]) -> dict[str, Any]:
-    return {k: getattr(action, k) for k in model.model_fields if k in action.model_fields}
+    return {k: getattr(action, k) for k in model.model_fields if k in type(action).model_fields}
 
 
 def _enable(env: Environment, action: Any) -> Environment:

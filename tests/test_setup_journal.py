@@ -1,0 +1,88 @@
+"""The setup journal: replay, refusals the admin interface would give, the timeline."""
+
+import pytest
+
+from imsim import scenario
+from imsim.checklist import fill
+from imsim.replay import BEFORE, environment_at, replay, timeline
+from imsim.scenario import ScenarioError
+from tests.helpers import ROOT
+
+TRAINING = ROOT / "scenarios" / "training"
+
+
+def load(name: str):
+    return scenario.load(TRAINING / f"{name}.yaml")
+
+
+def test_replay_builds_the_handbook_configuration():
+    s = load("00_correct_order")
+    env = s.environments[0]
+    assert env.config_server.messaging_enabled
+    assert [p.name for p in env.service_policies] == ["policy A"]
+    assert [t.name for t in env.tariffs] == ["tariff A", "tariff B"]
+    assert env.vendors[0].connections[0].tariff == "tariff A"
+    assert env.product("Softphone").usage_charges[0].tariff == "tariff B"
+    assert s.initial[0].tariffs == ()
+
+
+def test_refused_action_names_the_step_to_do_first():
+    s = load("19_connection_before_vendor_tariff")
+    entries = replay(s.initial, s.setup).entries
+    refused = [e for e in entries if not e.ok]
+    assert [(e.action, e.step, e.first) for e in refused] == [("add_connection", 5, 3)]
+    assert "tariff 'tariff A' does not exist yet: create it first (step 3)" in refused[0].refused
+
+
+def test_usage_charge_refused_for_a_vendor_tariff_and_before_include():
+    s14 = load("14_customer_tariff_applied_to_vendor")
+    refused = [e for e in replay(s14.initial, s14.setup).entries if not e.ok]
+    assert [(e.action, e.first) for e in refused] == [("add_usage_charge", 6)]
+    s16 = load("16_product_without_messaging")
+    refused = [e for e in replay(s16.initial, s16.setup).entries if not e.ok]
+    assert [(e.action, e.first) for e in refused] == [("add_usage_charge", 8)]
+
+
+def with_setup(extra: str) -> scenario.Scenario:
+    text = (TRAINING / "00_correct_order.yaml").read_text()
+    text = text.replace("\ntraffic:", extra + "\ntraffic:", 1)
+    return scenario.loads(text, "x.yaml")
+
+
+def test_currency_of_a_tariff_cannot_change():
+    s = with_setup('  - {at: 320, action: update_tariff, name: tariff B, changes: {currency: EUR}}')
+    refused = [e for e in replay(s.initial, s.setup).entries if not e.ok]
+    assert "cannot change once set" in refused[0].refused
+    assert s.environments[0].tariff("tariff B").currency == "USD"
+
+
+def test_journal_out_of_time_order_is_a_scenario_error():
+    with pytest.raises(ScenarioError) as caught:
+        with_setup("  - {at: 10, action: disable_messaging}")
+    assert caught.value.yaml_path == "setup[10].at"
+
+
+def test_unknown_action_is_a_scenario_error_with_path():
+    with pytest.raises(ScenarioError) as caught:
+        with_setup("  - {at: 400, action: reboot_everything}")
+    assert caught.value.yaml_path.startswith("setup[10]")
+
+
+def test_timeline_propagates_steps_1_and_2_only():
+    s = load("00_correct_order")  # enable at 0, policy at 60, tariff A at 120, delay 300
+    versions = timeline(s)["main"]
+    assert versions[0][0] == BEFORE
+    at = lambda t: environment_at(versions, t)  # noqa: E731
+    assert not at(299).config_server.messaging_enabled
+    assert at(300).config_server.messaging_enabled
+    assert at(200).tariff("tariff A") is not None        # billing objects: at once
+    assert at(300).service_policies == ()                # policy saved at 60: not yet
+    assert [p.name for p in at(360).service_policies] == ["policy A"]
+
+
+def test_checklist_marks_out_of_order_steps():
+    states = fill(load("23_customer_side_first"))["main"]
+    assert states[6].before == [3, 4, 5]
+    assert states[3].before == []
+    missing = fill(load("09_no_vendor_connection"))["main"]
+    assert (missing[5].done, missing[6].before) == (False, [])
