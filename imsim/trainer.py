@@ -10,6 +10,7 @@ finding on the same message-path check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imsim.checklist import StepState, fill
@@ -118,3 +119,59 @@ def _outcome(scenario: Scenario, row: dict[str, Any], billed: bool) -> Outcome:
     text = f"{expected.code}" + (f" step {expected.step}" if expected.step else "")
     text += {True: " billed", False: " unbilled", None: ""}[expected.billed]
     return Outcome(**{**outcome.__dict__, "expected": text, "as_expected": ok})
+
+
+class TrainingSession:
+    """A trainee at the admin interface: perform actions one by one, watch the checklist.
+
+    >>> session = TrainingSession.start("scenarios/training/00_correct_order.yaml")
+    >>> session.do("enable_messaging")            # step 1, at the session clock
+    >>> session.wait("5m"); session.send("15551230001", "15551230002")
+    >>> print(session.report())                   # checklist, diagnosis, test messages
+    """
+
+    def __init__(self, document: dict[str, Any], source: str = "<training>") -> None:
+        self.document, self.source = document, source
+        self.clock = 0.0
+        self.document["setup"] = []
+        self.document.setdefault("traffic", {})["script"] = []
+        self.document.pop("expected", None)
+
+    @classmethod
+    def start(cls, base: str | Path) -> TrainingSession:
+        """Begin from a scenario's state before its journal (its ``environments``)."""
+        from ruamel.yaml import YAML
+
+        document = YAML(typ="safe").load(Path(base).read_text(encoding="utf-8"))
+        return cls(document, str(base))
+
+    def wait(self, duration: str | float) -> None:
+        from imsim.units import parse_duration
+
+        self.clock += parse_duration(duration)
+
+    def do(self, action: str, **fields: Any) -> Applied:
+        """Perform an admin action now; returns how the interface took it."""
+        entry = {"action": action, "at": self.clock, **fields}
+        self.document["setup"].append(entry)
+        try:
+            built = self.scenario()
+        except Exception:
+            self.document["setup"].pop()
+            raise
+        return replay(built.initial or built.environments, built.setup).entries[-1]
+
+    def send(self, sender: str, to: str, body: str = "test message") -> str:
+        """Schedule a test message now; returns its id."""
+        script = self.document["traffic"]["script"]
+        msg_id = f"test{len(script) + 1}"
+        script.append({"id": msg_id, "at": self.clock, "from": sender, "to": to, "body": body})
+        return msg_id
+
+    def scenario(self) -> Scenario:
+        from imsim.scenario import from_document
+
+        return from_document(self.document, self.source)
+
+    def report(self, seed: int | None = None) -> Report:
+        return check(self.scenario(), seed=seed)
