@@ -20,6 +20,7 @@ from imsim.scenario import ScenarioError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("validate", "validate"),
     ("rate", "rate"),
+    ("run", "run"),
 )
 
 

@@ -1,0 +1,140 @@
+"""Messages that traffic sends: the script, and the Poisson model.
+
+The Poisson model is one merged stream per environment: candidates arrive at rate
+``rate_per_hour x accounts x max(profile) x cap`` and each picks an account at
+random; it becomes a message when the account is online and passes the thinning
+(profile multiplier of the sender's local hour / max, and elasticity / cap). That is
+exactly a Poisson process of ``rate_per_hour x multiplier`` per online account, at
+one simpy event per candidate. The stream is shifted by the network delay, so a
+candidate's event is its message's arrival at the proxy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_right
+from itertools import accumulate
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from imsim.billing import Message
+from imsim.scenario import Scenario
+from imsim.sim.core import Clock, Draws, Streams, sampler, uniforms
+from imsim.sim.messaging import MessagePath
+from imsim.sim.site import Site
+from imsim.traffic import Destination, Traffic
+
+
+def play_script(scenario: Scenario, sites: dict[str, Site], path: MessagePath) -> None:
+    """Schedule every scripted message (ids default to script-<index>)."""
+    for index, line in enumerate(scenario.traffic.script):
+        env = scenario.home_of(line.sender, line.sender_domain)
+        assert env is not None
+        path.send(sites[env.name], line.sender, line.to, line.size, line.id or f"script-{index}",
+                  line.at, line.password)
+
+
+class PoissonStream:
+    """The merged Poisson stream of one environment."""
+
+    def __init__(self, clock: Clock, traffic: Traffic, site: Site, path: MessagePath,
+                 streams: Streams, start: dt.datetime) -> None:
+        assert traffic.poisson is not None
+        self.clock, self.site, self.path, self.start = clock, site, path, start
+        self.profile = traffic.profile
+        self.peak = max(self.profile) if self.profile else 1.0
+        self.elasticity = traffic.elasticity
+        self.cap = self.elasticity.cap if self.elasticity else 1.0
+        size = len(site.ids)
+        rate = traffic.poisson.rate_per_hour / 3600 * size * self.peak * self.cap
+        name = f"poisson.{site.name}"
+        rng = streams.generator(name)
+        self.gap = Draws(lambda n: rng.exponential(1 / rate, n)) if size else None
+        self.pick = Draws(lambda n: rng.integers(0, size, n))
+        self.chance = uniforms(streams.generator(f"{name}.thinning"))
+        self.where = Destinations(traffic, site, streams.generator(f"{name}.destination"))
+        self.body = sampler(traffic.length, streams.generator(f"{name}.body"))
+        self._hours: dict[tuple[int, int], float] = {}
+        self._zones = [ZoneInfo(z) for z in site.zones]
+        self.delay = path.delay
+        self.count = 0
+
+    def begin(self) -> None:
+        if self.gap is not None:
+            self.clock.at(self.gap.next() + self.delay, self.fire)
+
+    def fire(self, _: object = None) -> None:
+        now = self.clock.now
+        assert self.gap is not None
+        self.clock.at(now + self.gap.next(), self.fire)
+        i = int(self.pick.next())
+        site = self.site
+        if not site.online[i]:
+            return
+        sent = now - self.delay
+        if self.profile is not None and self.chance() * self.peak >= self.multiplier(i, sent):
+            return
+        to = self.where.choose(i)
+        if to is None:
+            return
+        length = int(self.body())
+        if self.elasticity is not None and self.chance() * self.cap >= self.demand(i, to, length):
+            return
+        self.count += 1
+        self.path.arrive_now(site, site.ids[i], to, length, f"p{site.name}.{self.count}")
+
+    def multiplier(self, i: int, sent: float) -> float:
+        """The profile multiplier of the sender's local hour (cached per minute)."""
+        assert self.profile is not None
+        key = (self.site.zone_of[i], int(sent // 60))
+        found = self._hours.get(key)
+        if found is None:
+            moment = self.start + dt.timedelta(seconds=key[1] * 60)
+            hour = moment.astimezone(self._zones[key[0]]).hour
+            found = self._hours[key] = self.profile[hour]
+        return found
+
+    def demand(self, i: int, to: str, length: int) -> float:
+        """Elasticity: (unit price / reference) ** coefficient for this destination."""
+        assert self.elasticity is not None
+        site, now = self.site, self.clock.now
+        user, _, domain = to.partition("@")
+        at, micros = site.at(now)
+        msg = Message("", site.ids[i], user, domain or site.domain, at, length)
+        rating = site.version(now).decide(msg, micros).customer
+        if rating is None:
+            return 1.0
+        price = float(rating.unit_price)
+        if price <= 0:
+            return self.cap
+        return float((price / self.elasticity.reference_price) ** self.elasticity.coefficient)
+
+
+class Destinations:
+    """A buddy, or a number of the destination mix."""
+
+    def __init__(self, traffic: Traffic, site: Site, rng: np.random.Generator) -> None:
+        self.site = site
+        self.share = traffic.destinations.off_buddy_share
+        self.mix: tuple[Destination, ...] = traffic.destinations.mix
+        self.weights = list(accumulate(d.weight for d in self.mix))
+        self.u = uniforms(rng)
+
+    def choose(self, i: int) -> str | None:
+        buddies = self.site.buddy_ids[i]
+        if buddies and (not self.mix or not self.share or self.u() >= self.share):
+            return buddies[int(self.u() * len(buddies))]
+        if not self.mix:
+            return None
+        entry = self.mix[bisect_right(self.weights, self.u() * self.weights[-1])]
+        return self._number(entry) + (f"@{entry.domain}" if entry.domain else "")
+
+    def _number(self, entry: Destination) -> str:
+        if entry.number is not None:
+            return entry.number
+        if entry.prefix is not None:
+            free = entry.digits - len(entry.prefix)
+            return entry.prefix + str(int(self.u() * 10 ** free)).zfill(free)
+        ids = self.site.ids
+        return ids[int(self.u() * len(ids))]

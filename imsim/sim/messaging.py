@@ -1,0 +1,182 @@
+"""The path of a MESSAGE through the proxy and the billing engine, in time.
+
+Events of one message (each a simpy event, see `imsim.sim.core`):
+
+1. the MESSAGE reaches the proxy (``sent_at + delay``): a proxy transaction, answered
+   407 (digest challenge); the client resends with credentials on receiving it;
+2. the resent MESSAGE reaches the proxy: a second proxy transaction, then the
+   authorization request goes to billing (one-way ``billing.latency``);
+3. billing receives it: `BillingEngine.authenticate`, then `decide` (memoized) and
+   `settle` with the environment's ledger, on the configuration in effect now; the
+   answer leaves after the AAA pool's queue and service time;
+4. the answer is back at the proxy: refused -> relayed to the sender; authorized ->
+   the registrar lookup (480 when the recipient is not registered), then the
+   recipient's softphone answers (200, a configured failure, or nothing: 408 after
+   the transaction timeout) and billing accounts the final answer (`account`).
+
+Decisions are `imsim.billing`'s; this module only adds time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imsim.billing import Decision, Message
+from imsim.settings import SimSettings
+from imsim.sim.core import Clock, Streams, sampler, uniforms
+from imsim.sim.records import Recorder
+from imsim.sim.site import Site, Version
+
+NAN = float("nan")
+
+
+class Msg:
+    """A message in flight."""
+
+    __slots__ = ("msg_id", "site", "sender", "to", "to_user", "to_domain", "length",
+                 "password", "sent_at", "message", "decision", "version")
+
+    def __init__(self, msg_id: str, site: Site, sender: str, to: str, to_user: str,
+                 to_domain: str, length: int, password: str, sent_at: float) -> None:
+        self.msg_id, self.site, self.sender, self.to = msg_id, site, sender, to
+        self.to_user, self.to_domain, self.length = to_user, to_domain, length
+        self.password, self.sent_at = password, sent_at
+        self.message: Message | None = None
+        self.decision: Decision | None = None
+        self.version: Version | None = None
+
+
+class MessagePath:
+    """Sends messages and carries them through events 1 to 4."""
+
+    def __init__(self, clock: Clock, settings: SimSettings, streams: Streams,
+                 recorder: Recorder) -> None:
+        self.clock, self.recorder = clock, recorder
+        self.delay = settings.network.delay
+        self.latency = settings.billing.latency
+        self.timeout = settings.transaction_timeout
+        self.proxy_time = sampler(settings.proxy.service.MESSAGE,
+                                  streams.generator("service.proxy.MESSAGE"))
+        self.billing_time = sampler(settings.billing.service,
+                                    streams.generator("service.billing"))
+        ua = settings.user_agent
+        self.answer_delay, self.failure = ua.answer_delay, ua.failure_probability
+        self.failure_answer = (ua.failure_code, ua.failure_reason)
+        self.chance = uniforms(streams.generator("user_agent.failure"))
+        self.sent = 0
+
+    def send(self, site: Site, sender: str, to: str, length: int, msg_id: str,
+             sent_at: float, password: str | None = None) -> None:
+        """Schedule a message sent at ``sent_at`` (its arrival at the proxy)."""
+        m = self._msg(site, sender, to, length, msg_id, sent_at, password)
+        self.clock.at(sent_at + self.delay, self.arrive, m)
+
+    def arrive_now(self, site: Site, sender: str, to: str, length: int, msg_id: str,
+                   password: str | None = None) -> None:
+        """A message whose arrival at the proxy is now (sent one network delay ago)."""
+        now = self.clock.now
+        self.arrive(self._msg(site, sender, to, length, msg_id, now - self.delay, password))
+
+    def _msg(self, site: Site, sender: str, to: str, length: int, msg_id: str,
+             sent_at: float, password: str | None) -> Msg:
+        user, _, domain = to.partition("@")
+        if password is None:
+            password = site.passwords[site.index[sender]]
+        self.sent += 1
+        return Msg(msg_id, site, sender, to, user, domain or site.domain, length, password,
+                   sent_at)
+
+    # -- event 1: challenged ---------------------------------------------------------
+    def arrive(self, m: Msg) -> None:
+        now = self.clock.now
+        finish = m.site.proxy.admit(now, self.proxy_time())
+        self.recorder.sip[(m.site.name, "MESSAGE", 407)] += 1
+        if self.recorder.trace is not None:
+            self.recorder.log(m.sent_at, m.sender, f"MESSAGE {m.msg_id} to {m.to}")
+            self.recorder.log(finish, "proxy", f"407 Proxy Authentication Required {m.msg_id}")
+            self.recorder.log(finish + self.delay, m.sender,
+                              f"MESSAGE {m.msg_id} with credentials")
+        self.clock.at(finish + 2 * self.delay, self.resent, m)
+
+    # -- event 2: with credentials ------------------------------------------------------
+    def resent(self, m: Msg) -> None:
+        finish = m.site.proxy.admit(self.clock.now, self.proxy_time())
+        if self.recorder.trace is not None:
+            self.recorder.log(finish, "proxy", f"AAA request {m.msg_id}")
+        self.clock.at(finish + self.latency, self.authorize, m)
+
+    # -- event 3: billing decides -----------------------------------------------------
+    def authorize(self, m: Msg) -> None:
+        now, site = self.clock.now, m.site
+        version = site.version(now)
+        engine = version.engine
+        at, micros = site.at(now)
+        msg = Message(m.msg_id, m.sender, m.to_user, m.to_domain, at, m.length,
+                      f"{m.msg_id}@{site.domain}")
+        decision = engine.authenticate(m.sender, m.password) or engine.settle(
+            msg, version.decide(msg, micros), site.ledger)
+        back = site.billing.admit(now, self.billing_time()) + self.latency
+        if self.recorder.trace is not None:
+            self.recorder.log(back - self.latency, "billing",
+                              f"authorize {m.msg_id}: {decision.code} {decision.reason}")
+        if not decision.ok:
+            self.finish(m, back + self.delay, decision.code, decision.reason, decision.step,
+                        decision.check)
+            return
+        m.message, m.decision, m.version = msg, decision, version
+        self.clock.at(back, self.route, m)
+
+    # -- event 4: registrar lookup, delivery, accounting --------------------------------
+    def route(self, m: Msg) -> None:
+        now, site = self.clock.now, m.site
+        decision = m.decision
+        assert decision is not None and decision.recipient is not None
+        b = site.index.get(decision.recipient)
+        if b is None or not site.registered(b, now):
+            reason = f"Temporarily Unavailable ({decision.recipient} is not registered)"
+            self.account(m, now, 480, reason)
+            self.finish(m, now + self.delay, 480, reason, None, "registration")
+        elif not site.online[b]:
+            reason = "Request Timeout (no answer from the recipient)"
+            self.account(m, now + self.timeout, 408, reason)
+            self.finish(m, now + self.timeout, 408, reason, None, "timeout")
+        else:
+            self.deliver(m, now, decision.recipient)
+
+    def deliver(self, m: Msg, now: float, recipient: str) -> None:
+        delivered = now + self.delay
+        code, reason, check = 200, "OK", "delivered"
+        if self.failure and self.chance() < self.failure:
+            (code, reason), check = self.failure_answer, "user_agent"
+        back = delivered + self.answer_delay + self.delay
+        if self.recorder.trace is not None:
+            self.recorder.log(delivered, recipient, f"MESSAGE {m.msg_id} received, {code}")
+        self.account(m, back, code, reason)
+        self.finish(m, back + self.delay, code, reason, None, check,
+                    delivered if code < 300 else NAN)
+
+    def account(self, m: Msg, when: float, code: int, reason: str) -> None:
+        """Billing accounts the final answer (reaching the proxy at ``when``). The ledger
+        is settled now: moving a hold into the balance changes no other decision."""
+        assert m.version is not None and m.message is not None and m.decision is not None
+        rows = m.version.engine.account(m.message, m.decision, code, reason, m.site.ledger,
+                                        self.recorder.next_xdr)
+        if rows:
+            self.recorder.xdr(rows)
+            if self.recorder.trace is not None:
+                for row in rows:
+                    self.recorder.log(when, "billing", _xdr_text(row))
+
+    def finish(self, m: Msg, final: float, code: int, reason: str, step: int | None,
+               check: str, delivered: float = NAN) -> None:
+        site = m.site
+        self.recorder.sip[(site.name, "MESSAGE", code)] += 1
+        if self.recorder.trace is not None:
+            self.recorder.log(final, m.sender, f"{code} {reason} ({m.msg_id})")
+        self.recorder.message((m.msg_id, site.name, m.sender, m.to, m.sent_at, code, reason,
+                               step, delivered, final - m.sent_at), check)
+
+
+def _xdr_text(row: Any) -> str:
+    return (f"xDR {row.msg_id} {row.direction} {row.account_id} {row.rate_code} "
+            f"{row.charged_quantity} x {row.unit_price} = {row.charged_amount} {row.currency}")

@@ -1,0 +1,151 @@
+"""Registrar and presence server in time: REGISTER, PUBLISH, SUBSCRIBE, NOTIFY.
+
+- REGISTER: the binding lasts ``registration.expires`` from the moment the proxy
+  processed it; the softphone refreshes after ``refresh`` x ``expires``. A softphone
+  that stops refreshing (a crash) stays registered until its binding expires.
+- Coming online: REGISTER, then on its 200 a PUBLISH (open) and a SUBSCRIBE to every
+  buddy. Every accepted SUBSCRIBE gets one initial NOTIFY with the buddy's status.
+- A status change (PUBLISH with a new status, or a crashed softphone's publication
+  expiring with its binding) sends a NOTIFY to every active watcher.
+- Going offline cleanly: REGISTER with Expires 0, PUBLISH (closed), and an
+  un-SUBSCRIBE per buddy (the subscription ends when it reaches the proxy; no final
+  NOTIFY is modelled). Publications and subscriptions are refreshed with the
+  registration, so they need no transactions of their own.
+
+Every transaction is a job of the proxy pool with its method's service time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from imsim.settings import METHODS, SimSettings
+from imsim.sim.core import Clock, Streams, sampler
+from imsim.sim.records import Recorder
+from imsim.sim.site import Site
+
+OPEN, CLOSED = 1, 0
+STATUS = {OPEN: "open", CLOSED: "closed"}
+OnNotify = Callable[[Site, int, int, float], None]
+
+
+class Signalling:
+    """Registrar and presence server of every site (they share the site's proxy)."""
+
+    def __init__(self, clock: Clock, settings: SimSettings, streams: Streams,
+                 recorder: Recorder) -> None:
+        self.clock, self.recorder = clock, recorder
+        self.delay = settings.network.delay
+        self.expires = settings.registration.expires
+        self.refresh = settings.registration.refresh * self.expires
+        self.service = {m: sampler(getattr(settings.proxy.service, m),
+                                   streams.generator(f"service.proxy.{m}")) for m in METHODS}
+        self.on_notify: OnNotify | None = None
+
+    def _job(self, site: Site, method: str, now: float) -> float:
+        self.recorder.sip[(site.name, method, 200)] += 1
+        return site.proxy.admit(now, self.service[method]())
+
+    # -- registrar ---------------------------------------------------------------------
+    def online(self, site: Site, i: int, now: float) -> None:
+        """The softphone starts: REGISTER (sent now)."""
+        site.online[i] = 1
+        site.session[i] += 1
+        self.recorder.log(now, site.ids[i], "REGISTER")
+        self.clock.at(now + self.delay, self._register, (site, i, site.session[i], True))
+
+    def _register(self, arg: tuple[Site, int, int, bool]) -> None:
+        site, i, session, first = arg
+        if site.session[i] != session:
+            return
+        now = self.clock.now
+        done = self._job(site, "REGISTER", now)
+        site.registered_until[i] = done + self.expires
+        self.recorder.log(done, "registrar", f"200 REGISTER {site.ids[i]} "
+                          f"expires {self.expires:g}")
+        self.clock.at(done + self.delay + self.refresh + self.delay, self._register,
+                      (site, i, session, False))
+        if first:
+            self.clock.at(done + 2 * self.delay, self._presence, (site, i, session))
+
+    def offline(self, site: Site, i: int, now: float, crash: bool = False) -> None:
+        """The softphone stops: cleanly (unREGISTER, PUBLISH closed, un-SUBSCRIBE), or
+        by a crash (nothing sent; bindings expire)."""
+        site.online[i] = 0
+        site.session[i] += 1
+        if crash:
+            self.recorder.log(now, site.ids[i], "crash")
+            self.clock.at(site.registered_until[i], self._expire, (site, i, site.session[i]))
+            return
+        self.recorder.log(now, site.ids[i], "REGISTER expires 0")
+        self.clock.at(now + self.delay, self._logout, (site, i))
+
+    def _logout(self, arg: tuple[Site, int]) -> None:
+        site, i = arg
+        now = self.clock.now
+        site.registered_until[i] = self._job(site, "REGISTER", now)
+        self.clock.at(self._job(site, "PUBLISH", now), self._published, (site, i, CLOSED))
+        for b in sorted(site.watching.pop(i, ())):
+            self._job(site, "SUBSCRIBE", now)
+            self._unwatch(site, i, b, now, "UNSUBSCRIBE")
+
+    def _expire(self, arg: tuple[Site, int, int]) -> None:
+        site, i, session = arg
+        if site.session[i] != session:
+            return
+        now = self.clock.now
+        for b in sorted(site.watching.pop(i, ())):
+            self._unwatch(site, i, b, now, "EXPIRE")
+        self._change(site, i, CLOSED, now, "EXPIRE")
+
+    # -- presence ------------------------------------------------------------------------
+    def _presence(self, arg: tuple[Site, int, int]) -> None:
+        site, i, session = arg
+        if site.session[i] != session:
+            return
+        now = self.clock.now
+        self.recorder.log(now, site.ids[i], "PUBLISH open")
+        self.clock.at(self._job(site, "PUBLISH", now), self._published, (site, i, OPEN))
+        for b in site.buddies(i):
+            self.recorder.log(now, site.ids[i], f"SUBSCRIBE {site.ids[b]}")
+            done = self._job(site, "SUBSCRIBE", now)
+            self.clock.at(done, self._subscribed, (site, i, b, session))
+
+    def _published(self, arg: tuple[Site, int, int]) -> None:
+        site, i, status = arg
+        self._change(site, i, status, self.clock.now, "PUBLISH")
+
+    def _change(self, site: Site, i: int, status: int, now: float, event: str) -> None:
+        self.recorder.presence_event(now, site.name, event, site.ids[i], "", STATUS[status])
+        self.recorder.log(now, "presence", f"{event} {site.ids[i]} {STATUS[status]}")
+        if site.status[i] == status:
+            return
+        site.status[i] = status
+        for w in sorted(site.watchers.get(i, ())):
+            done = self._notify(site, w, i, now, False)
+            if status == OPEN and self.on_notify is not None:
+                self.on_notify(site, w, i, done + self.delay)
+
+    def _subscribed(self, arg: tuple[Site, int, int, int]) -> None:
+        site, w, b, session = arg
+        if site.session[w] != session:
+            return
+        now = self.clock.now
+        site.watchers.setdefault(b, set()).add(w)
+        site.watching.setdefault(w, set()).add(b)
+        self.recorder.presence_event(now, site.name, "SUBSCRIBE", site.ids[b], site.ids[w],
+                                     STATUS[site.status[b]])
+        self.recorder.log(now, "presence", f"200 SUBSCRIBE {site.ids[w]} -> {site.ids[b]}")
+        self._notify(site, w, b, now, True)
+
+    def _notify(self, site: Site, w: int, b: int, now: float, initial: bool) -> float:
+        done = self._job(site, "NOTIFY", now)
+        status = STATUS[site.status[b]]
+        self.recorder.presence_event(done, site.name, "NOTIFY", site.ids[b], site.ids[w],
+                                     status, initial)
+        self.recorder.log(done, "presence", f"NOTIFY {site.ids[w]}: {site.ids[b]} {status}")
+        return done
+
+    def _unwatch(self, site: Site, w: int, b: int, now: float, event: str) -> None:
+        site.watchers.get(b, set()).discard(w)
+        self.recorder.presence_event(now, site.name, event, site.ids[b], site.ids[w], "")

@@ -1,0 +1,105 @@
+"""One virtual billing environment in time: its population, the configuration in
+effect at each moment, the billing engine of that configuration, and the pools.
+
+The configuration server holds timestamped versions (`imsim.replay.timeline`: the
+setup journal, with the propagation delay of configuration-server and service-policy
+changes); the `BillingEngine` used at a moment is the one built from the version in
+effect then. Its decisions are memoized per (sender, recipient, length, rating
+period), see `imsim.sim.periods`; balances are never memoized (`BillingEngine.settle`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_right
+
+from imsim.billing import BillingEngine, Decision, Ledger, Message
+from imsim.config import Environment
+from imsim.sim.core import Pool
+from imsim.sim.periods import breakpoints
+from imsim.sim.records import Recorder
+
+MEMO_LIMIT = 2_000_000
+MemoKey = tuple[str, str, str, int, int]
+
+
+class Version:
+    """One configuration version: its engine (built on first use) and decision memo."""
+
+    def __init__(self, since: float, env: Environment, start: dt.datetime, until: float) -> None:
+        self.since, self.env = since, env
+        self._start, self._until = start, until
+        self._engine: BillingEngine | None = None
+        self.memo: dict[MemoKey, Decision] = {}
+        self.periods: list[int] = []
+        self.by_length = any(p.billing_unit_size for p in env.service_policies)
+
+    @property
+    def engine(self) -> BillingEngine:
+        if self._engine is None:
+            self._engine = BillingEngine(self.env)
+            self.periods = breakpoints(self.env, self._start, self._until)
+        return self._engine
+
+    def decide(self, msg: Message, micros: int) -> Decision:
+        """`BillingEngine.decide`, memoized."""
+        engine = self.engine
+        key = (msg.sender, msg.to_user, msg.to_domain, msg.length if self.by_length else 0,
+               bisect_right(self.periods, micros) if self.periods else 0)
+        found = self.memo.get(key)
+        if found is None:
+            if len(self.memo) >= MEMO_LIMIT:
+                self.memo.clear()
+            found = self.memo[key] = engine.decide(msg)
+        return found
+
+
+class Site:
+    """A virtual environment: accounts by index, presence and registration state."""
+
+    def __init__(self, final: Environment, versions: list[tuple[float, Environment]],
+                 start: dt.datetime, until: float, proxy_workers: int, billing_workers: int,
+                 recorder: Recorder) -> None:
+        self.name, self.domain = final.name, final.domain
+        self.start = start
+        self.versions = [Version(since, env, start, until) for since, env in versions]
+        self._since = [v.since for v in self.versions]
+        self.ledger = Ledger.of(final)
+        self.proxy = Pool(f"{final.name}/proxy", proxy_workers)
+        self.billing = Pool(f"{final.name}/billing", billing_workers)
+        self.recorder = recorder
+        self._population(final)
+
+    def _population(self, env: Environment) -> None:
+        pairs = [(c, a) for c in env.customers for a in c.accounts]
+        self.ids = [a.id for _, a in pairs]
+        self.index = {number: i for i, number in enumerate(self.ids)}
+        self.passwords = [a.password for _, a in pairs]
+        self.buddy_ids = [a.buddies for _, a in pairs]
+        zones = sorted({c.time_zone for c, _ in pairs})
+        self.zones = zones
+        zone_index = {z: k for k, z in enumerate(zones)}
+        self.zone_of = [zone_index[c.time_zone] for c, _ in pairs]
+        size = len(pairs)
+        self.online = bytearray(size)
+        self.session = [0] * size
+        self.registered_until = [-1.0] * size
+        self.status = bytearray(size)
+        self.watchers: dict[int, set[int]] = {}
+        self.watching: dict[int, set[int]] = {}
+
+    def buddies(self, i: int) -> list[int]:
+        index = self.index
+        return [index[b] for b in self.buddy_ids[i] if b in index]
+
+    def version(self, now: float) -> Version:
+        """The configuration in effect at ``now``."""
+        return self.versions[bisect_right(self._since, now) - 1]
+
+    def at(self, now: float) -> tuple[dt.datetime, int]:
+        """The calendar moment of ``now`` and its microseconds since the start."""
+        micros = round(now * 1_000_000)
+        return self.start + dt.timedelta(microseconds=micros), micros
+
+    def registered(self, i: int, now: float) -> bool:
+        return self.registered_until[i] > now

@@ -1,0 +1,130 @@
+"""A simpy world built from a `Scenario`, and a run of it into a `RunResult`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from imsim import __version__
+from imsim.config import Environment
+from imsim.replay import timeline
+from imsim.results import RunResult
+from imsim.scenario import Scenario
+from imsim.sim.agents import Agents
+from imsim.sim.arrivals import PoissonStream, play_script
+from imsim.sim.core import Clock, Streams
+from imsim.sim.messaging import MessagePath
+from imsim.sim.records import Recorder
+from imsim.sim.signalling import Signalling
+from imsim.sim.site import Site
+
+Progress = Callable[[float], None]
+
+
+class UntilRequired(ValueError):
+    """Stochastic traffic never stops by itself: the run needs ``until``."""
+
+
+def run_length(scenario: Scenario, until: float | None = None) -> float:
+    """Seconds to simulate: the argument, ``sim.until``, or (scripted traffic only)
+    the last scripted message plus ``sim.drain``."""
+    chosen = until if until is not None else scenario.sim.until
+    if chosen is not None:
+        return float(chosen)
+    if scenario.traffic.stochastic:
+        raise UntilRequired("this scenario has random traffic: give sim.until in the "
+                            "scenario or --until")
+    last = max((m.at for m in scenario.traffic.script), default=0.0)
+    return last + scenario.sim.drain
+
+
+class World:
+    """Every environment of a scenario, wired to one clock and one seed."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None,
+                 until: float | None = None, trace: bool = False) -> None:
+        self.scenario = scenario
+        self.seed = scenario.sim.seed if seed is None else seed
+        self.until = run_length(scenario, until)
+        settings = scenario.sim
+        self.clock = Clock(self.until)
+        self.streams = Streams(self.seed)
+        self.recorder = Recorder(settings.records, trace)
+        self.sites = {env.name: self._site(env, versions)
+                      for env, versions in zip(scenario.environments, _versions(scenario),
+                                               strict=True)}
+        self.path = MessagePath(self.clock, settings, self.streams, self.recorder)
+        self.signalling = Signalling(self.clock, settings, self.streams, self.recorder)
+        self.agents = Agents(self.clock, scenario, self.streams, self.signalling, self.path)
+        self.poisson = [PoissonStream(self.clock, scenario.traffic, site, self.path,
+                                      self.streams, scenario.start)
+                        for site in self.sites.values()] if scenario.traffic.poisson else []
+
+    def _site(self, env: Environment, versions: list[tuple[float, Environment]]) -> Site:
+        sim = self.scenario.sim
+        return Site(env, versions, self.scenario.start, self.until, sim.proxy.workers,
+                    sim.billing.workers, self.recorder)
+
+    def run(self, progress: Progress | None = None) -> RunResult:
+        began = time.perf_counter()
+        for site in self.sites.values():
+            self.agents.start(site)
+        play_script(self.scenario, self.sites, self.path)
+        for stream in self.poisson:
+            stream.begin()
+        self.clock.at(0.0, self._sample)
+        self.clock.run(progress)
+        frames = self.recorder.frames()
+        summary = self.summary(time.perf_counter() - began)
+        trace = sorted(self.recorder.trace, key=lambda e: e[0]) \
+            if self.recorder.trace is not None else None
+        return RunResult(**frames, summary=summary, trace=trace)
+
+    def _sample(self, _: object = None) -> None:
+        now = self.clock.now
+        for site in self.sites.values():
+            for pool in (site.proxy, site.billing):
+                busy, queue = pool.sample(now)
+                self.recorder.samples.append((now, site.name, pool.name.split("/")[1],
+                                              busy, queue))
+        self.clock.at(now + self.scenario.sim.sample_interval, self._sample)
+
+    def summary(self, runtime: float) -> dict[str, Any]:
+        rec, scenario = self.recorder, self.scenario
+        finished = sum(rec.outcomes.values())
+        return {
+            "scenario": scenario.name, "imsim": __version__, "seed": self.seed,
+            "until": self.until, "runtime_s": round(runtime, 3),
+            "messages": {"sent": self.path.sent, "finished": finished,
+                         "in_flight": self.path.sent - finished,
+                         "delivered": sum(n for (_, code, _), n in rec.outcomes.items()
+                                          if 200 <= code < 300)},
+            "outcomes": rec.outcome_summary(),
+            "money": rec.money_summary(), "totals": rec.totals(),
+            "latency": rec.latency_summary(),
+            "presence": dict(sorted(rec.notifies.items())),
+            "conversations": self.agents.conversations,
+            "sip": [{"env": e, "method": m, "code": c, "count": n}
+                    for (e, m, c), n in sorted(rec.sip.items())],
+            "pools": {p.name: p.stats(self.until) for s in self.sites.values()
+                      for p in (s.proxy, s.billing)},
+            "config": config_used(scenario),
+        }
+
+
+def _versions(scenario: Scenario) -> list[list[tuple[float, Environment]]]:
+    if not scenario.setup:
+        return [[(float("-inf"), env)] for env in scenario.environments]
+    found = timeline(scenario)
+    return [found[env.name] for env in scenario.environments]
+
+
+def config_used(scenario: Scenario) -> dict[str, Any]:
+    """The run's settings with every default filled in (script and accounts left out)."""
+    traffic = scenario.traffic.model_dump(mode="json", exclude_none=True,
+                                          exclude={"script"})
+    return {"start": scenario.start.isoformat(), "propagation_delay": scenario.propagation_delay,
+            "sim": scenario.sim.model_dump(mode="json", exclude_none=True),
+            "traffic": traffic, "scripted_messages": len(scenario.traffic.script),
+            "setup_actions": len(scenario.setup), "counts": scenario.counts()}
