@@ -21,6 +21,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("validate", "validate"),
     ("rate", "rate"),
     ("run", "run"),
+    ("lab", "lab"),
 )
 
 

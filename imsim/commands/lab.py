@@ -1,0 +1,141 @@
+"""``imsim lab up|down|status``: the embedded live stack (Kamailio + imsim billing service).
+
+    imsim lab up [SCENARIO] [--sip-port 5060] [--billing-port 8070] [--speed 1]
+    imsim lab status      exit 0 when the stack runs, 1 when it does not
+    imsim lab down        stops exactly the processes `up` started
+
+The runtime folder is $IMSIM_LAB_DIR (default lab/run/); it holds the generated
+Kamailio config, the subscriber table (ha1 only), accounting, logs, the xDR store and
+`lab.json` (which scenario the stack serves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from imsim import scenario
+from imsim.errors import UsageError
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "handbook.yaml"
+XDR_DB = "xdr.sqlite"
+INFO = "lab.json"
+
+
+def register(sub: Any, name: str) -> None:
+    parser = sub.add_parser(name, help="start, stop or inspect the live lab stack")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION",
+                                    parser_class=type(parser))
+    actions.required = True
+    up = actions.add_parser("up", help="start Kamailio and the billing service")
+    up.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
+                    help="scenario YAML file (default: the handbook scenario)")
+    up.add_argument("--sip-port", type=int, default=5060, help="SIP port on 127.0.0.1")
+    up.add_argument("--billing-port", type=int, default=8070,
+                    help="billing service port on 127.0.0.1")
+    up.add_argument("--speed", type=float, default=1.0,
+                    help="scenario seconds per wall-clock second")
+    up.set_defaults(handler=run_up)
+    down = actions.add_parser("down", help="stop the processes 'up' started")
+    down.set_defaults(handler=run_down)
+    status = actions.add_parser("status", help="what runs; exit 0 if up, 1 if down")
+    status.set_defaults(handler=run_status)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from lab import dbtext, provision
+    from lab.stack import Stack, StackError
+
+    stack = Stack(sip_port=_port(args.sip_port, "--sip-port"),
+                  billing_port=_port(args.billing_port, "--billing-port"))
+    current = stack.status()
+    if current.running:
+        print(f"already running: {current.describe()}{_serving(stack.dir)}")
+        return 0
+    if not 0 < args.speed <= 1e6:
+        raise UsageError(f"--speed {args.speed}: must be > 0")
+    loaded = scenario.load(args.scenario)
+    _check_free(args.sip_port, args.billing_port)
+    stack.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _set_aside(stack.dir / XDR_DB)
+    stack.billing = provision.billing_command(args.scenario, args.billing_port,
+                                              stack.dir / XDR_DB, args.speed)
+    try:
+        status = stack.up(provision.subscribers(loaded))
+    except (StackError, ValueError) as exc:
+        raise UsageError(f"{str(exc).splitlines()[0]} (logs in {stack.dir})") from None
+    info = {"scenario": str(Path(args.scenario).resolve()), "name": loaded.name,
+            "speed": args.speed}
+    dbtext.write_private(stack.dir / INFO, json.dumps(info) + "\n")
+    print(f"started: {status.describe()}{_serving(stack.dir)}")
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from lab.stack import Stack
+
+    stack = Stack()
+    stopped = stack.down()
+    (stack.dir / INFO).unlink(missing_ok=True)
+    if stopped:
+        print(f"stopped: pids {', '.join(str(pid) for pid in stopped)}")
+    else:
+        print(f"lab stack was not running (runtime folder {stack.dir})")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from lab.stack import Stack
+
+    stack = Stack()
+    status = stack.status()
+    if not status.running:
+        print(status.describe())
+        return 1
+    if status.billing_pid is None:
+        print(f"{status.describe()}; billing service NOT running (imsim lab down, then up)")
+        return 1
+    print(f"{status.describe()}, billing pid {status.billing_pid}{_serving(stack.dir)}")
+    return 0
+
+
+def _serving(folder: Path) -> str:
+    try:
+        info = json.loads((folder / INFO).read_text())
+        return f", scenario {info['name']} ({info['scenario']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _port(port: int, flag: str) -> int:
+    if not 0 < port < 65536:
+        raise UsageError(f"{flag} {port}: not a port number (1-65535)")
+    return port
+
+
+def _check_free(sip_port: int, billing_port: int) -> None:
+    """Refuse ports someone else holds (the launcher would talk to the wrong process)."""
+    for port, kinds, flag in ((sip_port, (socket.SOCK_DGRAM, socket.SOCK_STREAM), "--sip-port"),
+                              (billing_port, (socket.SOCK_STREAM,), "--billing-port")):
+        for kind in kinds:
+            with socket.socket(socket.AF_INET, kind) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise UsageError(f"{flag} {port}: 127.0.0.1:{port} is in use; "
+                                     "choose another port") from None
+
+
+def _set_aside(db: Path) -> None:
+    """A new stack starts a fresh xDR store; an old one is kept under a dated name."""
+    if not db.exists():
+        return
+    kept = db.with_name(f"xdr-{dt.datetime.now():%Y%m%d-%H%M%S}.sqlite")
+    for suffix in ("", "-wal"):  # the WAL may hold committed rows: it moves along
+        if db.with_name(db.name + suffix).exists():
+            db.with_name(db.name + suffix).rename(kept.with_name(kept.name + suffix))
+    db.with_name(db.name + "-shm").unlink(missing_ok=True)
