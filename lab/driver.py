@@ -43,6 +43,7 @@ from typing import Any
 
 from lab import plan as plans
 from lab.plan import Plan
+from lab.stack import default_runtime_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 20.0  # driver processes up, accounts registered
@@ -126,21 +127,21 @@ class Child:
 
 
 def play(scenario: Any, proxy: tuple[str, int, str], speed: float = 1.0,
-         out_dir: Path | str = "lab/run/driver", processes: int = 1,
+         out_dir: Path | str | None = None, processes: int = 1,
          timeout: float | None = None) -> list[dict[str, Any]]:
     """Play a Scenario (or a ready Plan) with real pjsua2 clients; every record, merged."""
     plan = scenario if isinstance(scenario, Plan) else plans.from_scenario(
         scenario, proxy, speed, timeout)
-    return run_plan(plan, Path(out_dir), processes)
+    return run_plan(plan, Path(out_dir or default_runtime_dir() / "driver"), processes)
 
 
 def run_driver(accounts: Iterable[Any], script: Iterable[Any], proxy: tuple[str, int, str],
-               speed: float = 1.0, out_path: Path | str = "lab/run/driver/records.jsonl",
+               speed: float = 1.0, out_path: Path | str | None = None,
                timeout: float = 60.0, max_in_flight: int | None = None,
                processes: int = 1) -> list[dict[str, Any]]:
     """Hand-made accounts and script (see `lab.plan.build`) played in driver processes."""
     plan = plans.build(accounts, script, proxy, speed, timeout, max_in_flight)
-    out = Path(out_path)
+    out = Path(out_path or default_runtime_dir() / "driver" / "records.jsonl")
     return run_plan(plan, out.parent, processes, merged=out.name)
 
 

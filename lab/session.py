@@ -73,8 +73,9 @@ class Driver:
                 index += 1
             if index == len(events) and not self.pending:
                 return
-            next_at = events[index][0] if index < len(events) else now + 0.01
-            self.ep.libHandleEvents(int(max(0, min(next_at - now, 0.01)) * 1000))
+            due = index < len(events) and events[index][0] <= now  # window full
+            wait = 0.01 if due or index == len(events) else events[index][0] - now
+            self.ep.libHandleEvents(int(min(wait, 0.01) * 1000))
         self.rec.write("run", event="timeout", detail=f"{len(self.pending)} unanswered")
 
     def schedule(self) -> list[tuple[float, int, Any]]:
