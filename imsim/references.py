@@ -33,6 +33,7 @@ def check(scenario: Scenario, document: Any, source: str) -> None:
     for index, env in enumerate(scenario.environments):
         _environment(report, ("environments", index), env)
     _script(report, scenario)
+    _offline(report, scenario)
 
 
 def check_journal(scenario: Scenario, document: Any, source: str) -> None:
@@ -182,3 +183,12 @@ def _script(report: _Reporter, scenario: Scenario) -> None:
             report.fail(("traffic", "script", index, "from"),
                         f"sender {msg.from_} is not an account of any environment", 9,
                         "send from a provisioned account (its E.164 number)")
+
+
+def _offline(report: _Reporter, scenario: Scenario) -> None:
+    known = {a.id for env in scenario.environments for c in env.customers for a in c.accounts}
+    for index, number in enumerate(scenario.traffic.offline):
+        if number not in known:
+            report.fail(("traffic", "offline", index),
+                        f"{number} is not an account of any environment", 9,
+                        "list provisioned accounts whose softphone never starts")

@@ -9,6 +9,10 @@ plots, groupbys). Amounts in the model are `Decimal` with at most 6 decimal plac
 so a float round-trips exactly through ``round(x, 6)``; a comparison that needs the
 exact values builds the frame with ``money="decimal"`` (object columns of Decimal)
 instead. Totals in ``summary`` are exact Decimal sums, written as strings.
+
+Messages: ``step`` is the handbook step of a refusal, NaN when none applies;
+``delivered_at`` is NaN when the recipient's softphone did not accept the message;
+``latency`` is the time from sending to the final answer at the sender.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ assert tuple(XDR_DTYPES) == XDR_COLUMNS
 
 MESSAGE_DTYPES: dict[str, str] = {
     "msg_id": STR, "env": STR, "from": STR, "to": STR, "sent_at": "float64", "code": "int64",
-    "reason": STR, "step": "Int64", "delivered_at": "float64", "latency": "float64",
+    "reason": STR, "step": "float64", "delivered_at": "float64", "latency": "float64",
 }
 PRESENCE_DTYPES: dict[str, str] = {
     "time": "float64", "env": STR, "event": STR, "presentity": STR, "watcher": STR,

@@ -50,10 +50,13 @@ class NetworkSettings(Frozen):
 
 
 class RegistrationSettings(Frozen):
-    """REGISTER expiry; a client refreshes after ``refresh`` x ``expires`` seconds."""
+    """REGISTER expiry; a client refreshes after ``refresh`` x ``expires`` seconds.
+    Softphones online at the start register at 0, or spread evenly at random over
+    ``spread`` seconds (a large population should not register in one instant)."""
 
     expires: Seconds = Field(3600.0, gt=0)
     refresh: float = Field(0.5, gt=0, lt=1)
+    spread: Seconds = 0.0
 
 
 class UserAgentSettings(Frozen):

@@ -21,8 +21,11 @@ from imsim.sim.world import Progress, UntilRequired, World, run_length
 
 
 def run(scenario: Scenario, seed: int | None = None, until: float | None = None,
-        trace: bool = False, progress: Progress | None = None) -> RunResult:
-    """Simulate ``scenario``; the same seed gives the same frames."""
+        trace: bool = False, progress: Progress | None = None,
+        quiet: bool = True) -> RunResult:
+    """Simulate ``scenario``; the same seed gives the same frames. ``run`` never prints
+    (``quiet`` is accepted for callers that say so); ``progress(now)`` is called as
+    simulated time advances."""
     return World(scenario, seed, until, trace).run(progress)
 
 

@@ -1,0 +1,116 @@
+"""Simulator throughput: bare simpy events/s against messages/s through the full path.
+
+    python benchmarks/bench_sim.py            # 10,000 accounts, about 1,000,000 messages
+    python benchmarks/bench_sim.py --scale    # 1,000,000 accounts, about 10,000,000 messages
+
+Prints figures only (no pass/fail). Goals (issue 3): >= 100,000 messages/s end to end
+and a ratio to bare simpy events/s >= 0.2; the scale run in < 3 minutes and < 4 GiB
+peak RSS. Every message is two proxy transactions (407 challenge, then with
+credentials), an AAA authorization (`BillingEngine.authenticate/decide/settle`),
+a registrar lookup, delivery and accounting (`BillingEngine.account`, two xDRs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+import simpy
+
+from imsim import scenario
+from imsim.sim import World
+
+TEMPLATE = """
+name: bench
+start: 2026-01-05T17:00:00+00:00
+environments:
+  - name: main
+    domain: sip.example.com
+    config_server: {{service_types: [voice, messaging]}}
+    service_policies: [{{name: policy A, recipient_domain_pattern: "%"}}]
+    tariffs:
+      - {{name: tariff A, applied_to: vendor, rates: [{{rate_codes: ["|"], price: 0}}]}}
+      - name: tariff B
+        applied_to: customer
+        rates: [{{rate_codes: ["1"], price: 0.02}}, {{rate_codes: ["|"], price: 0.10}}]
+    vendors:
+      - name: internal
+        connections: [{{internal: SIP_UA, tariff: tariff A, service_policy: policy A}}]
+    products:
+      - name: Softphone
+        included_services: [voice, messaging]
+        usage_charges: [{{tariff: tariff B}}]
+    customers:
+      - name: Retail
+        generate: {{count: {accounts}, first_id: "15550000000", product: Softphone,
+                   balance: 1000000, buddies_per_account: {buddies}}}
+traffic:
+  poisson: {{rate_per_hour: {rate}}}
+sim:
+  until: {until}
+  proxy: {{workers: {workers}}}
+  billing: {{workers: {workers}}}
+  registration: {{spread: 10, expires: 1d}}
+  sample_interval: 10
+  records: {{messages: failed, xdrs: false, presence: false}}
+"""
+
+
+def bare_simpy(events: int = 1_000_000) -> float:
+    """Events/s of a bare simpy loop of ``timeout`` events."""
+    env = simpy.Environment()
+
+    def loop(env: simpy.Environment):  # type: ignore[no-untyped-def]
+        for _ in range(events):
+            yield env.timeout(1)
+
+    env.process(loop(env))
+    began = time.perf_counter()
+    env.run()
+    return events / (time.perf_counter() - began)
+
+
+def full_path(accounts: int, messages: int, until: float, buddies: int) -> dict[str, float]:
+    rate = messages / accounts / until * 3600
+    workers = max(4, int(messages / until * 0.001 * 2 * 3))
+    began = time.perf_counter()
+    loaded = scenario.loads(TEMPLATE.format(accounts=accounts, buddies=buddies, rate=rate,
+                                            until=until, workers=workers))
+    world = World(loaded)
+    built = time.perf_counter()
+    result = world.run()
+    ran = time.perf_counter()
+    sent = result.summary["messages"]["sent"]
+    return {"load_s": built - began, "run_s": ran - built, "messages": sent,
+            "delivered": result.summary["messages"]["delivered"],
+            "msg_per_s": sent / (ran - built)}
+
+
+def peak_rss_gib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", action="store_true",
+                        help="1,000,000 accounts and 10,000,000 messages (minutes)")
+    args = parser.parse_args(argv)
+    events = bare_simpy()
+    print(f"bare simpy: {events:,.0f} timeout events/s")
+    if args.scale:
+        figures = full_path(1_000_000, 10_000_000, 1000.0, buddies=2)
+    else:
+        figures = full_path(10_000, 1_000_000, 1000.0, buddies=3)
+    print(f"full path: {figures['messages']:,.0f} messages ({figures['delivered']:,.0f} "
+          f"delivered) in {figures['run_s']:.1f} s after {figures['load_s']:.1f} s loading")
+    print(f"  {figures['msg_per_s']:,.0f} messages/s, ratio {figures['msg_per_s'] / events:.3f}")
+    total = figures["load_s"] + figures["run_s"]
+    print(f"  wall {total:.1f} s, peak RSS {peak_rss_gib():.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

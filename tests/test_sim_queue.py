@@ -1,0 +1,68 @@
+"""The proxy pool against queueing theory: M/M/1 and M/M/c (Erlang C) mean waits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from imsim import scenario
+from imsim.sim import World
+from imsim.sim.core import Draws
+
+CUSTOMERS = 25_000
+SEEDS = range(10)
+
+
+def erlang_c_wait(arrival: float, service: float, servers: int) -> float:
+    """Mean waiting time in queue of M/M/c (Erlang C)."""
+    a = arrival / service
+    rho = a / servers
+    tail = a ** servers / math.factorial(servers) / (1 - rho)
+    head = sum(a ** k / math.factorial(k) for k in range(servers))
+    return tail / (head + tail) / (servers * service - arrival)
+
+
+def proxy_world(servers: int, mean_service: float, seed: int) -> World:
+    text = f"""
+name: queue
+environments: [{{name: main}}]
+sim:
+  until: 1000000
+  proxy: {{workers: {servers}, service: {{MESSAGE: {{dist: exponential, mean: {mean_service}}}}}}}
+"""
+    return World(scenario.loads(text), seed=seed)
+
+
+def mean_wait(servers: int, arrival: float, service: float, seed: int) -> tuple[float, float]:
+    """Poisson MESSAGE transactions into the world's proxy; (mean wait, utilization)."""
+    world = proxy_world(servers, 1 / service, seed)
+    proxy, clock = world.sites["main"].proxy, world.clock
+    draw = world.path.proxy_time
+    rng = world.streams.generator("test.arrivals")
+    gaps = Draws(lambda n: rng.exponential(1 / arrival, n))
+    left = [CUSTOMERS]
+
+    def arrive(_: object) -> None:
+        proxy.admit(clock.now, draw())
+        left[0] -= 1
+        if left[0]:
+            clock.at(clock.now + gaps.next(), arrive)
+
+    clock.at(gaps.next(), arrive)
+    clock.env.run()
+    return proxy.wait_time / proxy.jobs, proxy.busy_time / servers / clock.now
+
+
+@pytest.mark.parametrize(("servers", "arrival"), [(1, 0.5), (3, 1.8)])
+def test_mean_wait_matches_erlang_c_within_5_percent(servers: int, arrival: float) -> None:
+    runs = [mean_wait(servers, arrival, 1.0, seed) for seed in SEEDS]
+    pooled = sum(w for w, _ in runs) / len(runs)
+    expected = erlang_c_wait(arrival, 1.0, servers)
+    assert pooled == pytest.approx(expected, rel=0.05)
+    utilization = sum(u for _, u in runs) / len(runs)
+    assert utilization == pytest.approx(arrival / servers, rel=0.05)
+
+
+def test_erlang_c_reduces_to_mm1() -> None:
+    assert erlang_c_wait(0.5, 1.0, 1) == pytest.approx(0.5 / (1.0 - 0.5))
