@@ -6,12 +6,14 @@ Child process (one pjsua2 Endpoint each):
 
 Parent side: `play(scenario, proxy, speed, out_dir, processes=N)` splits the accounts
 across driver processes, starts them together, merges their records. `run_driver(...)`
-plays hand-made accounts and script in one child process.
+plays hand-made accounts and script (one process unless told), `messages(records)` joins
+each message's answer with its receipt: one row per msg_id.
 
 Control protocol (--control, one line each): the child prints `ready` once its accounts
 are online, waits for `go <wall time of scenario second 0>`, plays, prints `done`, keeps
 receiving until `stop` (or end of input), goes offline and exits. Without --control it
-starts at once and stops a second after its own last answer.
+starts at once, stops a second after its own last answer and prints one JSON line per
+message (see `messages()`).
 
 Records (JSON lines, written as they happen; see `lab.clients.Recorder`): every record has
 kind, proc, wall (epoch s) and t (scenario s, None before the start).
@@ -64,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = plans.read(args.plan)
     plans.check(plan)
     control_out = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # pjsua's own console output must never mix with the control lines
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # pjsua's start-up chatter must never mix with the control lines
     watchdog = threading.Timer(plan.timeout + 15, os._exit, args=(3,))
     watchdog.daemon = True
     watchdog.start()
@@ -77,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = getattr(exc, "info", None)
         print(f"lab.driver: {info() if callable(info) else repr(exc)}", file=sys.stderr)
         code = 1
+    if not args.control:  # standalone: the per-message table on the real stdout
+        for row in messages(read_records([args.out])):
+            control_out.write(json.dumps(row) + "\n")
+    control_out.flush()
     sys.stderr.flush()
     os._exit(code)  # no pjsua2 destructors after libDestroy
 
@@ -200,7 +207,7 @@ def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
 
 def messages(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per msg_id: sender's answer joined with the recipient's receipt."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[Any, dict[str, Any]] = {}
     for record in records:
         kind, msg_id = record.get("kind"), record.get("msg_id")
         if kind in ("sent", "message"):

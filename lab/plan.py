@@ -228,6 +228,7 @@ def _scripted(index: int, line: dict, identities: dict) -> Message:
     domain = line.get("domain") or (homes[0].domain if homes else "")
     account = next((i for i in homes if i.domain == domain), None)
     password = line.get("password") or (account.password if account else "")
-    body = line.get("body") if line.get("body") is not None else "x" * line.get("length", 0)
+    body = line.get("body")
+    body = str(body) if body is not None else "x" * int(line.get("length", 0))
     return Message(str(line.get("id") or index), float(line.get("at", 0)), sender, domain,
                    password, str(line["to"]), target_uri(str(line["to"]), domain), body)

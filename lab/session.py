@@ -81,7 +81,8 @@ class Driver:
     def schedule(self) -> list[tuple[float, int, Any]]:
         """(wall time, order, what): offline before online before messages at one time."""
         start, plan = self.rec.start or time.time(), self.plan
-        events = [(start + plan.wall_offset(m.at), 2, m) for m in plan.messages]
+        events: list[tuple[float, int, Any]] = [
+            (start + plan.wall_offset(m.at), 2, m) for m in plan.messages]
         for ident in plan.identities:
             if ident.register and ident.online_at > 0:
                 events.append((start + plan.wall_offset(ident.online_at), 1, ident))

@@ -86,3 +86,16 @@ def test_split_across_processes_delivers_across_them(proxy, fresh, tmp_path):
     for received in of(records, "received"):
         assert received["proc"] == home[received["to"]] != home[received["from"]]
     assert len(fresh.authorize) == 10
+
+
+def test_a_run_cut_short_by_its_timeout_keeps_what_it_recorded(proxy, tmp_path):
+    started = time.monotonic()
+    script = [{"id": "early", "at": 0.1, "from": ALICE[0], "to": BOB[0], "body": "now"},
+              {"id": "late", "at": 100, "from": ALICE[0], "to": BOB[0], "body": "never"}]
+    records = driver.run_driver([ALICE, BOB], script, proxy, speed=1, timeout=3,
+                                out_path=tmp_path / "records.jsonl")
+    assert time.monotonic() - started < 10
+    assert [(r["msg_id"], r["code"]) for r in driver.messages(records)] == [("early", 200)]
+    assert of(records, "run", event="timeout")
+    assert [r["detail"] for r in of(records, "run", event="exit_code")] == [0]
+    assert driver.read_records([tmp_path / "records.jsonl"]) == records
