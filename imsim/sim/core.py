@@ -31,13 +31,14 @@ class Call:
     __slots__ = ("callbacks", "_ok", "_value", "fn")
 
     def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
-        self.callbacks: list[Callable[[Call], None]] | None = [_dispatch]
+        self.callbacks: list[Callable[[Call], None]] | None = [dispatch]
         self._ok = True
         self._value = arg
         self.fn = fn
 
 
-def _dispatch(event: Call) -> None:
+def dispatch(event: Any) -> None:
+    """The one simpy callback of every model event: call its function."""
     event.fn(event._value)
 
 
@@ -56,7 +57,8 @@ class Clock:
 
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
-            self._schedule(Call(fn, arg), NORMAL, when - self.env._now)  # type: ignore[arg-type]
+            env = self.env
+            self._schedule(Call(fn, arg), NORMAL, when - env._now)  # type: ignore[arg-type]
 
     def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:
         """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
-from imsim.sim.core import Clock, Streams, sampler, uniforms
+from imsim.sim.core import NORMAL, Clock, Streams, dispatch, sampler, uniforms
 from imsim.sim.records import Recorder
 from imsim.sim.site import Site, Version
 
@@ -31,10 +31,11 @@ NAN = float("nan")
 
 
 class Msg:
-    """A message in flight."""
+    """A message in flight; it is also its own simpy event (see `MessagePath.next`)."""
 
     __slots__ = ("msg_id", "site", "sender", "to", "to_user", "to_domain", "length",
-                 "password", "sent_at", "message", "decision", "version")
+                 "password", "sent_at", "message", "decision", "version",
+                 "callbacks", "_ok", "_value", "fn")
 
     def __init__(self, msg_id: str, site: Site, sender: str, to: str, to_user: str,
                  to_domain: str, length: int, password: str, sent_at: float) -> None:
@@ -44,6 +45,9 @@ class Msg:
         self.message: Message | None = None
         self.decision: Decision | None = None
         self.version: Version | None = None
+        self._ok, self._value = True, self
+        self.callbacks: list[Any] | None = None
+        self.fn: Any = None
 
 
 class MessagePath:
@@ -64,17 +68,26 @@ class MessagePath:
         self.failure_answer = (ua.failure_code, ua.failure_reason)
         self.chance = uniforms(streams.generator("user_agent.failure"))
         self.sent = 0
+        self._until = clock.until
+        self._schedule = clock.env.schedule
+        self._env = clock.env
+
+    def next(self, m: Msg, when: float, stage: Any) -> None:
+        """Schedule the message's next event (the message is the event: no allocation)."""
+        if when < self._until:
+            m.callbacks, m.fn = [dispatch], stage
+            self._schedule(m, NORMAL, when - self._env._now)  # type: ignore[arg-type]
 
     def send(self, site: Site, sender: str, to: str, length: int, msg_id: str,
              sent_at: float, password: str | None = None) -> None:
         """Schedule a message sent at ``sent_at`` (its arrival at the proxy)."""
         m = self._msg(site, sender, to, length, msg_id, sent_at, password)
-        self.clock.at(sent_at + self.delay, self.arrive, m)
+        self.next(m, sent_at + self.delay, self.arrive)
 
     def arrive_now(self, site: Site, sender: str, to: str, length: int, msg_id: str,
                    password: str | None = None) -> None:
         """A message whose arrival at the proxy is now (sent one network delay ago)."""
-        now = self.clock.now
+        now = self._env._now
         self.arrive(self._msg(site, sender, to, length, msg_id, now - self.delay, password))
 
     def _msg(self, site: Site, sender: str, to: str, length: int, msg_id: str,
@@ -88,7 +101,7 @@ class MessagePath:
 
     # -- event 1: challenged ---------------------------------------------------------
     def arrive(self, m: Msg) -> None:
-        now = self.clock.now
+        now = self._env._now
         finish = m.site.proxy.admit(now, self.proxy_time())
         self.recorder.sip[(m.site.name, "MESSAGE", 407)] += 1
         if self.recorder.trace is not None:
@@ -96,18 +109,18 @@ class MessagePath:
             self.recorder.log(finish, "proxy", f"407 Proxy Authentication Required {m.msg_id}")
             self.recorder.log(finish + self.delay, m.sender,
                               f"MESSAGE {m.msg_id} with credentials")
-        self.clock.at(finish + 2 * self.delay, self.resent, m)
+        self.next(m, finish + 2 * self.delay, self.resent)
 
     # -- event 2: with credentials ------------------------------------------------------
     def resent(self, m: Msg) -> None:
-        finish = m.site.proxy.admit(self.clock.now, self.proxy_time())
+        finish = m.site.proxy.admit(self._env._now, self.proxy_time())
         if self.recorder.trace is not None:
             self.recorder.log(finish, "proxy", f"AAA request {m.msg_id}")
-        self.clock.at(finish + self.latency, self.authorize, m)
+        self.next(m, finish + self.latency, self.authorize)
 
     # -- event 3: billing decides -----------------------------------------------------
     def authorize(self, m: Msg) -> None:
-        now, site = self.clock.now, m.site
+        now, site = self._env._now, m.site
         version = site.version(now)
         engine = version.engine
         at, micros = site.at(now)
@@ -124,11 +137,11 @@ class MessagePath:
                         decision.check)
             return
         m.message, m.decision, m.version = msg, decision, version
-        self.clock.at(back, self.route, m)
+        self.next(m, back, self.route)
 
     # -- event 4: registrar lookup, delivery, accounting --------------------------------
     def route(self, m: Msg) -> None:
-        now, site = self.clock.now, m.site
+        now, site = self._env._now, m.site
         decision = m.decision
         assert decision is not None and decision.recipient is not None
         b = site.index.get(decision.recipient)
