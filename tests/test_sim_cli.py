@@ -47,3 +47,12 @@ def test_random_traffic_needs_until(tmp_path: Path, capsys: pytest.CaptureFixtur
     path.write_text(text)
     assert main(["run", str(path)]) == 2
     assert "--until" in capsys.readouterr().err
+
+
+def test_progress_follows_simulated_time() -> None:
+    from imsim import scenario, sim
+
+    seen: list[float] = []
+    result = sim.run(scenario.load(HANDBOOK), progress=seen.append)
+    assert len(seen) == 200 and seen[-1] == result.summary["until"]
+    assert seen == sorted(seen)
