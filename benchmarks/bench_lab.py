@@ -1,0 +1,194 @@
+"""Messages/s through the live stack with billing, and the xDR reconciliation.
+
+    .venv/bin/python benchmarks/bench_lab.py [--calls 20000] [--rate 2500]
+
+sipp part: a registered sipp receiver, a sipp sender (digest auth, 407 then resend)
+pushing MESSAGEs through Kamailio, which asks the imsim billing service to authorize
+and account each one. Figures: messages/s answered 200, and the reconciliation of
+Kamailio's accounting (the ground truth) with the xDR store: every 2xx MESSAGE has
+exactly one customer xDR (lost = 0), no xDR lacks one (orphans = 0), none is doubled.
+
+The pjsua2 part (`pjsua2_part`) is left to the pjsua2 driver's owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lab import accounting, load, provision, sip  # noqa: E402
+from lab.dbtext import Account  # noqa: E402
+from lab.stack import Stack  # noqa: E402
+
+HANDBOOK = ROOT / "scenarios" / "handbook.yaml"
+SENDER, RECEIVER = "15551230001", "15551230002"
+
+
+def free_port() -> int:
+    """A port free for UDP and TCP on 127.0.0.1."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+def bench_scenario(folder: Path) -> Path:
+    """The handbook scenario with balances large enough for any run."""
+    yaml = YAML(typ="safe")
+    document = yaml.load(HANDBOOK.read_text())
+    for env in document["environments"]:
+        for customer in env["customers"]:
+            for account in customer["accounts"]:
+                account["balance"] = 1_000_000_000
+    path = folder / "bench.yaml"
+    with path.open("w") as handle:
+        yaml.dump(document, handle)
+    return path
+
+
+def start_stack(folder: Path, scenario_path: Path, children: int,
+                synchronous: str = "FULL") -> tuple[Stack, dict[str, Account]]:
+    """The stack on free ports, and the subscribers by account id."""
+    from imsim import scenario
+
+    subscribers = provision.subscribers(scenario.load(scenario_path))
+    sip_port, billing_port = free_port(), free_port()
+    stack = Stack(folder / "run", sip_port=sip_port, billing_port=billing_port,
+                  children=children, debug=1, start_timeout=20,
+                  billing=provision.billing_command(scenario_path, billing_port,
+                                                    folder / "run" / "xdr.sqlite",
+                                                    extra=["--synchronous", synchronous]))
+    stack.up(subscribers)
+    return stack, {user: (user, domain, password) for user, domain, password in subscribers}
+
+
+def sipp_part(stack: Stack, accounts: dict[str, Account], calls: int, rate: float,
+              trace: Path) -> dict[str, Any]:
+    """Play `calls` MESSAGEs from sipp at `rate`/s; the figures of the run."""
+    receiver_port = free_port()
+    receiver = subprocess.Popen(load.receiver_argv(receiver_port), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    bob = sip.UdpUser(*accounts[RECEIVER], proxy=("127.0.0.1", stack.sip_port))
+    try:
+        contact = f"<sip:{RECEIVER}@127.0.0.1:{receiver_port}>"
+        assert bob.request("REGISTER", f"sip:{bob.domain}", to=bob.aor,
+                           extra={"Contact": contact, "Expires": "3600"}).code == 200
+        sender = accounts[SENDER]
+        started = time.monotonic()
+        done = subprocess.run(load.sender_argv(("127.0.0.1", stack.sip_port), sender, RECEIVER,
+                                               calls=calls, rate=rate, prefix="bench",
+                                               trace_dir=trace, timeout_s=600),
+                              capture_output=True, text=True, timeout=900)
+        elapsed = time.monotonic() - started
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=5)
+        bob.close()
+    return {"sipp_exit": done.returncode, "wall_s": elapsed}
+
+
+def reconcile(acc_dir: Path, db: Path) -> dict[str, Any]:
+    """Kamailio's 2xx MESSAGE lines against the customer xDRs, by Call-ID."""
+    lines = [row for row in accounting.read(acc_dir)
+             if row.get("method") == "MESSAGE" and row.get("sip_code", "").startswith("2")]
+    answered = collections.Counter(row["call_id"] for row in lines)
+    with closing(sqlite3.connect(db)) as conn:
+        billed = collections.Counter(
+            call_id for (call_id,) in conn.execute(
+                "SELECT call_id FROM xdr WHERE direction = 'outgoing'"))
+    stamps = sorted(float(row["ts"]) for row in lines)
+    span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+    return {"answered_2xx": sum(answered.values()), "customer_xdrs": sum(billed.values()),
+            "lost": len(set(answered) - set(billed)),
+            "orphans": len(set(billed) - set(answered)),
+            "duplicated": sum(n - 1 for n in billed.values() if n > 1),
+            "acc_span_s": span,
+            "msg_per_s": (len(stamps) - 1) / span if span else 0.0}
+
+
+def cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of every live process in a process group."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def pjsua2_part(stack: Stack, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Messages/s from pjsua2 clients through the same stack: to be added (lab/driver.py)."""
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20000, help="MESSAGEs sipp sends")
+    parser.add_argument("--rate", type=float, default=2500, help="sipp's target rate, msg/s")
+    parser.add_argument("--children", type=int, default=4, help="Kamailio UDP workers")
+    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
+                        help="SQLite durability of the xDR store (FULL: fsync per commit)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="imsim-bench-lab-") as tmp:
+        folder = Path(tmp)
+        scenario_path = bench_scenario(folder)
+        stack, accounts = start_stack(folder, scenario_path, args.children,
+                                      args.synchronous)
+        try:
+            status = stack.status()
+            run = sipp_part(stack, accounts, args.calls, args.rate, folder)
+            time.sleep(1.0)  # the last /account calls
+            run["cpu_billing_s"] = cpu_seconds(status.billing_pid or 0)
+            run["cpu_kamailio_s"] = cpu_seconds(status.kamailio_pid or 0)
+            figures = run | reconcile(stack.acc_dir, stack.dir / "xdr.sqlite")
+            pjsua2 = pjsua2_part(stack, args)
+        finally:
+            stack.down()
+    print_figures(args, figures, pjsua2)
+    clean = figures["lost"] == figures["orphans"] == figures["duplicated"] == 0
+    return 0 if clean and figures["answered_2xx"] == args.calls else 1
+
+
+def print_figures(args: argparse.Namespace, figures: dict[str, Any],
+                  pjsua2: dict[str, Any] | None) -> None:
+    print(f"sipp -> kamailio ({args.children} workers) -> imsim billing service "
+          f"(SQLite synchronous={args.synchronous})")
+    print(f"  sent {args.calls} MESSAGEs at a target of {args.rate:g}/s, "
+          f"sipp exit {figures['sipp_exit']}, wall {figures['wall_s']:.2f} s")
+    print(f"  answered 2xx: {figures['answered_2xx']}  "
+          f"throughput: {figures['msg_per_s']:.0f} msg/s (Kamailio acc timestamps)")
+    print(f"  customer xDRs: {figures['customer_xdrs']}  lost: {figures['lost']}  "
+          f"orphans: {figures['orphans']}  duplicated: {figures['duplicated']}")
+    per = max(figures["answered_2xx"], 1)
+    print(f"  CPU per message: billing service {figures['cpu_billing_s'] / per * 1e6:.0f} us, "
+          f"kamailio {figures['cpu_kamailio_s'] / per * 1e6:.0f} us "
+          f"(on {os.cpu_count()} CPUs)")
+    print("pjsua2: " + ("not measured yet (lab/driver.py)" if pjsua2 is None else str(pjsua2)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
