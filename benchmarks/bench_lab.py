@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import socket
 import sqlite3
@@ -127,6 +128,61 @@ def reconcile(acc_dir: Path, db: Path) -> dict[str, Any]:
             "msg_per_s": (len(stamps) - 1) / span if span else 0.0}
 
 
+def _kamailio_like_client(port: int, worker: int, count: int) -> None:
+    """One keep-alive connection posting /authorize then /account, as a Kamailio worker."""
+    base = {"msg_id": "", "from_user": SENDER, "from_domain": "sip.example.com",
+            "to_user": RECEIVER, "to_domain": "sip.example.com", "length": 5}
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        replies = sock.makefile("rb")
+        for n in range(count):
+            body = base | {"call_id": f"direct-{worker}-{n}", "msg_id": f"direct-{worker}-{n}"}
+            for path, doc in (("/authorize", body), ("/account", body | {"code": 200,
+                                                                        "reason": "OK"})):
+                data = json.dumps(doc).encode()
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: billing\r\nContent-Type: "
+                             f"application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                             .encode() + data)
+                length = 0
+                while (line := replies.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                replies.read(length)
+
+
+def billing_only_part(folder: Path, scenario_path: Path, messages: int, clients: int,
+                      synchronous: str) -> dict[str, Any]:
+    """The billing service alone, driven over HTTP by `clients` processes like Kamailio's."""
+    import multiprocessing
+
+    port = free_port()
+    argv = provision.billing_command(scenario_path, port, folder / "direct.sqlite",
+                                     extra=["--synchronous", synchronous])
+    service = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        Stack(folder / "direct", billing_port=port, start_timeout=20)._wait_port(port)
+        cpu_before = cpu_seconds(service.pid)
+        per = messages // clients
+        workers = [multiprocessing.Process(target=_kamailio_like_client, args=(port, w, per))
+                   for w in range(clients)]
+        started = time.monotonic()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(service.pid) - cpu_before
+    finally:
+        service.terminate()
+        service.wait(timeout=10)
+    with closing(sqlite3.connect(folder / "direct.sqlite")) as conn:
+        stored = conn.execute("SELECT COUNT(DISTINCT call_id) FROM xdr "
+                              "WHERE direction = 'outgoing'").fetchone()[0]
+    return {"messages": per * clients, "msg_per_s": per * clients / elapsed,
+            "stored": stored, "cpu_us": cpu / (per * clients) * 1e6, "clients": clients}
+
+
 def cpu_seconds(group: int) -> float:
     """User + system CPU seconds of every live process in a process group."""
     total, tick = 0.0, os.sysconf("SC_CLK_TCK")
@@ -150,12 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20000, help="MESSAGEs sipp sends")
     parser.add_argument("--rate", type=float, default=2500, help="sipp's target rate, msg/s")
     parser.add_argument("--children", type=int, default=4, help="Kamailio UDP workers")
+    parser.add_argument("--direct", type=int, default=20000,
+                        help="messages posted straight to the billing service (0: skip)")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
                         help="SQLite durability of the xDR store (FULL: fsync per commit)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="imsim-bench-lab-") as tmp:
         folder = Path(tmp)
         scenario_path = bench_scenario(folder)
+        direct = None
+        if args.direct:
+            direct = billing_only_part(folder, scenario_path, args.direct, args.children,
+                                       args.synchronous)
         stack, accounts = start_stack(folder, scenario_path, args.children,
                                       args.synchronous)
         try:
@@ -168,13 +230,20 @@ def main(argv: list[str] | None = None) -> int:
             pjsua2 = pjsua2_part(stack, args)
         finally:
             stack.down()
-    print_figures(args, figures, pjsua2)
+    print_figures(args, figures, pjsua2, direct)
     clean = figures["lost"] == figures["orphans"] == figures["duplicated"] == 0
+    clean = clean and (direct is None or direct["stored"] == direct["messages"])
     return 0 if clean and figures["answered_2xx"] == args.calls else 1
 
 
 def print_figures(args: argparse.Namespace, figures: dict[str, Any],
-                  pjsua2: dict[str, Any] | None) -> None:
+                  pjsua2: dict[str, Any] | None, direct: dict[str, Any] | None) -> None:
+    if direct is not None:
+        print(f"billing service alone, {direct['clients']} keep-alive clients like Kamailio's "
+              f"workers (SQLite synchronous={args.synchronous}):")
+        print(f"  {direct['messages']} messages (/authorize + /account): "
+              f"{direct['msg_per_s']:.0f} msg/s, {direct['stored']} stored, "
+              f"CPU {direct['cpu_us']:.0f} us per message")
     print(f"sipp -> kamailio ({args.children} workers) -> imsim billing service "
           f"(SQLite synchronous={args.synchronous})")
     print(f"  sent {args.calls} MESSAGEs at a target of {args.rate:g}/s, "
