@@ -40,6 +40,7 @@ from imsim import scenario as scenarios
 from imsim.billing import BillingEngine, Decision, Ledger, Message
 from imsim.config import Environment
 from imsim.errors import UsageError
+from imsim.replay import timeline
 from imsim.scenario import Scenario, ScenarioError
 from lab import httpd
 from lab.billing_api import Api, BadInput, json_object
@@ -56,12 +57,9 @@ _ACCOUNT_FIELDS = _AUTHORIZE_FIELDS | {"code": int, "reason": str}
 
 
 def environment_versions(scenario: Scenario) -> dict[str, list[tuple[float, Environment]]]:
-    """Each environment's versions as (effective seconds since start, Environment)."""
-    try:
-        from imsim.setup import timeline  # type: ignore[attr-defined]
-    except ImportError:
-        return {env.name: [(0.0, env)] for env in scenario.environments}
-    return timeline(scenario)  # type: ignore[no-any-return]
+    """Each environment's versions as (effective seconds since start, Environment): the
+    setup journal replayed with the propagation delay (`imsim.replay.timeline`)."""
+    return timeline(scenario)
 
 
 @dataclass(frozen=True)
@@ -88,10 +86,10 @@ class Environments:
         self.engines: dict[str, list[BillingEngine]] = {}
         self.ledgers: dict[str, Ledger] = {}
         for name, versions in environment_versions(scenario).items():
-            versions = sorted(versions, key=lambda version: version[0])
             self.times[name] = [seconds for seconds, _ in versions]
             self.engines[name] = [BillingEngine(env) for _, env in versions]
-            self.ledgers[name] = Ledger.of(versions[0][1])
+            # Balances belong to the accounts as provisioned, journal included.
+            self.ledgers[name] = Ledger.of(scenario.environment(name))
             for _, env in versions:
                 self.names[env.domain.lower()] = name
 
