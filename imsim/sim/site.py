@@ -19,7 +19,7 @@ from imsim.sim.core import Pool
 from imsim.sim.periods import breakpoints
 from imsim.sim.records import Recorder
 
-MEMO_LIMIT = 2_000_000
+MEMO_LIMIT = 250_000
 MemoKey = tuple[str, str, str, int, int]
 
 
