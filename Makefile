@@ -31,7 +31,7 @@ unit: venv
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
 
 test: lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --nbmake tests notebooks $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs lab/run

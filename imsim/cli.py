@@ -22,6 +22,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("rate", "rate"),
     ("run", "run"),
     ("lab", "lab"),
+    ("check", "check"),
+    ("checklist", "checklist"),
 )
 
 

@@ -41,6 +41,7 @@ assert tuple(XDR_DTYPES) == XDR_COLUMNS
 MESSAGE_DTYPES: dict[str, str] = {
     "msg_id": STR, "env": STR, "from": STR, "to": STR, "sent_at": "float64", "code": "int64",
     "reason": STR, "step": "float64", "delivered_at": "float64", "latency": "float64",
+    "check": STR,
 }
 PRESENCE_DTYPES: dict[str, str] = {
     "time": "float64", "env": STR, "event": STR, "presentity": STR, "watcher": STR,

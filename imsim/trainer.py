@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from imsim.checklist import StepState, fill
 from imsim.diagnosis import BREAKS, NOTE, UNBILLED, Finding, diagnose, explains
 from imsim.replay import replay
@@ -100,14 +102,13 @@ def prove(scenario: Scenario, seed: int | None = None) -> list[Outcome]:
     result = run(scenario, seed=seed, quiet=True)
     billed = set(result.xdrs.loc[result.xdrs["direction"] == "outgoing", "msg_id"])
     outcomes = []
-    for row in result.messages.itertuples(index=False):
-        outcomes.append(_outcome(scenario, row._asdict(), row.msg_id in billed))
+    for row in result.messages.to_dict("records"):
+        outcomes.append(_outcome(scenario, row, row["msg_id"] in billed))
     return outcomes
 
 
 def _outcome(scenario: Scenario, row: dict[str, Any], billed: bool) -> Outcome:
-    step = row.get("step")
-    step = None if step is None or step != step else int(step)  # NaN -> None
+    step = None if pd.isna(row.get("step")) else int(row["step"])
     outcome = Outcome(str(row["msg_id"]), str(row["env"]), str(row["from"]), str(row["to"]),
                       float(row["sent_at"]), int(row["code"]), str(row["reason"]), step,
                       str(row.get("check", "")), billed)

@@ -55,13 +55,14 @@ class Recorder:
 
     def message(self, row: tuple[Any, ...], check: str) -> None:
         """One finished attempt: (msg_id, env, from, to, sent_at, code, reason, step,
-        delivered_at, latency), and the check that decided it."""
+        delivered_at, latency), and the message-path check that decided it (kept as the
+        frame's last column, so the trainer can match it with its diagnosis)."""
         code = row[5]
         self.outcomes[(row[1], code, check)] += 1
         self.latencies.append(row[9])
         keep = self.keep_messages
         if keep == "all" or (keep == "failed" and not 200 <= code < 300):
-            self.messages.append(row)
+            self.messages.append((*row, check))
 
     def xdr(self, rows: list[Xdr]) -> None:
         for row in rows:

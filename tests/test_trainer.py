@@ -1,0 +1,96 @@
+"""The setup-order trainer: every training scenario's test messages get what the scenario
+expects in the simulator, the diagnosis explains each refusal, the checklist tells."""
+
+import subprocess
+import sys
+
+import pytest
+
+from imsim import scenario
+from imsim.render import render
+from imsim.trainer import TrainingSession, check
+from tests.helpers import HANDBOOK, ROOT
+
+TRAINING = sorted((ROOT / "scenarios" / "training").glob("*.yaml"))
+WORKING = {"00_correct_order", "23_customer_side_first", "24_messaging_enabled_last"}
+
+
+def test_there_is_a_training_scenario_per_failure_mode():
+    assert len(TRAINING) >= 15
+    assert all(scenario.load(p).expected for p in TRAINING)
+
+
+@pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
+def test_training_scenario_outcomes_and_diagnosis(path):
+    report = check(scenario.load(path), seed=1)
+    assert report.outcomes, "the scenario sends test messages"
+    assert [o.msg_id for o in report.outcomes if not o.as_expected] == []
+    assert report.unexplained == []
+    assert report.works is (path.stem in WORKING)
+
+
+def test_refusal_and_finding_share_step_and_check():
+    report = check(scenario.load(ROOT / "scenarios/training/08_no_wildcard_rate.yaml"))
+    (outcome,) = report.outcomes
+    assert (outcome.code, outcome.step, outcome.check) == (403, 4, "vendor_rate")
+    assert [(f.step, f.check) for f in report.findings] == [(4, "vendor_rate")]
+    assert report.steps["main"][4].mark == "[ ]"
+    assert report.steps["main"][9].mark == "[ ]"
+
+
+def test_unbilled_delivery_is_not_a_working_service():
+    report = check(scenario.load(ROOT / "scenarios/training/04_outgoing_aaa_off.yaml"))
+    (outcome,) = report.outcomes
+    assert (outcome.code, outcome.billed) == (200, False)
+    assert report.steps["main"][2].mark == "[!]"
+    assert not report.works
+
+
+def test_out_of_order_steps_are_marked_in_every_format():
+    report = check(scenario.load(ROOT / "scenarios/training/24_messaging_enabled_last.yaml"))
+    text = render(report, "text")
+    assert "[x] 2. Create a domain service policy (service policy A)  (out of order: done " \
+           "before step 1)" in text
+    assert "out of order" in render(report, "markdown")
+    html = render(report, "html")
+    assert html.startswith("<!doctype html>") and "out of order" in html
+
+
+def test_second_environment_is_checked_on_its_own():
+    report = check(scenario.load(
+        ROOT / "scenarios/training/25_second_environment_not_configured.yaml"))
+    assert all(s.done for s in report.steps["main"].values())
+    assert not report.steps["second"][1].done
+    assert {o.msg_id: o.code for o in report.outcomes} == {"t1": 200, "t2": 403, "t3": 404}
+
+
+def test_training_session_step_by_step():
+    session = TrainingSession.start(ROOT / "scenarios/training/00_correct_order.yaml")
+    assert session.do("add_rate", tariff="tariff A", rate_codes=["|"], price=0).refused
+    assert session.do("enable_messaging").ok
+    session.wait("1m")
+    session.send("15551230001", "15551230002")
+    report = session.report()
+    assert (report.outcomes[0].code, report.outcomes[0].step) == (403, 1)
+    assert [s for s, st in report.steps["main"].items() if st.done] == [1]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "imsim", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+
+
+def test_check_cli_exit_codes():
+    assert run_cli("check", str(HANDBOOK)).returncode == 0
+    broken = run_cli("check", "scenarios/training/17_no_usage_charge.yaml", "--format",
+                     "markdown")
+    assert broken.returncode == 1 and "**the service does NOT work**" in broken.stdout
+    bad = run_cli("check", "missing.yaml")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_blank_checklist():
+    done = run_cli("checklist")
+    assert done.returncode == 0
+    assert done.stdout.count("[ ]") == 9
+    assert "Rating configuration (Internal Vendor)" in done.stdout
