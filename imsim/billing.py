@@ -42,7 +42,7 @@ from imsim.config import (
     Tariff,
 )
 from imsim.proxy import recipient_number, select_policy
-from imsim.rating import RateTable, Rating
+from imsim.rating import RateTable, Rating, zone
 
 OK_REASON = "OK"
 
@@ -124,6 +124,8 @@ class Ledger:
     owed: dict[str, Decimal] = field(default_factory=dict)
     reserved: dict[str, Decimal] = field(default_factory=dict)
     holds: dict[str, list[tuple[str, Decimal]]] = field(default_factory=dict)
+    included: dict[str, int] = field(default_factory=dict)   # bundle messages used (held)
+    included_holds: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, env: Environment) -> Ledger:
@@ -165,11 +167,25 @@ class Ledger:
         self.holds.setdefault(call_id, []).append((key, amount))
         return True
 
+    def take_included(self, call_id: str, key: str, allowance: int) -> bool:
+        """Hold one included message of the bundle ``key`` if fewer than ``allowance``
+        are used or held; released with the charge when the message fails."""
+        used = self.included.get(key, 0)
+        if used >= allowance:
+            return False
+        self.included[key] = used + 1
+        self.included_holds[call_id] = key
+        return True
+
     def release(self, call_id: str) -> None:
         for key, amount in self.holds.pop(call_id, []):
             self.reserved[key] -= amount
+        bundle = self.included_holds.pop(call_id, None)
+        if bundle is not None:
+            self.included[bundle] -= 1
 
     def commit(self, call_id: str) -> None:
+        self.included_holds.pop(call_id, None)
         for key, amount in self.holds.pop(call_id, []):
             self.reserved[key] -= amount
             kind, name = key.split(":", 1)
@@ -182,6 +198,12 @@ class Ledger:
         if customer.balance_model is BalanceModel.debit:
             return self.debit.get(account.id, Decimal(0))
         return self.owed.get(customer.name, Decimal(0))
+
+
+def bundle_period(at: dt.datetime, time_zone: str) -> str:
+    """The calendar month of ``at`` in ``time_zone`` (a bundle's period), 'YYYY-MM'."""
+    local = at.astimezone(zone(time_zone))
+    return f"{local.year:04d}-{local.month:02d}"
 
 
 class BillingEngine:
@@ -244,11 +266,16 @@ class BillingEngine:
 
     def settle(self, msg: Message, decision: Decision, ledger: Ledger | None = None) -> Decision:
         """The balance part of check 4 for a `decide` answer: refuse when the sender
-        cannot pay; else, with a ledger, reserve the charge under ``msg.hold``."""
+        cannot pay; else, with a ledger, reserve the charge under ``msg.hold``. While the
+        sender's product bundle has included messages left (`bundle_of`), the customer
+        rating is charged 0 and one included message is held with the charge."""
         rating = decision.customer
         if rating is None:
             return decision
         customer, account = self.accounts[msg.sender]
+        bundle = self._bundle_left(ledger, customer, account, msg.at)
+        if bundle is not None:
+            rating = replace(rating, unit_price=Decimal(0), amount=Decimal(0))
         if ledger is not None and not ledger.can_pay(customer, account, rating.amount):
             return refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
         if not decision.ok:
@@ -258,7 +285,31 @@ class BillingEngine:
                                                     decision.recipient, decision.incoming):
             return refuse(403, "balance", None,
                           "Forbidden (recipient has insufficient balance for incoming messages)")
+        if bundle is not None and ledger is not None:
+            ledger.take_included(msg.hold, *bundle)
+            return replace(decision, customer=rating)
         return decision
+
+    def _bundle_left(self, ledger: Ledger | None, customer: Customer, account: Account,
+                     at: dt.datetime) -> tuple[str, int] | None:
+        bundle = self.bundle_of(customer, account, at) if ledger is not None else None
+        if bundle is None or ledger is None or ledger.included.get(bundle[0], 0) >= bundle[1]:
+            return None
+        return bundle
+
+    def bundle_of(self, customer: Customer, account: Account,
+                  at: dt.datetime) -> tuple[str, int] | None:
+        """The sender's bundle this month, (ledger key, included messages), or None.
+
+        The rule: an account's first ``Product.included_messages`` delivered messages of
+        each calendar month (customer's time zone) are charged 0; a refused or failed
+        message gives its included message back. Bundles need a ledger (the state);
+        `imsim.planning` applies the same rule to whole months with numpy."""
+        product = self.env.product(account.product)
+        if product is None or not product.included_messages:
+            return None
+        return (f"{account.id}\x1f{bundle_period(at, customer.time_zone)}",
+                product.included_messages)
 
     def _recipient(self, to_user: str, domain: str) -> tuple[ServicePolicy | None, str | None]:
         key = (to_user, domain)

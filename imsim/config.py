@@ -206,11 +206,18 @@ class UsageCharge(Frozen):
 
 
 class Product(Frozen):
-    """Step 8: included services and usage charges."""
+    """Step 8: included services and usage charges.
+
+    ``included_messages``: a bundle of outgoing messages included per account and
+    calendar month (in the customer's time zone); while an account has some left, a
+    delivered message is charged 0, afterwards the usage charge's tariff applies
+    (`imsim.billing.BillingEngine.settle` holds the rule). 0: no bundle.
+    """
 
     name: Name
     included_services: tuple[Service, ...] = (Service.voice,)
     usage_charges: tuple[UsageCharge, ...] = ()
+    included_messages: int = Field(0, ge=0, le=10_000_000)
 
 
 class Account(Frozen):
