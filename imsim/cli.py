@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("lab", "lab"),
     ("check", "check"),
     ("checklist", "checklist"),
+    ("sweep", "sweep"),
 )
 
 
