@@ -136,6 +136,8 @@ class BillingService:
                 return self.authorize(_fields(json_object(request), _AUTHORIZE_FIELDS))
             if request.path == "/account":
                 return self.account(_fields(json_object(request), _ACCOUNT_FIELDS))
+            if request.path == "/lab/clock":
+                return self.set_clock(request)
         except BadInput as bad:
             log.warning("%s: %s", request.path, bad)
             return bad.reply
@@ -227,6 +229,31 @@ class BillingService:
                 continue
             self.accounted.add(call_id)
             answer.resolve(Reply(200, {"xdrs": count}))
+
+    # /lab/clock --------------------------------------------------------------------
+    def set_clock(self, request: Request) -> Reply:
+        """``{"params": {"epoch": T, "speed": S}}`` with an API session: scenario second 0
+        is wall time T from now on, and the run starts afresh (balances as provisioned, no
+        pending authorization). Answers the last i_xdr stored so far: the new run's xDRs
+        are the ones after it."""
+        document = json_object(request)
+        self.api.check_session(request, document)
+        params = document.get("params")
+        epoch = params.get("epoch") if isinstance(params, dict) else None
+        speed = params.get("speed", self.clock.speed) if isinstance(params, dict) else None
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (epoch, speed)) \
+                or not 0 < speed <= 1e6:  # type: ignore[operator]
+            raise BadInput(400, "Client.params", "params.epoch (Unix time) and params.speed "
+                           "(> 0) must be numbers")
+        self.clock = Clock(self.clock.start, float(epoch), float(speed))  # type: ignore[arg-type]
+        for call_id in list(self.pending):
+            self._release(call_id)
+        self.envs.ledgers = {name: Ledger.of(self.scenario.environment(name))
+                             for name in self.envs.ledgers}
+        log.info("clock: scenario second 0 at %.3f, speed %g; balances as provisioned",
+                 self.clock.epoch, self.clock.speed)
+        return Reply(200, {"epoch": self.clock.epoch, "speed": self.clock.speed,
+                           "last_xdr": self.last_xdr})
 
     # housekeeping ------------------------------------------------------------------
     def expire(self, now: float | None = None) -> int:

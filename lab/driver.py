@@ -39,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,15 @@ class Child:
 
 def play(scenario: Any, proxy: tuple[str, int, str], speed: float = 1.0,
          out_dir: Path | str | None = None, processes: int = 1,
-         timeout: float | None = None) -> list[dict[str, Any]]:
-    """Play a Scenario (or a ready Plan) with real pjsua2 clients; every record, merged."""
+         timeout: float | None = None,
+         on_start: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """Play a Scenario (or a ready Plan) with real pjsua2 clients; every record, merged.
+    ``on_start(wall time of scenario second 0)`` runs once every process is ready, just
+    before the script starts (the lab aligns the billing service's clock there)."""
     plan = scenario if isinstance(scenario, Plan) else plans.from_scenario(
         scenario, proxy, speed, timeout)
-    return run_plan(plan, Path(out_dir or default_runtime_dir() / "driver"), processes)
+    return run_plan(plan, Path(out_dir or default_runtime_dir() / "driver"), processes,
+                    on_start=on_start)
 
 
 def run_driver(accounts: Iterable[Any], script: Iterable[Any], proxy: tuple[str, int, str],
@@ -152,8 +156,8 @@ def run_driver(accounts: Iterable[Any], script: Iterable[Any], proxy: tuple[str,
     return run_plan(plan, out.parent, processes, merged=out.name)
 
 
-def run_plan(plan: Plan, out_dir: Path, processes: int = 1,
-             merged: str = "records.jsonl") -> list[dict[str, Any]]:
+def run_plan(plan: Plan, out_dir: Path, processes: int = 1, merged: str = "records.jsonl",
+             on_start: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
     """Start the driver processes together, stop them together, merge their records."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines: queue.Queue = queue.Queue()
@@ -162,6 +166,8 @@ def run_plan(plan: Plan, out_dir: Path, processes: int = 1,
     try:
         _await(lines, children, "ready", time.monotonic() + STARTUP_TIMEOUT)
         start = time.time() + START_MARGIN
+        if on_start is not None:
+            on_start(start)
         for child in children:
             child.say(f"go {start!r}")
         _await(lines, children, "done", time.monotonic() + plan.timeout)

@@ -214,6 +214,18 @@ class Stack:
         self.state_path.unlink(missing_ok=True)
         return stopped
 
+    def restart_billing(self, billing: Sequence[str]) -> Status:
+        """Stop the billing service `up()` started (if any) and start ``billing`` instead;
+        Kamailio keeps running (it fails closed with 503 in between)."""
+        state = self._read_state()
+        pid = state.get("billing_pid")
+        if pid and self._ours(pid, state.get("billing_marker", "")):
+            self._terminate(pid)
+        self._write_state({"billing_pid": None, "billing_marker": ""})
+        self.billing = list(billing)
+        self._write_state(self._start_billing())
+        return self.status()
+
     def provision(self, accounts: Iterable[dbtext.Account]) -> list[str]:
         """Store accounts (ha1 only); a running Kamailio picks them up."""
         domains = dbtext.provision(accounts, self.db_dir)

@@ -80,6 +80,10 @@ class XdrClient:
             if len(rows) < page:
                 return found
 
+    def call(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Any other method of the API, in this session: ``{"params": params}``."""
+        return self._post(path, {"params": params})
+
     def _post(self, path: str, body: dict[str, Any], session: bool = True) -> dict[str, Any]:
         if session and self.session_id is None:
             self.login()

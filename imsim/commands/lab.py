@@ -3,6 +3,9 @@
     imsim lab up [SCENARIO] [--sip-port 5060] [--billing-port 8070] [--speed 1]
     imsim lab status      exit 0 when the stack runs, 1 when it does not
     imsim lab down        stops exactly the processes `up` started
+    imsim lab run SCENARIO [--target FILE] [--speed 50] [--out DIR] [--seed 0]
+                          play it live, compare with the model: exit 0 all agree,
+                          1 a mismatch (per-message diff in the report), 2 bad input
 
 The runtime folder is $IMSIM_LAB_DIR (default lab/run/); it holds the generated
 Kamailio config, the subscriber table (ha1 only), accounting, logs, the xDR store and
@@ -44,6 +47,20 @@ def register(sub: Any, name: str) -> None:
     down.set_defaults(handler=run_down)
     status = actions.add_parser("status", help="what runs; exit 0 if up, 1 if down")
     status.set_defaults(handler=run_status)
+    play = actions.add_parser("run", help="play a scenario live and compare with the model")
+    play.add_argument("scenario", help="scenario YAML file")
+    play.add_argument("--target", help="target file (default: lab/targets/local.yaml, "
+                      "the embedded stack)")
+    play.add_argument("--speed", type=float, default=50.0,
+                      help="scenario seconds per wall-clock second (default 50)")
+    play.add_argument("--out", help="output folder (default runs/lab/NAME-TIME)")
+    play.add_argument("--seed", type=int, default=0, help="the model's seed")
+    play.add_argument("--processes", type=int, default=1,
+                      help="driver processes at least (more when accounts need them)")
+    play.add_argument("--compare-only", action="store_true",
+                      help="no play: compare the records already in --out with the "
+                      "target's xDRs (e.g. a CSV export taken after the run)")
+    play.set_defaults(handler=run_lab)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -59,9 +76,9 @@ def run_up(args: argparse.Namespace) -> int:
     if not 0 < args.speed <= 1e6:
         raise UsageError(f"--speed {args.speed}: must be > 0")
     loaded = scenario.load(args.scenario)
-    _check_free(args.sip_port, args.billing_port)
+    check_free(args.sip_port, args.billing_port)
     stack.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _set_aside(stack.dir / XDR_DB)
+    set_aside(stack.dir / XDR_DB)
     stack.billing = provision.billing_command(args.scenario, args.billing_port,
                                               stack.dir / XDR_DB, args.speed)
     try:
@@ -73,6 +90,19 @@ def run_up(args: argparse.Namespace) -> int:
     dbtext.write_private(stack.dir / INFO, json.dumps(info) + "\n")
     print(f"started: {status.describe()}{_serving(stack.dir)}")
     return 0
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    from lab import run, targets
+
+    if args.compare_only and not args.out:
+        raise UsageError("--compare-only needs --out (the folder of the earlier run)")
+    if not 1 <= args.processes <= 64:
+        raise UsageError(f"--processes {args.processes}: from 1 to 64")
+    outcome = run.run(Path(args.scenario), targets.load(args.target), args.speed,
+                      Path(args.out) if args.out else None, args.seed, args.processes,
+                      args.compare_only)
+    return 0 if outcome.comparison.ok else 1
 
 
 def run_down(args: argparse.Namespace) -> int:
@@ -117,7 +147,7 @@ def _port(port: int, flag: str) -> int:
     return port
 
 
-def _check_free(sip_port: int, billing_port: int) -> None:
+def check_free(sip_port: int, billing_port: int) -> None:
     """Refuse ports someone else holds (the launcher would talk to the wrong process)."""
     for port, kinds, flag in ((sip_port, (socket.SOCK_DGRAM, socket.SOCK_STREAM), "--sip-port"),
                               (billing_port, (socket.SOCK_STREAM,), "--billing-port")):
@@ -130,7 +160,7 @@ def _check_free(sip_port: int, billing_port: int) -> None:
                                      "choose another port") from None
 
 
-def _set_aside(db: Path) -> None:
+def set_aside(db: Path) -> None:
     """A new stack starts a fresh xDR store; an old one is kept under a dated name."""
     if not db.exists():
         return

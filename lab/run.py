@@ -1,0 +1,320 @@
+"""`imsim lab run`: play a scenario live, collect what was billed, compare with the model.
+
+    outcome = run(Path("scenarios/handbook.yaml"), targets.load(), speed=50, out=folder)
+    outcome.comparison.ok
+
+Local target (the embedded stack): the stack is started when it is not running; one
+already serving the same scenario file (same content) is reported and reused; one
+serving another scenario gets the scenario's subscribers and a billing service restarted
+on it (fresh xDR store). Just before the script starts, the billing service's clock is
+set to the driver's start and speed (`POST /lab/clock`), so journal changes and their
+propagation happen at the same scenario seconds as in the model, and balances start as
+provisioned. This run's xDRs are the ones stored after that moment.
+
+Remote target: the clients play against its proxy (domain and passwords from the
+target); xDRs come from its JSON API (those stored after the run began) or a CSV export
+(by msg_id); Kamailio accounting only when the target names its files.
+
+Everything lands in ``out``: records.jsonl (and the per-process records, plans and logs),
+lab_messages.csv, lab_xdrs.csv, accounting.jsonl, model/ (the simulator's frames),
+compare.csv, report.md, report.html, run.json. A run that fails or is interrupted still
+merges the records its driver processes wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imsim import compare, sim
+from imsim import scenario as scenarios
+from imsim.billing import Xdr
+from imsim.errors import UsageError
+from imsim.results import message_frame, xdr_frame
+from imsim.scenario import Scenario
+from lab import accounting, driver, provision
+from lab import plan as plans
+from lab.stack import Stack, StackError
+from lab.targets import Remote, Target
+from lab.xdr_client import XdrClient, XdrSourceError, read_csv_export
+
+XDR_DB = "xdr.sqlite"
+INFO = "lab.json"
+SETTLE_SECONDS = 3.0  # for the last /account answers to be stored
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    comparison: compare.Comparison
+    out: Path
+    records: int
+
+
+@dataclass
+class Live:
+    """Where this run plays and how it collects (filled by `local` or `remote`)."""
+
+    proxy: tuple[str, int, str]
+    client: XdrClient | None = None
+    acc_dir: Path | None = None
+    csv: Path | None = None
+    time_zone: str = "UTC"
+    align_clock: bool = False
+    after_xdr: int = 0  # this run's xDRs have a larger i_xdr
+    start: float | None = None
+
+
+def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | None = None,
+        seed: int = 0, processes: int = 1, compare_only: bool = False,
+        echo: Echo = print) -> Outcome:
+    """The whole loop; raises UsageError for bad input or a stack that cannot start."""
+    if not 0 < speed <= 1e6:
+        raise UsageError(f"--speed {speed}: must be > 0")
+    loaded = scenarios.load(scenario_path)
+    folder = Path(out) if out is not None else default_out(loaded)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = sim.run(loaded, seed=seed)
+    model.write(folder / "model")
+    live = local(scenario_path, loaded, target, echo) if target.local else remote(target)
+    plan = retarget(plans.from_scenario(loaded, live.proxy, speed), target)
+    if compare_only:
+        records = driver.read_records([folder / "records.jsonl"])
+        live.start = next((r["detail"] for r in records if r.get("event") == "start"), None)
+    else:
+        echo(f"playing {len(plan.messages)} messages of {loaded.name} at speed {speed:g} "
+             f"against {live.proxy[0]}:{live.proxy[1]}/{live.proxy[2]}")
+        records = play(plan, live, folder, processes, speed)
+    unbilled = set(model.messages.loc[model.messages["code"] // 100 == 2, "msg_id"]) \
+        - set(model.xdrs["msg_id"])
+    lab_xdrs = collect_xdrs(live, plan, records, unbilled)
+    acc = collect_accounting(live, plan)
+    result = compare.compare(model.messages, model.xdrs, lab_messages(records, loaded),
+                             lab_xdrs, acc, meta(scenario_path, loaded, target, speed, seed))
+    save(folder, result, lab_xdrs, acc, records, loaded)
+    echo(compare.table(result))
+    echo(f"report: {folder / 'report.html'}")
+    return Outcome(result, folder, len(records))
+
+
+def default_out(loaded: Scenario) -> Path:
+    name = loaded.name.replace("/", "-")
+    return Path("runs") / "lab" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# -- the local stack -------------------------------------------------------------------
+
+def local(scenario_path: Path, loaded: Scenario, target: Target, echo: Echo) -> Live:
+    from imsim.commands.lab import check_free, set_aside
+
+    spec = target.spec
+    stack = Stack(sip_port=spec.sip_port, billing_port=spec.billing_port)  # type: ignore[union-attr]
+    status, wanted = stack.status(), fingerprint(scenario_path)
+    if status.running and status.billing_pid and serving(stack.dir) == wanted:
+        echo(f"reusing: {status.describe()}, scenario {loaded.name}")
+    elif status.running:
+        stack.sip_port, stack.billing_port = status.sip_port, status.billing_port
+        echo(f"re-provisioning the running stack for {loaded.name}: {status.describe()}")
+        stack.provision(provision.subscribers(loaded))
+        set_aside(stack.dir / XDR_DB)
+        _start(stack, lambda: stack.restart_billing(_command(stack, scenario_path)))
+    else:
+        check_free(stack.sip_port, stack.billing_port)
+        stack.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        set_aside(stack.dir / XDR_DB)
+        stack.billing = _command(stack, scenario_path)
+        status = _start(stack, lambda: stack.up(provision.subscribers(loaded)))
+        echo(f"started: {status.describe()}")
+    record_serving(stack.dir, scenario_path, loaded, wanted)
+    status = stack.status()
+    return Live(("127.0.0.1", status.sip_port, spec.transport),  # type: ignore[union-attr]
+                api_client(stack.dir, status.billing_port), stack.acc_dir, align_clock=True)
+
+
+def _command(stack: Stack, scenario_path: Path) -> list[str]:
+    return provision.billing_command(scenario_path, stack.billing_port, stack.dir / XDR_DB)
+
+
+def _start(stack: Stack, start: Callable[[], Any]) -> Any:
+    try:
+        return start()
+    except (StackError, ValueError) as exc:
+        raise UsageError(f"{str(exc).splitlines()[0]} (logs in {stack.dir})") from None
+
+
+def fingerprint(scenario_path: Path) -> str:
+    path = Path(scenario_path).resolve()
+    return f"{path}#{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+
+
+def serving(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / INFO).read_text())["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_serving(folder: Path, scenario_path: Path, loaded: Scenario, mark: str) -> None:
+    from lab import dbtext
+
+    info = {"scenario": str(Path(scenario_path).resolve()), "name": loaded.name,
+            "fingerprint": mark}
+    dbtext.write_private(folder / INFO, json.dumps(info) + "\n")
+
+
+def api_client(folder: Path, port: int) -> XdrClient:
+    secret = json.loads((folder / "billing_api.secret").read_text())
+    return XdrClient(f"http://127.0.0.1:{port}", secret["login"], secret["password"])
+
+
+# -- a remote target ------------------------------------------------------------------
+
+def remote(target: Target) -> Live:
+    spec = target.spec
+    assert isinstance(spec, Remote)
+    live = Live(spec.proxy.address(), time_zone=spec.xdrs.time_zone,
+                acc_dir=target.path(spec.accounting) if spec.accounting else None)
+    if spec.xdrs.api is not None:
+        api = spec.xdrs.api
+        live.client = XdrClient(api.url, api.login, api.password(target.base))
+        live.after_xdr = max((x.i_xdr for x in _xdrs(live.client)), default=0)
+    else:
+        live.csv = target.path(spec.xdrs.csv)  # type: ignore[arg-type]
+    return live
+
+
+def retarget(plan: plans.Plan, target: Target) -> plans.Plan:
+    """The plan with the target's domain and passwords (a remote deployment's own)."""
+    spec = target.spec
+    if not isinstance(spec, Remote):
+        return plan
+    passwords = target.passwords()
+    identities = tuple(dataclasses.replace(
+        i, domain=spec.domain or i.domain,
+        password=passwords.get(i.user, i.password) if i.register else i.password)
+        for i in plan.identities)
+    messages = tuple(dataclasses.replace(
+        m, domain=spec.domain or m.domain,
+        password=passwords.get(m.sender, m.password) if _own(plan, m) else m.password,
+        to_uri=plans.target_uri(m.to, spec.domain or m.domain)) for m in plan.messages)
+    return dataclasses.replace(plan, identities=identities, messages=messages)
+
+
+def _own(plan: plans.Plan, message: plans.Message) -> bool:
+    """Sent with the account's own password (not a scripted wrong one)."""
+    return any(i.key == message.identity_key and i.register for i in plan.identities)
+
+
+# -- playing and collecting ------------------------------------------------------------
+
+def play(plan: plans.Plan, live: Live, folder: Path, processes: int,
+         speed: float) -> list[dict[str, Any]]:
+    def on_start(start: float) -> None:
+        live.start = start
+        if live.align_clock and live.client is not None:
+            answer = live.client.call("/lab/clock", {"epoch": start, "speed": speed})
+            live.after_xdr = int(answer.get("last_xdr", 0))
+
+    try:
+        return driver.play(plan, plan.proxy, speed, folder, processes, on_start=on_start)
+    except BaseException:
+        kept = driver.read_records(sorted(folder.glob("records-*.jsonl")))
+        with open(folder / "records.jsonl", "w", encoding="utf-8") as merged:
+            merged.writelines(json.dumps(r) + "\n" for r in kept)
+        raise
+
+
+def collect_xdrs(live: Live, plan: plans.Plan, records: list[dict[str, Any]],
+                 unbilled: set[str] = frozenset()) -> pd.DataFrame:  # type: ignore[assignment]
+    """This run's billed xDRs; ``unbilled``: 2xx messages no xDR is awaited for."""
+    ids = {m.msg_id for m in plan.messages}
+    try:
+        if live.csv is not None:
+            rows = [x for x in read_csv_export(live.csv, live.time_zone) if x.msg_id in ids]
+        else:
+            rows = _settled(live, ids, _answered(records, unbilled))
+    except XdrSourceError as exc:
+        raise UsageError(f"xDR source: {exc}") from None
+    return xdr_frame(rows, money="decimal")
+
+
+def _answered(records: list[dict[str, Any]], unbilled: set[str]) -> int:
+    return sum(1 for r in records if r.get("kind") == "message" and r["msg_id"] not in unbilled
+               and isinstance(r.get("code"), int) and 200 <= r["code"] < 300)
+
+
+def _settled(live: Live, ids: set[str], answered: int) -> list[Xdr]:
+    """This run's xDRs once at least one customer xDR per 2xx is in (or time is up)."""
+    assert live.client is not None
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        rows = [x for x in _xdrs(live.client) if x.i_xdr > live.after_xdr and x.msg_id in ids]
+        if sum(x.direction == "outgoing" for x in rows) >= answered \
+                or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def _xdrs(client: XdrClient) -> list[Xdr]:
+    try:
+        return client.xdrs()
+    except XdrSourceError as exc:
+        raise UsageError(f"xDR source: {exc}") from None
+
+
+def collect_accounting(live: Live, plan: plans.Plan) -> list[dict[str, str]] | None:
+    """Kamailio's accounting lines of this run (written after its start)."""
+    if live.acc_dir is None or live.start is None:
+        return None
+    ids = {m.msg_id for m in plan.messages}
+    return [row for row in accounting.read(live.acc_dir)
+            if row.get("msg_id") in ids and float(row.get("ts") or 0) >= live.start - 1]
+
+
+def lab_messages(records: list[dict[str, Any]], loaded: Scenario) -> pd.DataFrame:
+    """The driver's rows in the shared message schema. Times are scenario seconds; a
+    delivery is placed its real latency after the send (network time is not scaled)."""
+    envs = {env.domain: env.name for env in loaded.environments}
+    rows = []
+    for row in driver.messages(records):
+        if row["sent_at"] is None:
+            continue
+        delivered = row["delivered_at"]
+        code = row["code"] if isinstance(row["code"], int) else 0
+        rows.append((row["msg_id"], envs.get(row["domain"], ""), row["from"], row["to"],
+                     row["sent_t"], code, row["reason"] or "", math.nan,
+                     row["sent_t"] + delivered - row["sent_at"] if delivered else math.nan,
+                     row["answered_at"] - row["sent_at"] if row["answered_at"] else math.nan,
+                     ""))
+    return message_frame(rows)
+
+
+def meta(scenario_path: Path, loaded: Scenario, target: Target, speed: float,
+         seed: int) -> dict[str, Any]:
+    kind = "local stack" if target.local else f"remote ({target.source})"
+    return {"scenario": f"{loaded.name} ({scenario_path})", "target": kind,
+            "speed": f"{speed:g} scenario s per s", "model seed": seed,
+            "played": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def save(folder: Path, result: compare.Comparison, lab_xdrs: pd.DataFrame,
+         acc: list[dict[str, str]] | None, records: list[dict[str, Any]],
+         loaded: Scenario) -> None:
+    lab_messages(records, loaded).to_csv(folder / "lab_messages.csv", index=False)
+    lab_xdrs.to_csv(folder / "lab_xdrs.csv", index=False)
+    if acc is not None:
+        with open(folder / "accounting.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in acc)
+    compare.write_reports(result, folder)
+    summary = {"ok": result.ok, "summary": result.summary,
+               "reconciliation": result.reconciliation, "meta": result.meta}
+    (folder / "run.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")

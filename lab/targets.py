@@ -1,0 +1,190 @@
+"""Target files: where `imsim lab run` plays a scenario and where billed xDRs come from.
+
+    kind: local                      # the embedded stack (lab/targets/local.yaml)
+    sip_port: 5060
+    billing_port: 8070
+
+    kind: remote                     # a live deployment (lab/targets/remote.example.yaml)
+    proxy: {host: sip.example.net, port: 5060, transport: udp}
+    domain: sip.example.net          # optional: every environment's SIP domain becomes this
+    credentials: {file: accounts.csv}   # optional: "account_id,password" lines
+    xdrs:
+      api: {url: https://..., login: qa, password_env: IMSIM_XDR_PASSWORD}
+      # or: csv: exports/xdrs.csv
+    accounting: /var/log/kamailio/acc   # optional: Kamailio flatstore files to reconcile
+
+Files are checked at the door (pydantic): an unknown key or a bad value is one line
+naming the key (`imsim.errors.UsageError`). Relative paths are read from the folder of
+the target file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from imsim.errors import UsageError
+
+TARGETS_DIR = Path(__file__).resolve().parent / "targets"
+LOCAL = TARGETS_DIR / "local.yaml"
+Port = Annotated[int, Field(gt=0, lt=65536)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Proxy(_Strict):
+    host: str = Field(min_length=1)
+    port: Port = 5060
+    transport: Literal["udp", "tcp"] = "udp"
+
+    def address(self) -> tuple[str, int, str]:
+        return (self.host, self.port, self.transport)
+
+
+class Api(_Strict):
+    """A PortaBilling-style JSON API; the password from an environment variable or a file
+    (plain text, or JSON with "password", like the lab's billing_api.secret)."""
+
+    url: str = Field(pattern=r"^https?://")
+    login: str = Field(min_length=1)
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Api:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env, password_file")
+        return self
+
+    def password(self, base: Path) -> str:
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise UsageError(f"xdrs.api.password_env: ${self.password_env} is not set")
+            return value
+        path = base / self.password_file  # type: ignore[operator]
+        try:
+            text = path.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"xdrs.api.password_file: {path}: {exc.strerror}") from None
+        try:
+            found = json.loads(text)
+        except ValueError:
+            return text
+        return str(found["password"]) if isinstance(found, dict) and "password" in found \
+            else text
+
+
+class Xdrs(_Strict):
+    api: Api | None = None
+    csv: Path | None = None
+    time_zone: str = "UTC"  # of the export's 'YYYY-MM-DD HH:MM:SS' times
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Xdrs:
+        if (self.api is None) == (self.csv is None):
+            raise ValueError("give exactly one xDR source: api or csv")
+        return self
+
+
+class Credentials(_Strict):
+    file: Path | None = None  # CSV lines account_id,password; absent: the scenario's
+
+
+class Local(_Strict):
+    kind: Literal["local"]
+    description: str = ""
+    sip_port: Port = 5060
+    billing_port: Port = 8070
+    transport: Literal["udp", "tcp"] = "udp"
+
+
+class Remote(_Strict):
+    kind: Literal["remote"]
+    description: str = ""
+    proxy: Proxy
+    domain: str | None = None
+    credentials: Credentials = Credentials()
+    xdrs: Xdrs
+    accounting: Path | None = None
+
+
+class Target(_Strict):
+    """A loaded target: its settings and the folder relative paths are read from."""
+
+    spec: Annotated[Local | Remote, Field(discriminator="kind")]
+    base: Path
+    source: str
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.spec, Local)
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else self.base / value
+
+    def passwords(self) -> dict[str, str]:
+        """account_id -> password from the credentials file ({} means the scenario's)."""
+        spec = self.spec
+        if not isinstance(spec, Remote) or spec.credentials.file is None:
+            return {}
+        path = self.path(spec.credentials.file)
+        try:
+            with path.open(newline="") as handle:
+                rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+        except OSError as exc:
+            raise UsageError(f"credentials.file: {path}: {exc.strerror}") from None
+        bad = [n for n, row in enumerate(rows, 1) if len(row) != 2]
+        if bad:
+            raise UsageError(f"credentials.file: {path}: line {bad[0]} is not "
+                             "'account_id,password'")
+        return {user.strip().lstrip("+"): password for user, password in rows}
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    spec: Annotated[Local | Remote, Field(discriminator="kind")]
+
+
+def load(path: Path | str | None = None) -> Target:
+    """A target file, validated; the default is the embedded stack (local.yaml)."""
+    file = Path(path) if path is not None else LOCAL
+    try:
+        document = YAML(typ="safe").load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--target {file}: {exc.strerror or exc}") from None
+    except YAMLError as exc:
+        raise UsageError(f"--target {file}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"--target {file}: must be a mapping with a 'kind' key")
+    try:
+        spec = _File(spec=document).spec
+    except ValidationError as exc:
+        raise UsageError(f"--target {file}: {_first(exc)}") from None
+    return Target(spec=spec, base=file.resolve().parent, source=str(file))
+
+
+def _first(exc: ValidationError) -> str:
+    """The first problem, as 'key.path: message'."""
+    error = exc.errors()[0]
+    where = [str(part) for part in error["loc"][1:]
+             if str(part) not in ("local", "remote")]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{'.'.join(where) or 'kind'}: {message}"
+
+
+def describe(target: Target) -> dict[str, Any]:
+    """The target as the report shows it (no secrets)."""
+    return {"source": target.source, **target.spec.model_dump(mode="json",
+                                                              exclude={"description"})}
