@@ -71,7 +71,8 @@ class Live:
     time_zone: str = "UTC"
     align_clock: bool = False
     after_xdr: int = 0  # this run's xDRs have a larger i_xdr
-    start: float | None = None
+    start: float | None = None  # wall time of scenario second 0
+    end: float | None = None  # wall time of the last final answer
 
 
 def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | None = None,
@@ -94,6 +95,7 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
         echo(f"playing {len(plan.messages)} messages of {loaded.name} at speed {speed:g} "
              f"against {live.proxy[0]}:{live.proxy[1]}/{live.proxy[2]}")
         records = play(plan, live, folder, processes, speed)
+    live.end = max((r.get("answered_at") or 0 for r in records), default=None)
     unbilled = set(model.messages.loc[model.messages["code"] // 100 == 2, "msg_id"]) \
         - set(model.xdrs["msg_id"])
     lab_xdrs = collect_xdrs(live, plan, records, unbilled)
@@ -272,12 +274,12 @@ def _xdrs(client: XdrClient) -> list[Xdr]:
 
 
 def collect_accounting(live: Live, plan: plans.Plan) -> list[dict[str, str]] | None:
-    """Kamailio's accounting lines of this run (written after its start)."""
+    """Kamailio's accounting lines of this run (written while it played)."""
     if live.acc_dir is None or live.start is None:
         return None
-    ids = {m.msg_id for m in plan.messages}
-    return [row for row in accounting.read(live.acc_dir)
-            if row.get("msg_id") in ids and float(row.get("ts") or 0) >= live.start - 1]
+    ids, end = {m.msg_id for m in plan.messages}, (live.end or time.time()) + 0.5
+    return [row for row in accounting.read(live.acc_dir) if row.get("msg_id") in ids
+            and live.start - 0.2 <= float(row.get("ts") or 0) <= end]
 
 
 def lab_messages(records: list[dict[str, Any]], loaded: Scenario) -> pd.DataFrame:

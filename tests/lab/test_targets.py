@@ -1,0 +1,54 @@
+"""Target files: the shipped ones load; bad ones are one line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from imsim.errors import UsageError
+from lab import targets
+
+
+def test_the_shipped_targets_load():
+    local = targets.load()
+    assert local.local and local.spec.sip_port == 5060
+    remote = targets.load(targets.TARGETS_DIR / "remote.example.yaml")
+    assert not remote.local and remote.spec.proxy.address() == (
+        "sip.staging.example.net", 5060, "udp")
+    assert remote.spec.xdrs.api.login == "qa-robot"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kind: local\nsip_prot: 5060\n", "sip_prot: unknown key"),
+    ("kind: local\nsip_port: 70000\n", "sip_port: Input should be less than 65536"),
+    ("kind: moon\n", "kind: Input tag 'moon'"),
+    ("sip_port: 5060\n", "kind: Unable to extract tag"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, api: {url: 'http://x', login: a, "
+     "password_env: P}}\n", "xdrs: give exactly one xDR source"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {api: {url: 'ftp://x', login: a, "
+     "password_env: P}}\n", "xdrs.api.url: String should match"),
+    ("kind: remote\nproxy: {host: h, transport: sctp}\nxdrs: {csv: a.csv}\n",
+     "proxy.transport: Input should be 'udp' or 'tcp'"),
+    ("- just a list\n", "must be a mapping"),
+])
+def test_bad_files_are_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "target.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        targets.load(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"--target {path}: ")
+
+
+def test_passwords_and_relative_paths(tmp_path, monkeypatch):
+    (tmp_path / "accounts.csv").write_text("# id,password\n15551230001,s3cret\n")
+    (tmp_path / "secret.json").write_text('{"login": "a", "password": "pw"}')
+    path = tmp_path / "t.yaml"
+    path.write_text("kind: remote\nproxy: {host: h}\ncredentials: {file: accounts.csv}\n"
+                    "xdrs: {api: {url: 'http://x', login: a, password_file: secret.json}}\n")
+    target = targets.load(path)
+    assert target.passwords() == {"15551230001": "s3cret"}
+    assert target.spec.xdrs.api.password(target.base) == "pw"
+    monkeypatch.delenv("NOPE", raising=False)
+    env = targets.Api(url="http://x", login="a", password_env="NOPE")
+    with pytest.raises(UsageError, match=r"\$NOPE is not set"):
+        env.password(tmp_path)
