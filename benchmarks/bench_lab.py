@@ -8,7 +8,10 @@ and account each one. Figures: messages/s answered 200, and the reconciliation o
 Kamailio's accounting (the ground truth) with the xDR store: every 2xx MESSAGE has
 exactly one customer xDR (lost = 0), no xDR lacks one (orphans = 0), none is doubled.
 
-The pjsua2 part (`pjsua2_part`) is left to the pjsua2 driver's owner.
+pjsua2 part (`pjsua2_part`, run first): a pjsua2 sender and receiver (lab.driver, one
+process each) through the same stack and the same billing service, `--pjsua2` MESSAGEs
+per window size (1 and 50 in flight; benchmarks/bench_lab_pjsua2.py's `measure`),
+reconciled the same way.
 """
 
 from __future__ import annotations
@@ -109,15 +112,18 @@ def sipp_part(stack: Stack, accounts: dict[str, Account], calls: int, rate: floa
     return {"sipp_exit": done.returncode, "wall_s": elapsed}
 
 
-def reconcile(acc_dir: Path, db: Path) -> dict[str, Any]:
-    """Kamailio's 2xx MESSAGE lines against the customer xDRs, by Call-ID."""
+def reconcile(acc_dir: Path, db: Path, prefix: str = "") -> dict[str, Any]:
+    """Kamailio's 2xx MESSAGE lines against the customer xDRs, by Call-ID (the messages
+    whose msg_id starts with `prefix`)."""
     lines = [row for row in accounting.read(acc_dir)
-             if row.get("method") == "MESSAGE" and row.get("sip_code", "").startswith("2")]
+             if row.get("method") == "MESSAGE" and row.get("sip_code", "").startswith("2")
+             and row.get("msg_id", "").startswith(prefix)]
     answered = collections.Counter(row["call_id"] for row in lines)
     with closing(sqlite3.connect(db)) as conn:
         billed = collections.Counter(
             call_id for (call_id,) in conn.execute(
-                "SELECT call_id FROM xdr WHERE direction = 'outgoing'"))
+                "SELECT call_id FROM xdr WHERE direction = 'outgoing' AND msg_id LIKE ?",
+                (prefix.replace("%", "") + "%",)))
     stamps = sorted(float(row["ts"]) for row in lines)
     span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
     return {"answered_2xx": sum(answered.values()), "customer_xdrs": sum(billed.values()),
@@ -196,9 +202,25 @@ def cpu_seconds(group: int) -> float:
     return total
 
 
-def pjsua2_part(stack: Stack, args: argparse.Namespace) -> dict[str, Any] | None:
-    """Messages/s from pjsua2 clients through the same stack: to be added (lab/driver.py)."""
-    return None
+def pjsua2_part(stack: Stack, accounts: dict[str, Account], args: argparse.Namespace,
+                folder: Path) -> list[dict[str, Any]] | None:
+    """Messages/s from pjsua2 clients through the same stack and billing service, per
+    window size, each reconciled with Kamailio's accounting."""
+    if not args.pjsua2:
+        return None
+    from bench_lab_pjsua2 import measure
+
+    proxy = ("127.0.0.1", stack.sip_port, "udp")
+    sender, receiver = accounts[SENDER], accounts[RECEIVER]
+    measure(proxy, sender, receiver, 200, 10, folder, prefix="warm")
+    results = []
+    for window in (1, 50):
+        figures = measure(proxy, sender, receiver, args.pjsua2, window, folder, prefix="pj")
+        time.sleep(0.5)  # the last /account calls
+        found = reconcile(stack.acc_dir, stack.dir / "xdr.sqlite", f"pj-{window}-")
+        results.append(figures | {k: found[k] for k in ("customer_xdrs", "lost", "orphans",
+                                                        "duplicated")})
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=4, help="Kamailio UDP workers")
     parser.add_argument("--direct", type=int, default=20000,
                         help="messages posted straight to the billing service (0: skip)")
+    parser.add_argument("--pjsua2", type=int, default=5000,
+                        help="MESSAGEs per pjsua2 window size (0: skip)")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
                         help="SQLite durability of the xDR store (FULL: fsync per commit)")
     args = parser.parse_args(argv)
@@ -222,22 +246,24 @@ def main(argv: list[str] | None = None) -> int:
                                       args.synchronous)
         try:
             status = stack.status()
+            pjsua2 = pjsua2_part(stack, accounts, args, folder)
             run = sipp_part(stack, accounts, args.calls, args.rate, folder)
             time.sleep(1.0)  # the last /account calls
             run["cpu_billing_s"] = cpu_seconds(status.billing_pid or 0)
             run["cpu_kamailio_s"] = cpu_seconds(status.kamailio_pid or 0)
-            figures = run | reconcile(stack.acc_dir, stack.dir / "xdr.sqlite")
-            pjsua2 = pjsua2_part(stack, args)
+            figures = run | reconcile(stack.acc_dir, stack.dir / "xdr.sqlite", "bench")
         finally:
             stack.down()
     print_figures(args, figures, pjsua2, direct)
     clean = figures["lost"] == figures["orphans"] == figures["duplicated"] == 0
     clean = clean and (direct is None or direct["stored"] == direct["messages"])
+    clean = clean and all(p["lost"] == p["orphans"] == p["duplicated"] == 0
+                          and p["answered_200"] == p["sent"] for p in pjsua2 or [])
     return 0 if clean and figures["answered_2xx"] == args.calls else 1
 
 
 def print_figures(args: argparse.Namespace, figures: dict[str, Any],
-                  pjsua2: dict[str, Any] | None, direct: dict[str, Any] | None) -> None:
+                  pjsua2: list[dict[str, Any]] | None, direct: dict[str, Any] | None) -> None:
     if direct is not None:
         print(f"billing service alone, {direct['clients']} keep-alive clients like Kamailio's "
               f"workers (SQLite synchronous={args.synchronous}):")
@@ -256,7 +282,16 @@ def print_figures(args: argparse.Namespace, figures: dict[str, Any],
     print(f"  CPU per message: billing service {figures['cpu_billing_s'] / per * 1e6:.0f} us, "
           f"kamailio {figures['cpu_kamailio_s'] / per * 1e6:.0f} us "
           f"(on {os.cpu_count()} CPUs)")
-    print("pjsua2: " + ("not measured yet (lab/driver.py)" if pjsua2 is None else str(pjsua2)))
+    if pjsua2 is None:
+        return
+    print(f"pjsua2 -> kamailio -> imsim billing service -> pjsua2, {args.pjsua2} MESSAGEs "
+          "per window")
+    for p in pjsua2:
+        print(f"  {p['in_flight']:>3} in flight: {p['msg_per_s']:>5} msg/s  200: "
+              f"{p['answered_200']}/{p['sent']}  delivered: {p['delivered']}  latency p50 "
+              f"{p['latency_ms_p50']} ms, p99 {p['latency_ms_p99']} ms  customer xDRs: "
+              f"{p['customer_xdrs']}  lost: {p['lost']}  orphans: {p['orphans']}  "
+              f"duplicated: {p['duplicated']}")
 
 
 if __name__ == "__main__":
