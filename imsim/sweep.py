@@ -42,9 +42,6 @@ from imsim import scenario as scenario_mod
 from imsim.scenario import Path_, Scenario, ScenarioError, format_path
 from imsim.settings import RecordSettings
 
-METRICS: tuple[str, ...] = ("revenue", "cost", "margin", "sent", "delivered",
-                            "latency_p50", "latency_p95", "latency_p99", "notify",
-                            "proxy_utilization", "proxy_wait")
 LEAN = RecordSettings(messages="none", xdrs=False, presence=False)
 
 
@@ -359,14 +356,19 @@ def _cell(value: Any) -> Any:
 
 # -- statistics --------------------------------------------------------------------------
 
-def means(runs: pd.DataFrame, factors: Sequence[str], level: float = 0.95) -> pd.DataFrame:
-    """Per factor combination: ``n`` runs and, per metric, ``_mean``, ``_ci`` (the
-    half-width of the t-distribution confidence interval; NaN with one run), ``_low``
-    and ``_high``."""
+BOOKKEEPING = ("run", "combination", "replication", "seed")
+
+
+def means(runs: pd.DataFrame, factors: Sequence[str], level: float = 0.95,
+          metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per factor combination: ``n`` runs and, per metric (default: every numeric
+    column but the factors and run bookkeeping), ``_mean``, ``_ci`` (the half-width of
+    the t-distribution confidence interval; NaN with one run), ``_low`` and ``_high``."""
     from scipy import stats
 
-    metrics = [m for m in METRICS if m in runs] + sorted(
-        c for c in runs if c.startswith(("outcome_", "revenue_", "cost_", "margin_")))
+    if metrics is None:
+        metrics = [c for c in runs.select_dtypes("number").columns
+                   if c not in factors and c not in BOOKKEEPING]
     keys = list(factors) or ["_all"]
     frame = runs.assign(_all="all") if not factors else runs
     grouped = frame.groupby(keys, sort=False, dropna=False)
