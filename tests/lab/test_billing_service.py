@@ -299,3 +299,20 @@ def test_refuses_to_listen_beyond_loopback(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
                           env={**os.environ})
     assert done.returncode == 2 and "loopback only" in done.stderr
+
+
+def test_lab_clock_needs_a_session_and_restarts_the_run(tmp_path):
+    """POST /lab/clock: scenario second 0 at `epoch`, balances as provisioned."""
+    own = Service(tmp_path).start()
+    try:
+        clock = {"params": {"epoch": 1000.0, "speed": 50}}
+        assert own.post("/lab/clock", clock)[0] == 401
+        session = {"Authorization": f"Bearer {login(own)}"}
+        assert own.post("/lab/clock", {"params": {"epoch": "soon"}}, session)[0] == 400
+        assert own.post("/lab/clock", {"params": {"epoch": 1.0, "speed": 0}}, session)[0] \
+            == 400
+        assert own.post("/account", contract("c1", code=200, reason="OK"))[0] == 200
+        status, answer = own.post("/lab/clock", clock, session)
+        assert (status, answer) == (200, {"epoch": 1000.0, "speed": 50.0, "last_xdr": 2})
+    finally:
+        own.kill()
