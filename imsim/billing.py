@@ -89,6 +89,11 @@ def refuse(code: int, check: str, step: int | None, reason: str) -> Decision:
     return Decision(code, reason, step, check)
 
 
+CANNOT_PAY = refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
+RECIPIENT_CANNOT_PAY = refuse(403, "balance", None, "Forbidden (recipient has insufficient "
+                              "balance for incoming messages)")
+
+
 class Xdr(NamedTuple):
     """One billing record, PortaBilling column names (DESIGN.md)."""
 
@@ -113,6 +118,27 @@ class Xdr(NamedTuple):
 
 
 XDR_COLUMNS: tuple[str, ...] = Xdr._fields
+Line = tuple[str, str, Rating]
+"""One xDR of a delivered message before its message fields: account_id, direction,
+rating (`BillingEngine.lines`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Who pays a charge in a `Ledger`: its key, and what its room is measured against
+    (a debit account's balance, or a credit customer's limit; no limit: unlimited)."""
+
+    key: str
+    account: str | None = None
+    customer: str | None = None
+    limit: Decimal | None = None
+
+    @classmethod
+    def of(cls, customer: Customer, account: Account) -> Payer:
+        if customer.balance_model is BalanceModel.debit:
+            return cls(Ledger.key(customer, account), account=account.id)
+        return cls(Ledger.key(customer, account), customer=customer.name,
+                   limit=customer.credit_limit)
 
 
 @dataclass
@@ -147,12 +173,16 @@ class Ledger:
 
     def available(self, customer: Customer, account: Account) -> Decimal | None:
         """Money that may still be charged; None means unlimited credit."""
-        held = self.reserved.get(self.key(customer, account), Decimal(0))
-        if customer.balance_model is BalanceModel.debit:
-            return self.debit.get(account.id, Decimal(0)) - held
-        if customer.credit_limit is None:
+        return self.room(Payer.of(customer, account))
+
+    def room(self, payer: Payer) -> Decimal | None:
+        """`available` for a payer found once."""
+        held = self.reserved.get(payer.key, Decimal(0))
+        if payer.account is not None:
+            return self.debit.get(payer.account, Decimal(0)) - held
+        if payer.limit is None:
             return None
-        return customer.credit_limit - self.owed.get(customer.name, Decimal(0)) - held
+        return payer.limit - self.owed.get(payer.customer or "", Decimal(0)) - held
 
     def can_pay(self, customer: Customer, account: Account, amount: Decimal) -> bool:
         room = self.available(customer, account)
@@ -198,6 +228,62 @@ class Ledger:
         if customer.balance_model is BalanceModel.debit:
             return self.debit.get(account.id, Decimal(0))
         return self.owed.get(customer.name, Decimal(0))
+
+
+class Tab:
+    """`BillingEngine.settle` and `account` of one `decide` answer for one sender, with
+    the payers and amounts found once: the simulator keeps a tab with its memoized
+    decision. Same rules, same ledger balances (tests/test_billing_tab.py); no holds
+    are written, the caller keeps the tab instead. Built by `BillingEngine.tab`, never
+    for a sender with a bundle (that answer depends on the month)."""
+
+    __slots__ = ("decision", "unpaid", "charges")
+
+    def __init__(self, decision: Decision, charges: tuple[tuple[Payer, Decimal], ...]) -> None:
+        self.decision = decision
+        self.unpaid = decision if decision.ok else replace(decision, customer=None)
+        self.charges = charges
+
+    def settle(self, ledger: Ledger) -> Decision:
+        """`settle`: the decision, or a refusal; reserves the charges when it is the
+        decision."""
+        charges = self.charges
+        if not charges:
+            return self.decision
+        payer, amount = charges[0]
+        room = ledger.room(payer)
+        if room is not None and not amount <= room:
+            return CANNOT_PAY
+        if not self.decision.ok:
+            return self.unpaid
+        reserved = ledger.reserved
+        reserved[payer.key] = reserved.get(payer.key, Decimal(0)) + amount
+        if len(charges) > 1:
+            payee, incoming = charges[1]
+            room = ledger.room(payee)
+            if room is not None and not incoming <= room:
+                reserved[payer.key] -= amount
+                return RECIPIENT_CANNOT_PAY
+            reserved[payee.key] = reserved.get(payee.key, Decimal(0)) + incoming
+        return self.decision
+
+    def account(self, ledger: Ledger, code: int) -> bool:
+        """`account` after `settle` gave the decision: commit (delivered, True) or
+        release the charges."""
+        decision = self.decision
+        delivered = 200 <= code < 300 and decision.ok and decision.billed
+        if not decision.ok:
+            return delivered
+        reserved = ledger.reserved
+        for payer, amount in self.charges:
+            reserved[payer.key] -= amount
+            if not delivered:
+                continue
+            if payer.account is not None:
+                ledger.debit[payer.account] -= amount
+            else:
+                ledger.owed[payer.customer or ""] += amount
+        return delivered
 
 
 def bundle_period(at: dt.datetime, time_zone: str) -> str:
@@ -277,18 +363,34 @@ class BillingEngine:
         if bundle is not None:
             rating = replace(rating, unit_price=Decimal(0), amount=Decimal(0))
         if ledger is not None and not ledger.can_pay(customer, account, rating.amount):
-            return refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
+            return CANNOT_PAY
         if not decision.ok:
             return replace(decision, customer=None)
         assert decision.recipient is not None
         if ledger is not None and not self._reserve(ledger, msg, customer, account, rating,
                                                     decision.recipient, decision.incoming):
-            return refuse(403, "balance", None,
-                          "Forbidden (recipient has insufficient balance for incoming messages)")
+            return RECIPIENT_CANNOT_PAY
         if bundle is not None and ledger is not None:
             ledger.take_included(msg.hold, *bundle)
             return replace(decision, customer=rating)
         return decision
+
+    def tab(self, sender: str, decision: Decision) -> Tab | None:
+        """A `Tab` of a `decide` answer for ``sender``; None when the sender's product
+        has a bundle."""
+        rating = decision.customer
+        if rating is None:
+            return Tab(decision, ())
+        customer, account = self.accounts[sender]
+        product = self.env.product(account.product)
+        if product is not None and product.included_messages:
+            return None
+        charges = [(Payer.of(customer, account), rating.amount)]
+        if decision.ok and decision.incoming is not None:
+            assert decision.recipient is not None
+            charges.append((Payer.of(*self.accounts[decision.recipient]),
+                            decision.incoming.amount))
+        return Tab(decision, tuple(charges))
 
     def _bundle_left(self, ledger: Ledger | None, customer: Customer, account: Account,
                      at: dt.datetime) -> tuple[str, int] | None:
@@ -423,17 +525,26 @@ class BillingEngine:
             (ledger.commit if delivered else ledger.release)(msg.hold)
         if not delivered:
             return []
+        assert decision.recipient is not None
+        return self.xdrs(msg, decision.recipient, self.lines(msg.sender, decision), code,
+                         reason, first_xdr)
+
+    def lines(self, sender: str, decision: Decision) -> list[Line]:
+        """The xDRs a delivered message writes: the sender's, the vendor's, the
+        recipient's when incoming messages are charged."""
         assert decision.customer is not None and decision.recipient is not None
-        rows = [self._xdr(first_xdr, msg.sender, msg, decision.recipient, "outgoing",
-                          decision.customer, code, reason)]
+        rows = [(sender, "outgoing", decision.customer)]
         if decision.vendor is not None:
-            vendor = self._vendor_name(decision)
-            rows.append(self._xdr(first_xdr + 1, vendor, msg, decision.recipient, "vendor",
-                                  decision.vendor, code, reason))
+            rows.append((self._vendor_name(decision), "vendor", decision.vendor))
         if decision.incoming is not None:
-            rows.append(self._xdr(first_xdr + len(rows), decision.recipient, msg,
-                                  decision.recipient, "incoming", decision.incoming, code, reason))
+            rows.append((decision.recipient, "incoming", decision.incoming))
         return rows
+
+    def xdrs(self, msg: Message, number: str, lines: list[Line], code: int, reason: str,
+             first_xdr: int = 1) -> list[Xdr]:
+        """The xDRs of ``lines`` for ``msg`` to ``number``, numbered from ``first_xdr``."""
+        return [self._xdr(first_xdr + k, account_id, msg, number, direction, rating, code,
+                          reason) for k, (account_id, direction, rating) in enumerate(lines)]
 
     def _vendor_name(self, decision: Decision) -> str:
         tariff = decision.vendor.tariff if decision.vendor else None

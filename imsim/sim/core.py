@@ -3,9 +3,12 @@ samplers and FIFO worker pools.
 
 Everything in the model is an event that calls a function at a simulated moment
 (`Clock.at`); no process or generator per message, so a run of millions of messages
-costs a few simpy events each. A `Pool` is a FIFO multi-server queue: because
-arrivals are admitted in time order (each arrival is an event), a job's start and
-finish are known when it arrives, so finishing needs no event of its own.
+costs a few simpy events each. `Clock.run` steps simpy's own event queue in a
+tight loop: the same heap, the same (time, priority, id) order and the same times as
+`simpy.Environment.run`, without a method call per event. A `Pool` is a FIFO
+multi-server queue: because arrivals are admitted in time order (each arrival is an
+event), a job's start and finish are known when it arrives, so finishing needs no
+event of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Callable
-from heapq import heapreplace
+from heapq import heappop, heappush, heapreplace
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,17 @@ import simpy
 from imsim.distributions import Distribution
 
 NORMAL = simpy.core.NORMAL
+URGENT = simpy.core.URGENT
 BATCH = 4096
+
+
+def dispatch(event: Any) -> None:
+    """The one simpy callback of every model event: call its function."""
+    event.fn(event._value)
+
+
+DISPATCH: Any = (dispatch,)
+"""The callbacks of every model event (shared: simpy only iterates them)."""
 
 
 class Call:
@@ -31,15 +44,10 @@ class Call:
     __slots__ = ("callbacks", "_ok", "_value", "fn")
 
     def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
-        self.callbacks: list[Callable[[Call], None]] | None = [dispatch]
+        self.callbacks = DISPATCH
         self._ok = True
         self._value = arg
         self.fn = fn
-
-
-def dispatch(event: Any) -> None:
-    """The one simpy callback of every model event: call its function."""
-    event.fn(event._value)
 
 
 class Clock:
@@ -49,7 +57,8 @@ class Clock:
     def __init__(self, until: float) -> None:
         self.env = simpy.Environment()
         self.until = until
-        self._schedule = self.env.schedule
+        self._queue: list[Any] = self.env._queue  # type: ignore[attr-defined]
+        self._eid = self.env._eid  # type: ignore[attr-defined]
 
     @property
     def now(self) -> float:
@@ -57,17 +66,48 @@ class Clock:
 
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
-            env = self.env
-            self._schedule(Call(fn, arg), NORMAL, when - env._now)  # type: ignore[arg-type]
+            now = self.env._now
+            heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), Call(fn, arg)))
+
+    def again(self, event: Any, when: float) -> None:
+        """Schedule a model event object again (it carries ``fn``; see `Call`)."""
+        if when < self.until:
+            now = self.env._now
+            event.callbacks = DISPATCH
+            heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), event))
 
     def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:
         """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each."""
         if step is None:
-            self.env.run(until=self.until)
+            self.advance(self.until)
             return
         for k in range(1, chunks + 1):
-            self.env.run(until=self.until * k / chunks)
+            self.advance(self.until * k / chunks)
             step(self.now)
+
+    def advance(self, to: float) -> None:
+        """``env.run(until=to)``: the stop event is scheduled as simpy schedules it
+        (urgent, at ``now + (to - now)``); model events are dispatched inline, any
+        other event is handed back to ``env.step``."""
+        env = self.env
+        if to <= env._now:
+            raise ValueError(f"until ({to}) must be greater than the current simulation time")
+        stop = Call(dispatch, None)
+        stop.callbacks = []
+        env.schedule(stop, URGENT, to - env._now)  # type: ignore[arg-type]
+        queue = self._queue
+        while True:
+            entry = heappop(queue)
+            event = entry[3]
+            if event.callbacks is DISPATCH:
+                env._now = entry[0]
+                event.fn(event._value)
+            elif event is stop:
+                env._now = entry[0]
+                return
+            else:
+                heappush(queue, entry)
+                env.step()
 
 
 class Streams:

@@ -19,13 +19,14 @@ Decisions are `imsim.billing`'s; this module only adds time.
 
 from __future__ import annotations
 
+from heapq import heappush
 from typing import Any
 
 from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
-from imsim.sim.core import NORMAL, Clock, Streams, dispatch, sampler, uniforms
+from imsim.sim.core import DISPATCH, NORMAL, Clock, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
-from imsim.sim.site import Site, Version
+from imsim.sim.site import Plan, Site, Version
 
 NAN = float("nan")
 
@@ -34,7 +35,7 @@ class Msg:
     """A message in flight; it is also its own simpy event (see `MessagePath.next`)."""
 
     __slots__ = ("msg_id", "site", "sender", "to", "to_user", "to_domain", "length",
-                 "password", "sent_at", "message", "decision", "version",
+                 "password", "sent_at", "message", "decision", "version", "plan",
                  "callbacks", "_ok", "_value", "fn")
 
     def __init__(self, msg_id: str, site: Site, sender: str, to: str, to_user: str,
@@ -45,8 +46,9 @@ class Msg:
         self.message: Message | None = None
         self.decision: Decision | None = None
         self.version: Version | None = None
+        self.plan: Plan | None = None
         self._ok, self._value = True, self
-        self.callbacks: list[Any] | None = None
+        self.callbacks: Any = DISPATCH
         self.fn: Any = None
 
 
@@ -68,15 +70,19 @@ class MessagePath:
         self.failure_answer = (ua.failure_code, ua.failure_reason)
         self.chance = uniforms(streams.generator("user_agent.failure"))
         self.sent = 0
+        self.trace = recorder.trace
+        self.rows = recorder.keep_xdrs or recorder.trace is not None
         self._until = clock.until
-        self._schedule = clock.env.schedule
+        self._queue, self._eid = clock._queue, clock._eid
         self._env = clock.env
 
     def next(self, m: Msg, when: float, stage: Any) -> None:
-        """Schedule the message's next event (the message is the event: no allocation)."""
+        """Schedule the message's next event (the message is the event: no allocation;
+        `Clock.again` inlined)."""
         if when < self._until:
-            m.callbacks, m.fn = [dispatch], stage
-            self._schedule(m, NORMAL, when - self._env._now)  # type: ignore[arg-type]
+            now = self._env._now
+            m.callbacks, m.fn = DISPATCH, stage
+            heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), m))
 
     def send(self, site: Site, sender: str, to: str, length: int, msg_id: str,
              sent_at: float, password: str | None = None) -> None:
@@ -101,10 +107,10 @@ class MessagePath:
 
     # -- event 1: challenged ---------------------------------------------------------
     def arrive(self, m: Msg) -> None:
-        now = self._env._now
-        finish = m.site.proxy.admit(now, self.proxy_time())
-        self.recorder.sip[(m.site.name, "MESSAGE", 407)] += 1
-        if self.recorder.trace is not None:
+        site = m.site
+        finish = site.proxy.admit(self._env._now, self.proxy_time())
+        self.recorder.sip[site.challenged] += 1
+        if self.trace is not None:
             self.recorder.log(m.sent_at, m.sender, f"MESSAGE {m.msg_id} to {m.to}")
             self.recorder.log(finish, "proxy", f"407 Proxy Authentication Required {m.msg_id}")
             self.recorder.log(finish + self.delay, m.sender,
@@ -114,7 +120,7 @@ class MessagePath:
     # -- event 2: with credentials ------------------------------------------------------
     def resent(self, m: Msg) -> None:
         finish = m.site.proxy.admit(self._env._now, self.proxy_time())
-        if self.recorder.trace is not None:
+        if self.trace is not None:
             self.recorder.log(finish, "proxy", f"AAA request {m.msg_id}")
         self.next(m, finish + self.latency, self.authorize)
 
@@ -122,22 +128,32 @@ class MessagePath:
     def authorize(self, m: Msg) -> None:
         now, site = self._env._now, m.site
         version = site.version(now)
-        engine = version.engine
-        at, micros = site.at(now)
-        msg = Message(m.msg_id, m.sender, m.to_user, m.to_domain, at, m.length,
-                      f"{m.msg_id}@{site.domain}")
-        decision = engine.authenticate(m.sender, m.password) or engine.settle(
-            msg, version.decide(msg, micros), site.ledger)
+        decision = version.engine.authenticate(m.sender, m.password) or self.settle(m, now,
+                                                                                    version)
         back = site.billing.admit(now, self.billing_time()) + self.latency
-        if self.recorder.trace is not None:
+        if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
                               f"authorize {m.msg_id}: {decision.code} {decision.reason}")
         if not decision.ok:
             self.finish(m, back + self.delay, decision.code, decision.reason, decision.step,
                         decision.check)
             return
-        m.message, m.decision, m.version = msg, decision, version
+        m.decision, m.version = decision, version
         self.next(m, back, self.route)
+
+    def settle(self, m: Msg, now: float, version: Version) -> Decision:
+        """`decide` (memoized) and `settle`: on the plan's tab, else the plain path."""
+        site = m.site
+        key = version.key(m.sender, m.to_user, m.to_domain, m.length, round(now * 1_000_000))
+        plan = version.memo.get(key)
+        if plan is None or plan.tab is None or self.rows:
+            m.message = site.message(m.msg_id, m.sender, m.to_user, m.to_domain, m.length, now)
+            plan = plan or version.learn(key, m.message)
+        m.plan = plan
+        if plan.tab is not None:
+            return plan.tab.settle(site.ledger)
+        assert m.message is not None
+        return version.engine.settle(m.message, plan.decision, site.ledger)
 
     # -- event 4: registrar lookup, delivery, accounting --------------------------------
     def route(self, m: Msg) -> None:
@@ -162,7 +178,7 @@ class MessagePath:
         if self.failure and self.chance() < self.failure:
             (code, reason), check = self.failure_answer, "user_agent"
         back = delivered + self.answer_delay + self.delay
-        if self.recorder.trace is not None:
+        if self.trace is not None:
             self.recorder.log(delivered, recipient, f"MESSAGE {m.msg_id} received, {code}")
         self.account(m, back, code, reason)
         self.finish(m, back + self.delay, code, reason, None, check,
@@ -171,12 +187,24 @@ class MessagePath:
     def account(self, m: Msg, when: float, code: int, reason: str) -> None:
         """Billing accounts the final answer (reaching the proxy at ``when``). The ledger
         is settled now: moving a hold into the balance changes no other decision."""
-        assert m.version is not None and m.message is not None and m.decision is not None
-        rows = m.version.engine.account(m.message, m.decision, code, reason, m.site.ledger,
-                                        self.recorder.next_xdr)
+        plan, version = m.plan, m.version
+        assert plan is not None and version is not None and m.decision is not None
+        if plan.tab is None:
+            assert m.message is not None
+            rows = version.engine.account(m.message, m.decision, code, reason, m.site.ledger,
+                                          self.recorder.next_xdr)
+        elif not plan.tab.account(m.site.ledger, code):
+            return
+        elif not self.rows:
+            self.recorder.tally(plan.money)
+            return
+        else:
+            assert m.message is not None and m.decision.recipient is not None
+            rows = version.engine.xdrs(m.message, m.decision.recipient, plan.lines, code,
+                                       reason, self.recorder.next_xdr)
         if rows:
             self.recorder.xdr(rows)
-            if self.recorder.trace is not None:
+            if self.trace is not None:
                 for row in rows:
                     self.recorder.log(when, "billing", _xdr_text(row))
 
@@ -184,7 +212,7 @@ class MessagePath:
                check: str, delivered: float = NAN) -> None:
         site = m.site
         self.recorder.sip[(site.name, "MESSAGE", code)] += 1
-        if self.recorder.trace is not None:
+        if self.trace is not None:
             self.recorder.log(final, m.sender, f"{code} {reason} ({m.msg_id})")
         self.recorder.message((m.msg_id, site.name, m.sender, m.to, m.sent_at, code, reason,
                                step, delivered, final - m.sent_at), check)

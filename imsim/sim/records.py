@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -65,17 +66,22 @@ class Recorder:
             self.messages.append((*row, check))
 
     def xdr(self, rows: list[Xdr]) -> None:
-        for row in rows:
-            key = (row.env, row.direction, row.tariff, row.rate_code, row.currency)
+        self.tally([((row.env, row.direction, row.tariff, row.rate_code, row.currency),
+                     row.charged_quantity, row.charged_amount) for row in rows])
+        if self.keep_xdrs:
+            self.xdrs.extend(rows)
+
+    def tally(self, money: Sequence[tuple[tuple[str, ...], int, Decimal]]) -> None:
+        """The money of xDRs written but not kept: (key, units, amount) per xDR, the key
+        being (env, direction, tariff, rate_code, currency)."""
+        for key, units, amount in money:
             total = self.money.get(key)
             if total is None:
                 total = self.money[key] = [0, 0, Decimal(0)]
             total[0] += 1
-            total[1] += row.charged_quantity
-            total[2] += row.charged_amount
-        if self.keep_xdrs:
-            self.xdrs.extend(rows)
-        self.next_xdr += len(rows)
+            total[1] += units
+            total[2] += amount
+        self.next_xdr += len(money)
 
     def presence_event(self, when: float, env: str, event: str, presentity: str,
                        watcher: str, status: str, initial: bool = False) -> None:

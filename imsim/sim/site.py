@@ -5,15 +5,17 @@ The configuration server holds timestamped versions (`imsim.replay.timeline`: th
 setup journal, with the propagation delay of configuration-server and service-policy
 changes); the `BillingEngine` used at a moment is the one built from the version in
 effect then. Its decisions are memoized per (sender, recipient, length, rating
-period), see `imsim.sim.periods`; balances are never memoized (`BillingEngine.settle`).
+period), see `imsim.sim.periods`, each with its `Tab` (`BillingEngine.tab`: the
+payers and amounts to settle it with); balances are never memoized.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
+from decimal import Decimal
 
-from imsim.billing import BillingEngine, Decision, Ledger, Message
+from imsim.billing import BillingEngine, Decision, Ledger, Line, Message, Tab
 from imsim.config import Environment
 from imsim.sim.core import Pool
 from imsim.sim.periods import breakpoints
@@ -21,6 +23,25 @@ from imsim.sim.records import Recorder
 
 MEMO_LIMIT = 250_000
 MemoKey = tuple[str, str, str, int, int]
+Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
+
+
+class Plan:
+    """A memoized `decide` answer and what the message path needs again with it: its
+    `Tab` (None: settle and account on the plain path), and the xDR lines of a
+    delivery with their money keys (env, direction, tariff, rate_code, currency)."""
+
+    __slots__ = ("decision", "tab", "lines", "money")
+
+    def __init__(self, engine: BillingEngine, sender: str, decision: Decision) -> None:
+        self.decision = decision
+        self.tab: Tab | None = engine.tab(sender, decision)
+        self.lines: list[Line] = []
+        if decision.ok and decision.billed:
+            self.lines = engine.lines(sender, decision)
+        self.money: Money = tuple(
+            ((engine.env.name, direction, r.tariff, r.rate_code, r.currency), r.units, r.amount)
+            for _, direction, r in self.lines)
 
 
 class Version:
@@ -30,7 +51,7 @@ class Version:
         self.since, self.env = since, env
         self._start, self._until = start, until
         self._engine: BillingEngine | None = None
-        self.memo: dict[MemoKey, Decision] = {}
+        self.memo: dict[MemoKey, Plan] = {}
         self.periods: list[int] = []
         self.by_length = any(p.billing_unit_size for p in env.service_policies)
 
@@ -43,14 +64,23 @@ class Version:
 
     def decide(self, msg: Message, micros: int) -> Decision:
         """`BillingEngine.decide`, memoized."""
-        engine = self.engine
-        key = (msg.sender, msg.to_user, msg.to_domain, msg.length if self.by_length else 0,
-               bisect_right(self.periods, micros) if self.periods else 0)
+        key = self.key(msg.sender, msg.to_user, msg.to_domain, msg.length, micros)
         found = self.memo.get(key)
-        if found is None:
-            if len(self.memo) >= MEMO_LIMIT:
-                self.memo.clear()
-            found = self.memo[key] = engine.decide(msg)
+        return (found or self.learn(key, msg)).decision
+
+    def key(self, sender: str, to_user: str, to_domain: str, length: int,
+            micros: int) -> MemoKey:
+        """The memo key (the engine is built first: it finds the rating periods)."""
+        if self._engine is None:
+            self.engine  # noqa: B018
+        return (sender, to_user, to_domain, length if self.by_length else 0,
+                bisect_right(self.periods, micros) if self.periods else 0)
+
+    def learn(self, key: MemoKey, msg: Message) -> Plan:
+        """Decide ``msg`` (a memo miss) and keep its plan under ``key``."""
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        found = self.memo[key] = Plan(self.engine, msg.sender, self.engine.decide(msg))
         return found
 
 
@@ -61,6 +91,7 @@ class Site:
                  start: dt.datetime, until: float, proxy_workers: int, billing_workers: int,
                  recorder: Recorder) -> None:
         self.name, self.domain = final.name, final.domain
+        self.challenged = (self.name, "MESSAGE", 407)
         self.start = start
         self.versions = [Version(since, env, start, until) for since, env in versions]
         self._since = [v.since for v in self.versions]
@@ -100,6 +131,12 @@ class Site:
         """The calendar moment of ``now`` and its microseconds since the start."""
         micros = round(now * 1_000_000)
         return self.start + dt.timedelta(microseconds=micros), micros
+
+    def message(self, msg_id: str, sender: str, to_user: str, to_domain: str, length: int,
+                now: float) -> Message:
+        """The `Message` billing sees at ``now``."""
+        return Message(msg_id, sender, to_user, to_domain, self.at(now)[0], length,
+                       f"{msg_id}@{self.domain}")
 
     def registered(self, i: int, now: float) -> bool:
         return self.registered_until[i] > now
