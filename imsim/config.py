@@ -90,7 +90,7 @@ class ServicePolicy(Frozen):
     id: Name = "im"
     description: str = ""
     match_priority: int = Field(1, ge=0)
-    recipient_domain_pattern: str = Field("%", min_length=1)
+    recipient_domain_pattern: str = Field("%", min_length=1, max_length=255)
     transport_protocol: Literal["SIP"] = "SIP"
     outgoing_aaa: bool = True
     external_routing: bool = False
@@ -254,7 +254,7 @@ class Customer(Frozen):
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     balance_model: BalanceModel = BalanceModel.debit
     credit_limit: NonNegativeMoney | None = None
-    time_zone: str = "UTC"
+    time_zone: str = Field("UTC", min_length=1, max_length=64)
     accounts: tuple[Account, ...] = ()
 
 

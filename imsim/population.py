@@ -21,7 +21,8 @@ from pydantic import Field, model_validator
 
 from imsim.config import Account, Frozen, Name, NonNegativeMoney
 
-MAX_GENERATED = 10_000_000
+MAX_GENERATED = 1_000_000  # the scale goal; bounds the memory a scenario can ask for
+MAX_BUDDY_LINKS = 20_000_000
 
 
 class Generate(Frozen):
@@ -49,6 +50,9 @@ class Generate(Frozen):
                              f"{len(self.first_id)} digits")
         if self.buddies_per_account >= self.count:
             raise ValueError("buddies_per_account must be smaller than count")
+        if self.count * self.buddies_per_account > MAX_BUDDY_LINKS:
+            raise ValueError(f"count x buddies_per_account is more than {MAX_BUDDY_LINKS} "
+                             "buddy links")
         return self
 
     def ids(self) -> list[str]:

@@ -18,26 +18,42 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 
 
 @lru_cache(maxsize=1024)
-def like_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile an SQL LIKE pattern: ``%`` any string, ``_`` one character, ``\\`` escapes."""
-    out, escaped = [], False
+def like_tokens(pattern: str) -> tuple[str | None, ...]:
+    """An SQL LIKE pattern as tokens: None for ``%`` (any string), ``""`` for ``_`` (one
+    character), else a literal character (lower case); ``\\`` escapes the next one."""
+    tokens: list[str | None] = []
+    escaped = False
     for char in pattern:
         if escaped:
-            out.append(re.escape(char))
+            tokens.append(char.lower())
             escaped = False
         elif char == "\\":
             escaped = True
         elif char == "%":
-            out.append(".*")
-        elif char == "_":
-            out.append(".")
+            if not tokens or tokens[-1] is not None:
+                tokens.append(None)
         else:
-            out.append(re.escape(char))
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+            tokens.append("" if char == "_" else char.lower())
+    return tuple(tokens)
 
 
 def domain_matches(pattern: str, domain: str) -> bool:
-    return like_pattern(pattern).fullmatch(domain) is not None
+    """SQL LIKE, case-insensitive, in O(len(pattern) x len(domain)) at worst: the
+    classic wildcard walk that only ever backtracks to the last ``%``."""
+    tokens, text = like_tokens(pattern), domain.lower()
+    t = p = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(tokens) and tokens[p] is not None and tokens[p] in ("", text[t]):
+            t, p = t + 1, p + 1
+        elif p < len(tokens) and tokens[p] is None:
+            star, mark, p = p, t, p + 1
+        elif star >= 0:
+            mark += 1
+            t, p = mark, star + 1
+        else:
+            return False
+    return all(token is None for token in tokens[p:])
 
 
 def select_policy(policies: Iterable[ServicePolicy], domain: str) -> ServicePolicy | None:

@@ -162,7 +162,7 @@ def _zone(report: _Reporter, at: Path_, name: str) -> None:
 
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         report.fail(at, f"unknown time zone {name!r}", 9,
                     "write an IANA zone such as Europe/London or America/New_York")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from imsim.setup import SetupAction
 from imsim.traffic import Traffic
 from imsim.units import Seconds
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
 DEFAULT_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 Path_ = tuple[str | int, ...]
 
@@ -104,14 +106,28 @@ class ScenarioError(Exception):
             text += f" [handbook step {self.step}: {STEP_TITLES[self.step]}]"
         if self.fix:
             text += f". Fix: {self.fix}"
-        return text
+        return one_line(text)
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def format_path(path: Path_) -> str:
+    """``environments[0].tariffs[1].rates`` (odd keys quoted: ``["a b"]``)."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _NAME.match(str(part)):
+            out += f"[{str(part)!r}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out
+
+
+def one_line(text: str) -> str:
+    """Control characters (a newline in a key, say) shown escaped: errors stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # -- loading --------------------------------------------------------------------------
@@ -162,19 +178,24 @@ def parse_yaml(text: str, source: str = "<scenario>") -> Any:
 
 
 def _check_aliases(document: Any, source: str, budget: int = 1_000_000) -> None:
-    """Refuse documents whose aliases expand beyond ``budget`` nodes (billion laughs)."""
-    stack, seen = [document], 0
+    """Refuse documents whose aliases expand beyond ``budget`` nodes (billion laughs) or
+    that nest deeper than any scenario does."""
+    stack, seen = [(document, 0)], 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         seen += 1
         if seen > budget:
             raise ScenarioError(f"the document expands to more than {budget} nodes "
                                 "(aliases referring to aliases?)", source=source,
                                 fix="write the values out instead of nesting aliases")
+        if depth > MAX_DEPTH:
+            raise ScenarioError(f"the document nests deeper than {MAX_DEPTH} levels",
+                                source=source, line=lc_line(node),
+                                fix="a scenario needs only a few levels of nesting")
         if isinstance(node, dict):
-            stack.extend(node.values())
+            stack.extend((value, depth + 1) for value in node.values())
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((value, depth + 1) for value in node)
 
 
 def from_document(document: Any, source: str = "<scenario>") -> Scenario:
