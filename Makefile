@@ -17,9 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
+# The handbook scenario end to end: validate it, check the nine steps (checklist,
+# diagnosis, test messages through the model), simulate it, then play it live through
+# the embedded lab stack (Kamailio + billing service + pjsua2 clients) and compare.
 demo: venv
 	$(BIN)/imsim validate scenarios/handbook.yaml
-	$(BIN)/imsim rate scenarios/handbook.yaml --from 15551230001 --to 15551230002
+	$(BIN)/imsim check scenarios/handbook.yaml
+	$(BIN)/imsim run scenarios/handbook.yaml --out runs/handbook/model
+	$(BIN)/imsim lab run scenarios/handbook.yaml --out runs/handbook/lab; \
+	  status=$$?; $(BIN)/imsim lab down; exit $$status
 
 lint: venv
 	$(BIN)/ruff check imsim lab tests benchmarks

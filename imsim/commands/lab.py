@@ -153,6 +153,8 @@ def check_free(sip_port: int, billing_port: int) -> None:
                               (billing_port, (socket.SOCK_STREAM,), "--billing-port")):
         for kind in kinds:
             with socket.socket(socket.AF_INET, kind) as probe:
+                # TIME_WAIT leftovers of a stack just stopped do not count; a listener does.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", port))
                 except OSError:
