@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"imsim: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder the system refused: the user's to fix
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"imsim: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("imsim: interrupted", file=sys.stderr)
         return 130

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     until = _duration(args.until) if args.until else None
     if args.seed is not None and args.seed < 0:
         raise UsageError("--seed must be 0 or more")
+    if args.out:
+        writable_folder(args.out, "--out")
     try:
         world = sim.World(loaded, args.seed, until)
     except sim.UntilRequired as exc:
@@ -42,6 +44,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(table(result.summary))
     return 0
+
+
+def writable_folder(path: str, flag: str) -> Path:
+    """Create ``path`` (and its parents) before any work, or a UsageError: a run never
+    finds out at the end that it cannot write its results."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".imsim-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write there ({exc.strerror})") from None
+    return folder
 
 
 def _duration(text: str) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from imsim.commands.run import _duration
+from imsim.commands.run import writable_folder
 from imsim.errors import UsageError
 
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise UsageError("--seed must be 0 or more")
     until = _duration(args.until) if args.until else None
+    writable_folder(args.out, "--out")
     planned = sweep.plan(args.scenario, args.vary, args.replications, args.seed, until,
                          args.common_random_numbers)
     table = sweep.run(planned, workers=args.workers, scheduler=args.scheduler,
