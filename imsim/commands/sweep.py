@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imsim.commands.run import _duration
-from imsim.commands.run import writable_folder
+from imsim.commands.run import _duration, writable_folder
 from imsim.errors import UsageError
 
 
