@@ -48,6 +48,9 @@ class Comparison:
     summary: dict[str, Any]
     reconciliation: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # messages lost to an outage of the proxy or billing (lab.gap): a summary line and
+    # its own report section, beside the per-message diff
+    gap: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -184,6 +187,9 @@ def summary_lines(result: Comparison) -> list[str]:
                      f"{recon['customer_xdrs']} customer xDRs; lost {len(recon['lost'])}, "
                      f"duplicated {len(recon['duplicated'])}, orphans {len(recon['orphans'])}"
                      f", unbilled by design {len(recon['unbilled'])}")
+    if result.gap:
+        lines.append(str(result.gap.get("line") or f"gap: {result.gap['messages']} messages "
+                                                      "failed during an outage"))
     lines.append("RESULT: " + ("lab and model agree" if result.ok else "MISMATCH"))
     return lines
 
@@ -201,6 +207,11 @@ def markdown(result: Comparison) -> str:
                  f"{_show(row.model_delivery_ms)} / {_show(row.lab_delivery_ms)}",
                  "yes" if row.match else "**NO**", row.diff]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    if result.gap and result.gap.get("failed"):
+        lines += ["", "## Gap: failed during an outage", "", "| msg_id | t (s) | code | reason |",
+                  "|---|---|---|---|"]
+        lines += [f"| {g['msg_id']} | {_show(g['t'])} | {_show(g['code'])} | "
+                  f"{str(g['reason']).replace('|', '/')} |" for g in result.gap["failed"]]
     recon = result.reconciliation
     if recon is not None and not recon["clean"]:
         lines += ["", "## Reconciliation problems", ""]

@@ -139,6 +139,13 @@ class Softphone(pj.Account):
         for buddy in self.ident.buddies:
             self.watch(buddy)
 
+    def register_again(self) -> None:
+        try:
+            self.setRegistration(True)
+        except pj.Error as exc:
+            if exc.status != PJSIP_EBUSY:  # busy: a REGISTER is on its way already
+                self.recorder.write("run", event="register_error", detail=describe(exc))
+
     def go_offline(self) -> None:
         """PUBLISH closed, stop watching, REGISTER with expires 0."""
         if not self.online:

@@ -24,6 +24,7 @@ TABLE_VERSIONS = {
     "active_watchers": 12,
     "watchers": 3,
     "xcap": 4,
+    "buddies": 2,  # an htable table (version 2 of the htable schema)
 }
 
 HEADERS_VERSION = "id(int,auto) table_name(string) table_version(int)"
@@ -56,7 +57,12 @@ HEADERS = {
         "id(int,auto) username(string) domain(string) doc(string) doc_type(int) "
         "etag(string) source(int) doc_uri(string) port(int)"
     ),
+    "buddies": (
+        "id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) "
+        "expires(int)"
+    ),
 }
+Buddy = tuple[str, str, str]  # (watcher user, domain, watched user)
 
 _USER = re.compile(r"^[A-Za-z0-9+._~-]{1,64}$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$")
@@ -129,10 +135,26 @@ def create_database(db_dir: Path) -> None:
             write_private(db_dir / table, header + "\n")
 
 
-def provision(accounts: Iterable[Account], db_dir: Path) -> list[str]:
-    """Store the accounts (ha1 only) and their domains; returns the served domains."""
+def buddy_table(buddies: Iterable[Buddy] | None) -> str:
+    """Who may watch whom: rows "<watcher>@<domain>><watched>@<domain>" = 1, plus the
+    row "policy" = "buddies". None: no lists, any watcher of the same domain (no row)."""
+    rows = [HEADERS["buddies"]]
+    if buddies is not None:
+        rows.append("1:policy:0:0:buddies:0")
+        for index, (watcher, domain, watched) in enumerate(sorted(set(buddies)), start=2):
+            for user in (watcher, watched):
+                check_account((user, domain, "-"))
+            rows.append(f"{index}:{watcher}@{domain}>{watched}@{domain}:0:1:1:0")
+    return "\n".join(rows) + "\n"
+
+
+def provision(accounts: Iterable[Account], db_dir: Path,
+              buddies: Iterable[Buddy] | None = None) -> list[str]:
+    """Store the accounts (ha1 only), their domains and the buddy lists; returns the
+    served domains."""
     accounts = list(accounts)
     domains = sorted({domain for _, domain, _ in accounts})
     write_private(db_dir / "subscriber", subscriber_table(accounts))
     write_private(db_dir / "domain", domain_table(domains))
+    write_private(db_dir / "buddies", buddy_table(buddies))
     return domains

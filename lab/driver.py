@@ -3,6 +3,7 @@
 Child process (one pjsua2 Endpoint each):
 
     python -m lab.driver --plan plan.json --out records.jsonl [--control]
+    python -m lab.driver --plan - --out records.jsonl --control   # plan: stdin's first line
 
 Parent side: `play(scenario, proxy, speed, out_dir, processes=N)` splits the accounts
 across driver processes, starts them together, merges their records. `run_driver(...)`
@@ -25,12 +26,16 @@ kind, proc, wall (epoch s) and t (scenario s, None before the start).
 - presence: watcher, domain, buddy, status (online/offline/unknown), text, sub_state
 - subscription: watcher, domain, buddy, code, reason (a refused or ended SUBSCRIBE)
 - run: event (ready/start/done/timeout/stop/exit/error), detail
+- proxy: event (down/up/restarted: `lab.sip.ProxyWatch`; a phone registers again on
+  up/restarted), boot (the proxy instance), silent_since_t (its last answer before)
+A message without a final answer after the plan's answer_timeout is recorded with 408.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -58,12 +63,14 @@ MESSAGE_COLUMNS = ("msg_id", "from", "to", "domain", "sent_at", "sent_t", "code"
 # child entry point ------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.driver", description=__doc__)
-    parser.add_argument("--plan", required=True, type=Path)
+    parser.add_argument("--plan", required=True, help="plan JSON file, or - for the first "
+                        "line of standard input (so that no file holds the passwords)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--control", action="store_true",
                         help="ready/go/done/stop lines on stdout/stdin (used by play())")
     args = parser.parse_args(argv)
-    plan = plans.read(args.plan)
+    plan = plans.from_json(sys.stdin.readline()) if args.plan == "-" else \
+        plans.read(Path(args.plan))
     plans.check(plan)
     control_out = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -96,8 +103,8 @@ class Child:
         self.index = part.process
         self.out = out_dir / f"records-{self.index}.jsonl"
         self.out.unlink(missing_ok=True)
-        plan_path = part.write(out_dir / f"plan-{self.index}.json")
-        argv = [sys.executable, "-m", "lab.driver", "--plan", str(plan_path),
+        plans.redacted(part).write(out_dir / f"plan-{self.index}.json")  # to read, not to run
+        argv = [sys.executable, "-m", "lab.driver", "--plan", "-",
                 "--out", str(self.out), "--control"]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
@@ -105,6 +112,7 @@ class Child:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=log, text=True, cwd=ROOT, env=env,
                                          start_new_session=True)
+        self.say(json.dumps(dataclasses.asdict(part)))  # the plan, passwords included
         threading.Thread(target=self._read, args=(lines,), daemon=True).start()
 
     def _read(self, lines: queue.Queue) -> None:

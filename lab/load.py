@@ -1,4 +1,5 @@
-"""sipp command lines for the lab: a registered MESSAGE receiver and an authenticated sender.
+"""sipp command lines for the lab: a registered MESSAGE receiver, an authenticated sender,
+and the security probes (a request without credentials, refused credentials).
 
 The scenarios live in lab/sipp/. sipp runs in the background (-bg is not used: the
 caller owns the process and its timeout).
@@ -30,6 +31,20 @@ def sender_argv(proxy: tuple[str, int], sender: tuple[str, str, str], to_user: s
             "-key", "prefix", prefix, "-nostdin", "-timeout", f"{timeout_s}s",
             "-timeout_error", "-recv_timeout", "5000"]
     return argv + _trace(trace_dir)
+
+
+def probe_argv(proxy: tuple[str, int], scenario: str, sender: str, domain: str,
+               to_user: str, calls: int = 3, auth: tuple[str, str] | None = None,
+               prefix: str = "probe", sipp: str = "sipp", timeout_s: int = 20) -> list[str]:
+    """sipp playing a security probe: "uac_noauth_<method>.xml" (MESSAGE, PUBLISH or
+    SUBSCRIBE without credentials: only 407 accepted) or "uac_refused.xml" (a MESSAGE
+    with `auth` = (user, password): only 403 accepted)."""
+    argv = [sipp, f"{proxy[0]}:{proxy[1]}", "-sf", str(SIPP_DIR / scenario),
+            "-i", "127.0.0.1", "-p", "0", "-m", str(calls), "-r", "50", "-l", "10",
+            "-key", "from", sender, "-key", "to", to_user, "-key", "domain", domain,
+            "-key", "prefix", prefix, "-nostdin", "-timeout", f"{timeout_s}s",
+            "-timeout_error", "-recv_timeout", "3000"]
+    return argv + (["-au", auth[0], "-ap", auth[1]] if auth else [])
 
 
 def _trace(trace_dir: Path | None) -> list[str]:

@@ -74,6 +74,10 @@ class Plan:
     speed: float = 1.0  # scenario seconds per real second; 0 or inf: as fast as possible
     timeout: float = 60.0  # hard bound on the whole run of one driver process
     max_in_flight: int | None = None  # MESSAGE transactions awaiting a final answer
+    # a MESSAGE without a final answer after this many seconds is recorded as 408 (above
+    # Kamailio's 10 s fr_timer; pjsip's own timer F is 32 s when the proxy is gone)
+    answer_timeout: float = 12.0
+    watch_interval: float = 1.0  # OPTIONS to the proxy; a restart -> register again; 0: off
     process: int = 0
     log_level: int = 0  # pjsua log level, written to pjsua.log next to the records
 
@@ -96,6 +100,12 @@ class Plan:
     def write(self, path: Path) -> Path:
         path.write_text(self.to_json())
         return path
+
+
+def redacted(plan: Plan) -> Plan:
+    """The plan without its passwords (what is written next to the records)."""
+    return replace(plan, identities=tuple(replace(i, password="***") for i in plan.identities),
+                   messages=tuple(replace(m, password="***") for m in plan.messages))
 
 
 def from_json(text: str) -> Plan:

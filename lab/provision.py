@@ -23,6 +23,15 @@ def subscribers(scenario: Scenario) -> list[Account]:
             for account in customer.accounts]
 
 
+def buddies(scenario: Scenario) -> list[tuple[str, str, str]]:
+    """(watcher, domain, watched) of every buddy list: who may watch whom."""
+    return [(account.id, env.domain, buddy)
+            for env in scenario.environments
+            for customer in env.customers
+            for account in customer.accounts
+            for buddy in account.buddies]
+
+
 def billing_command(scenario_path: Path | str, port: int, db: Path | str,
                     speed: float = 1.0, epoch: float | None = None,
                     extra: Sequence[str] = ()) -> list[str]:

@@ -41,7 +41,7 @@ from imsim.billing import Xdr
 from imsim.errors import UsageError
 from imsim.results import message_frame, xdr_frame
 from imsim.scenario import Scenario
-from lab import accounting, driver, provision
+from lab import accounting, driver, gap, provision
 from lab import plan as plans
 from lab.stack import Stack, StackError
 from lab.targets import Remote, Target
@@ -102,10 +102,22 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
     acc = collect_accounting(live, plan)
     result = compare.compare(model.messages, model.xdrs, lab_messages(records, loaded),
                              lab_xdrs, acc, meta(scenario_path, loaded, target, speed, seed))
+    result.gap = outage_gap(records, model.messages)
     save(folder, result, lab_xdrs, acc, records, loaded)
     echo(compare.table(result))
     echo(f"report: {folder / 'report.html'}")
     return Outcome(result, folder, len(records))
+
+
+def outage_gap(records: list[dict[str, Any]], model_messages: pd.DataFrame
+               ) -> dict[str, Any] | None:
+    """The messages lost to an outage of the proxy or the billing service (`lab.gap`)."""
+    codes = dict(zip(model_messages["msg_id"].astype(str), model_messages["code"].astype(int),
+                     strict=True))
+    found = gap.find(records, codes)
+    if found is not None:
+        found["line"] = gap.describe(found)
+    return found
 
 
 def default_out(loaded: Scenario) -> Path:
@@ -126,7 +138,7 @@ def local(scenario_path: Path, loaded: Scenario, target: Target, echo: Echo) -> 
     elif status.running:
         stack.sip_port, stack.billing_port = status.sip_port, status.billing_port
         echo(f"re-provisioning the running stack for {loaded.name}: {status.describe()}")
-        stack.provision(provision.subscribers(loaded))
+        stack.provision(provision.subscribers(loaded), provision.buddies(loaded))
         set_aside(stack.dir / XDR_DB)
         _start(stack, lambda: stack.restart_billing(_command(stack, scenario_path)))
     else:
@@ -134,7 +146,8 @@ def local(scenario_path: Path, loaded: Scenario, target: Target, echo: Echo) -> 
         stack.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         set_aside(stack.dir / XDR_DB)
         stack.billing = _command(stack, scenario_path)
-        status = _start(stack, lambda: stack.up(provision.subscribers(loaded)))
+        status = _start(stack, lambda: stack.up(provision.subscribers(loaded),
+                                                provision.buddies(loaded)))
         echo(f"started: {status.describe()}")
     record_serving(stack.dir, scenario_path, loaded, wanted)
     status = stack.status()
@@ -318,5 +331,5 @@ def save(folder: Path, result: compare.Comparison, lab_xdrs: pd.DataFrame,
             handle.writelines(json.dumps(row) + "\n" for row in acc)
     compare.write_reports(result, folder)
     summary = {"ok": result.ok, "summary": result.summary,
-               "reconciliation": result.reconciliation, "meta": result.meta}
+               "reconciliation": result.reconciliation, "gap": result.gap, "meta": result.meta}
     (folder / "run.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")

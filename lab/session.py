@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from lab import clients
+from lab import clients, sip
 from lab import plan as plans
 from lab.plan import Plan
 
@@ -36,6 +36,12 @@ class Driver:
         self.phones = {i.key: clients.Softphone(i, plan.proxy, transport, self.rec,
                                                 self.on_status) for i in plan.identities}
         self.pending: dict[int, tuple[Any, Any, float]] = {}
+        # headers of messages given up on, kept alive until pjsip's own answer comes, so
+        # that no new message's header reuses their address (the status callback's key)
+        self.expired: dict[int, Any] = {}
+        self.watch = sip.ProxyWatch(plan.proxy[0], plan.proxy[1], plan.watch_interval) \
+            if plan.watch_interval > 0 else None
+        self.next_check = 0.0
 
     # phases ------------------------------------------------------------------------
     def run(self) -> None:
@@ -67,6 +73,7 @@ class Driver:
         index, window = 0, self.plan.max_in_flight or sys.maxsize
         while time.monotonic() < self.deadline:
             now = time.time()
+            self.check(now)
             while index < len(events) and events[index][0] <= now \
                     and (events[index][1] != 2 or len(self.pending) < window):
                 self.fire(events[index][2], events[index][1])
@@ -113,13 +120,48 @@ class Driver:
                            answered_at=None)
 
     def on_status(self, prm: Any) -> None:
-        entry = self.pending.pop(int(prm.userData), None) if prm.userData else None
+        key = int(prm.userData) if prm.userData else 0
+        entry = self.pending.pop(key, None)
         if entry is None:
+            self.expired.pop(key, None)  # the late answer of a message given up on
             return
+        self.answered(entry, prm.code, prm.reason)
+
+    def answered(self, entry: tuple[Any, Any, float], code: int, reason: str) -> None:
         msg, _token, sent = entry
         self.rec.write("message", msg_id=msg.msg_id, **{"from": msg.sender}, to=msg.to,
                        domain=msg.domain, sent_at=sent, sent_t=self.rec.scenario_t(sent),
-                       code=prm.code, reason=prm.reason, answered_at=time.time())
+                       code=code, reason=reason, answered_at=time.time())
+
+    # outages -----------------------------------------------------------------------
+    def check(self, now: float) -> None:
+        """A few times a second: give up on overdue answers; watch the proxy."""
+        if now < self.next_check:
+            return
+        self.next_check = now + 0.05
+        overdue = [key for key, (_, _, sent) in self.pending.items()
+                   if now - sent > self.plan.answer_timeout]
+        for key in overdue:
+            entry = self.pending.pop(key)
+            self.expired[key] = entry[1]
+            self.answered(entry, 408, f"Request Timeout (no final answer within "
+                          f"{self.plan.answer_timeout:g} s)")
+        for event in self.watch.poll() if self.watch is not None else ():
+            self.proxy_event(event)
+
+    def proxy_event(self, event: str) -> None:
+        assert self.watch is not None
+        since = time.time() - (time.monotonic() - self.watch.silent_since)
+        self.rec.write("proxy", event=event, boot=self.watch.boot,
+                       silent_since_t=self.rec.scenario_t(since))
+        if event in ("restarted", "up"):
+            self.register_again()
+
+    def register_again(self) -> None:
+        """A restarted proxy forgot every registration: register each online phone."""
+        for phone in self.phones.values():
+            if phone.online:
+                phone.register_again()
 
     def wait_go(self) -> float:
         if self.control_in is None:
@@ -143,6 +185,8 @@ class Driver:
         phones = self.phones.values()
         self.poll_until(lambda: not any(p.registered for p in phones), OFFLINE_WAIT)
         self.rec.write("run", event="exit", detail=len(self.pending))
+        if self.watch is not None:
+            self.watch.close()
         self.ep.libDestroy()
         self.rec.close()
 

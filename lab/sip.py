@@ -6,11 +6,13 @@ SUBSCRIBE with digest auth); the real clients of the lab are pjsua2.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -54,27 +56,36 @@ def parse(data: bytes) -> Response | Request:
 
 def options_ping(host: str, port: int, timeout: float = 0.5) -> int | None:
     """Send one OPTIONS to the proxy itself; the status code, or None on silence."""
+    reply = options(host, port, timeout)
+    return reply.code if reply is not None else None
+
+
+def options(host: str, port: int, timeout: float = 0.5) -> Response | None:
+    """One OPTIONS to the proxy itself; its answer (the lab's carries X-Imsim-Boot, the
+    proxy's start time), or None on silence."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(timeout)
-        local = sock.getsockname()[1]
-        tag, branch = secrets.token_hex(4), "z9hG4bK" + secrets.token_hex(6)
-        message = (
-            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:ping@127.0.0.1>;tag={tag}\r\n"
-            f"To: <sip:{host}:{port}>\r\n"
-            f"Call-ID: ping-{secrets.token_hex(8)}\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        )
         try:
-            sock.sendto(message.encode(), (host, port))
+            sock.sendto(options_request(host, port, sock.getsockname()[1]), (host, port))
             reply = parse(sock.recvfrom(65535)[0])
-        except OSError:
+        except (OSError, ValueError):
             return None
-        return reply.code if isinstance(reply, Response) else None
+        return reply if isinstance(reply, Response) else None
+
+
+def options_request(host: str, port: int, local_port: int) -> bytes:
+    tag, branch = secrets.token_hex(4), "z9hG4bK" + secrets.token_hex(6)
+    return (
+        f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:ping@127.0.0.1>;tag={tag}\r\n"
+        f"To: <sip:{host}:{port}>\r\n"
+        f"Call-ID: ping-{secrets.token_hex(8)}\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def _digest(challenge: str, method: str, uri: str, user: str, password: str) -> str:
@@ -219,3 +230,66 @@ def _via_address(via: str) -> tuple[str, int]:
     received = re.search(r";received=([\d.]+)", via)
     return (received.group(1) if received else host,
             int(rport.group(1)) if rport else int(port or 5060))
+
+
+class ProxyWatch:
+    """Pings the proxy with OPTIONS every `interval` seconds without ever blocking, and
+    says when it went silent, came back, or came back as a new instance (the lab's
+    Kamailio answers OPTIONS with X-Imsim-Boot, its start time): a client then
+    registers again, since a restarted proxy forgot every registration.
+
+    `poll()` returns the events since the last call: "down" (no answer for
+    `down_after` intervals), "up" (answering again, same instance or no boot header),
+    "restarted" (answering with another boot id).
+    """
+
+    def __init__(self, host: str, port: int, interval: float = 1.0, down_after: float = 2.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.address, self.interval, self.clock = (host, port), interval, clock
+        self.down_after = down_after
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1" if host.startswith("127.") else "", 0))
+        self.sock.setblocking(False)
+        self.boot: str | None = None
+        self.down = False
+        self.last_answer = clock()
+        self.silent_since = self.last_answer  # the answer before the last down/restart
+        self.next_ping = 0.0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def poll(self) -> list[str]:
+        events = [event for event in map(self._answer, self._received()) if event]
+        now = self.clock()
+        if now >= self.next_ping:
+            self.next_ping = now + self.interval
+            with contextlib.suppress(OSError):
+                self.sock.sendto(options_request(*self.address, self.sock.getsockname()[1]),
+                                 self.address)
+        if not self.down and now - self.last_answer > self.down_after * self.interval:
+            self.down, self.silent_since = True, self.last_answer
+            events.append("down")
+        return events
+
+    def _received(self) -> list[Response]:
+        found: list[Response] = []
+        while True:
+            try:
+                packet = parse(self.sock.recv(65535))
+            except (BlockingIOError, InterruptedError):
+                return found
+            except (OSError, ValueError):  # ICMP refusals, garbage
+                continue
+            if isinstance(packet, Response):
+                found.append(packet)
+
+    def _answer(self, reply: Response) -> str | None:
+        previous, self.last_answer = self.last_answer, self.clock()
+        boot, known = reply.header("x-imsim-boot") or None, self.boot
+        self.boot = boot or known
+        was_down, self.down = self.down, False
+        if boot and known and boot != known:
+            self.silent_since = self.silent_since if was_down else previous
+            return "restarted"
+        return "up" if was_down else None

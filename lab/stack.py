@@ -187,7 +187,8 @@ class Stack:
                       state.get("billing_port", self.billing_port) if running
                       else self.billing_port, str(self.dir))
 
-    def up(self, accounts: Iterable[dbtext.Account] = ()) -> Status:
+    def up(self, accounts: Iterable[dbtext.Account] = (),
+           buddies: Iterable[dbtext.Buddy] | None = None) -> Status:
         """Start the stack, or report the one already running (never a second one)."""
         current = self.status()
         if current.running:
@@ -195,7 +196,7 @@ class Stack:
         self.ensure_kamailio()
         self.state_path.unlink(missing_ok=True)
         self.prepare()
-        self.provision(accounts)
+        self.provision(accounts, buddies)
         state: dict[str, Any] = {"sip_port": self.sip_port, "billing_port": self.billing_port}
         try:
             state.update(self._start_billing())
@@ -226,11 +227,27 @@ class Stack:
         self._write_state(self._start_billing())
         return self.status()
 
-    def provision(self, accounts: Iterable[dbtext.Account]) -> list[str]:
-        """Store accounts (ha1 only); a running Kamailio picks them up."""
-        domains = dbtext.provision(accounts, self.db_dir)
+    def restart_kamailio(self, pause: float = 0.0) -> Status:
+        """Stop the Kamailio `up()` started, wait ``pause`` seconds, start it again on the
+        same config and tables. Registrations, presence and the /account retry spool are
+        in its memory: clients must register again (`lab.sip.ProxyWatch`)."""
+        pid = self._kamailio_pid(self._read_state())
+        if pid:
+            self._terminate(pid)
+        time.sleep(pause)
+        new = self._start_kamailio()
+        self._write_state({"kamailio_pid": new, "kamailio_marker": str(self.config_path)})
+        self._wait_answering(new)
+        return self.status()
+
+    def provision(self, accounts: Iterable[dbtext.Account],
+                  buddies: Iterable[dbtext.Buddy] | None = None) -> list[str]:
+        """Store accounts (ha1 only) and who may watch whom (None: anyone of the same
+        domain); a running Kamailio picks them up."""
+        domains = dbtext.provision(accounts, self.db_dir, buddies)
         if self._kamailio_pid(self._read_state()):
             self.rpc("domain.reload")
+            self.rpc("htable.reload", "buddies")
         return domains
 
     def rpc(self, *command: str) -> str:

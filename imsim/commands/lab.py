@@ -82,7 +82,7 @@ def run_up(args: argparse.Namespace) -> int:
     stack.billing = provision.billing_command(args.scenario, args.billing_port,
                                               stack.dir / XDR_DB, args.speed)
     try:
-        status = stack.up(provision.subscribers(loaded))
+        status = stack.up(provision.subscribers(loaded), provision.buddies(loaded))
     except (StackError, ValueError) as exc:
         raise UsageError(f"{str(exc).splitlines()[0]} (logs in {stack.dir})") from None
     info = {"scenario": str(Path(args.scenario).resolve()), "name": loaded.name,

@@ -123,3 +123,17 @@ def two_environment_scenario(folder: Path) -> Path:
     with path.open("w") as handle:
         yaml.dump(document, handle)
     return path
+
+
+def generous_scenario(folder: Path, balance: int = 1_000_000_000) -> Path:
+    """The handbook with balances no test or soak run can use up."""
+    yaml = YAML(typ="safe")
+    document = yaml.load(HANDBOOK.read_text())
+    for env in document["environments"]:
+        for customer in env["customers"]:
+            for account in customer["accounts"]:
+                account["balance"] = balance
+    path = folder / "generous.yaml"
+    with path.open("w") as handle:
+        yaml.dump(document, handle)
+    return path

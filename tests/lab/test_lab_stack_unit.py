@@ -223,3 +223,13 @@ def test_reprovisioning_moves_the_mtime_to_a_later_second(tmp_path):
     before = (tmp_path / "subscriber").stat().st_mtime_ns // 10**9
     dbtext.provision(ACCOUNTS, tmp_path)
     assert (tmp_path / "subscriber").stat().st_mtime_ns // 10**9 > before
+
+
+def test_restart_kamailio_stops_the_old_group_and_records_the_new_one(tmp_path):
+    runner = FakeRunner()
+    stack = make(tmp_path, runner)
+    old = stack.up(ACCOUNTS).kamailio_pid
+    new = stack.restart_kamailio().kamailio_pid
+    assert new != old and runner.signals == [(old, signal.SIGTERM), (old, signal.SIGKILL)]
+    assert [argv[0] for argv in runner.spawned] == ["/usr/sbin/kamailio"] * 2
+    assert make(tmp_path, runner).down() == [new]

@@ -1,0 +1,186 @@
+"""Faults in the middle of a live run: the billing service and Kamailio restarted while
+pjsua2 clients play a script through the real stack (Kamailio + imsim billing service).
+
+- billing service down: Kamailio answers 503 "Billing unavailable" (fail closed); once it
+  is back, every 2xx in Kamailio's accounting has exactly one customer xDR, none is
+  doubled, nothing was delivered unbilled (an /account that failed is resent by Kamailio);
+- Kamailio down: the clients' messages end in 408 after the plan's answer_timeout instead
+  of hanging, the clients see the restart (OPTIONS boot id) and register again, later
+  messages are delivered, and the run's gap names what failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import shutil
+import signal
+import sqlite3
+import threading
+import time
+from contextlib import closing
+
+import pytest
+
+from imsim import scenario
+from lab import accounting, driver, gap, provision, sip
+from lab import plan as plans
+from lab.stack import Stack
+from tests.lab.billing_fixtures import ALICE, BOB, free_tcp_port, generous_scenario
+from tests.lab.fake_billing import free_port
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
+        pytest.skip("kamailio not installed (see lab.stack.INSTALL_COMMAND)")
+    folder = tmp_path_factory.mktemp("faults")
+    path = generous_scenario(folder)
+    billing_port = free_tcp_port()
+    stack = Stack(folder / "run", sip_port=free_port(), billing_port=billing_port,
+                  billing=provision.billing_command(path, billing_port,
+                                                    folder / "run" / "xdr.sqlite"))
+    subscribers = provision.subscribers(scenario.load(path))
+    try:
+        stack.up(subscribers)
+        yield stack, {user: (user, domain, pw) for user, domain, pw in subscribers}, path
+    finally:
+        stack.down()
+
+
+def script_plan(stack: Stack, accounts: dict, prefix: str, count: int, spacing: float,
+                **options: object) -> plans.Plan:
+    """Alice sends `count` messages to Bob, one every `spacing` seconds."""
+    script = [{"id": f"{prefix}{n}", "at": n * spacing, "from": ALICE, "to": BOB,
+               "body": f"#{n}"} for n in range(count)]
+    made = plans.build([accounts[ALICE], accounts[BOB]], script,
+                       ("127.0.0.1", stack.sip_port, "udp"), speed=1, timeout=40)
+    return dataclasses.replace(made, **options)  # type: ignore[arg-type]
+
+
+def later(seconds: float, action) -> threading.Thread:
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def audit(stack: Stack, prefix: str) -> dict:
+    """Kamailio's 2xx MESSAGE lines against the customer xDRs, by Call-ID."""
+    answered = collections.Counter(
+        row["call_id"] for row in accounting.read(stack.acc_dir)
+        if row["msg_id"].startswith(prefix) and row["sip_code"].startswith("2"))
+    with closing(sqlite3.connect(stack.dir / "xdr.sqlite")) as conn:
+        billed = collections.Counter(call_id for (call_id,) in conn.execute(
+            "SELECT call_id FROM xdr WHERE direction = 'outgoing' AND msg_id LIKE ?",
+            (prefix + "%",)))
+    return {"answered": sum(answered.values()), "billed": sum(billed.values()),
+            "lost": sorted(set(answered) - set(billed)),
+            "orphans": sorted(set(billed) - set(answered)),
+            "doubled": sorted(c for c, n in billed.items() if n > 1)}
+
+
+def settled(stack: Stack, prefix: str, seconds: float = 6.0) -> dict:
+    """The audit once nothing is lost (Kamailio resends spooled /account each second)."""
+    deadline = time.monotonic() + seconds
+    while (found := audit(stack, prefix))["lost"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def billed_msg_ids(stack: Stack, prefix: str) -> set[str]:
+    with closing(sqlite3.connect(stack.dir / "xdr.sqlite")) as conn:
+        return {m for (m,) in conn.execute("SELECT msg_id FROM xdr WHERE direction = "
+                                           "'outgoing' AND msg_id LIKE ?", (prefix + "%",))}
+
+
+def test_billing_restart_mid_run_fails_closed_then_loses_nothing(lab, tmp_path):
+    stack, accounts, path = lab
+    argv = provision.billing_command(path, stack.billing_port, stack.dir / "xdr.sqlite")
+
+    def crash_and_restart() -> None:
+        os.killpg(stack.status().billing_pid, signal.SIGKILL)  # a crash, not a goodbye
+        time.sleep(0.8)
+        stack.restart_billing(argv)
+
+    started = time.monotonic()
+    outage = later(1.0, crash_and_restart)
+    records = driver.run_plan(script_plan(stack, accounts, "b", 120, 0.025), tmp_path)
+    outage.join(timeout=15)
+    assert time.monotonic() - started < 30
+    rows = driver.messages(records)
+    codes = collections.Counter((r["code"], r["reason"]) for r in rows)
+    assert set(codes) <= {(200, "OK"), (503, "Billing unavailable")}, codes
+    assert codes[(503, "Billing unavailable")] >= 5 and codes[(200, "OK")] >= 60
+    last = max(rows, key=lambda r: r["sent_at"])
+    assert last["code"] == 200  # back in service
+    found = settled(stack, "b")
+    assert (found["lost"], found["orphans"], found["doubled"]) == ([], [], [])
+    assert found["answered"] == found["billed"] == codes[(200, "OK")]
+    received = {r["msg_id"] for r in records if r["kind"] == "received"}
+    assert received <= billed_msg_ids(stack, "b")  # nothing delivered unbilled
+    refused = {r["msg_id"] for r in rows if r["code"] == 503}
+    assert not refused & received
+
+
+def test_kamailio_restart_mid_run_reports_the_gap_and_clients_register_again(lab, tmp_path):
+    stack, accounts, _ = lab
+    started = time.monotonic()
+    outage = later(1.0, lambda: stack.restart_kamailio(pause=1.0))
+    made = script_plan(stack, accounts, "k", 100, 0.05, answer_timeout=2.0,
+                       watch_interval=0.2)
+    records = driver.run_plan(made, tmp_path)
+    outage.join(timeout=20)
+    assert time.monotonic() - started < 30  # bounded: nothing waits for pjsip's 32 s
+    rows = sorted(driver.messages(records), key=lambda r: r["sent_at"])
+    assert len(rows) == 100 and all(isinstance(r["code"], int) for r in rows)
+    assert rows[0]["code"] == rows[-1]["code"] == 200
+    assert {r["event"] for r in records if r["kind"] == "proxy"} >= {"restarted"}
+    registered = [r for r in records if r["kind"] == "register" and r["code"] == 200
+                  and r["expires"] > 0]
+    assert collections.Counter(r["user"] for r in registered) >= \
+        collections.Counter({ALICE: 2, BOB: 2})
+    found = gap.find(records, {r["msg_id"]: 200 for r in rows})
+    assert found is not None and found["messages"] >= 5
+    failed = {g["msg_id"] for g in found["failed"]}
+    assert failed == {r["msg_id"] for r in rows if r["code"] != 200}
+    assert set(found["codes"]) <= {"408", "480", "503"}, found["codes"]
+    assert "restarted" in (gap.describe(found) or "")
+    time.sleep(0.3)
+    assert settled(stack, "k")["lost"] == []
+
+
+def test_an_account_the_billing_service_missed_is_resent_until_stored(lab):
+    """Authorized, then the billing service dies before the recipient's 200: Kamailio
+    spools the /account and resends it each second; the restarted service bills it once."""
+    stack, accounts, path = lab
+    alice = sip.UdpUser(*accounts[ALICE], proxy=("127.0.0.1", stack.sip_port), timeout=5)
+    bob = sip.UdpUser(*accounts[BOB], proxy=("127.0.0.1", stack.sip_port))
+    try:
+        assert bob.register().code == 200
+        answers: list[sip.Response] = []
+        sender = threading.Thread(target=lambda: answers.append(
+            alice.message(BOB, "just in time", msg_id="spool-1")), daemon=True)
+        sender.start()
+        bob.sock.settimeout(5)
+        request = sip.parse(bob.sock.recvfrom(65535)[0])
+        assert isinstance(request, sip.Request) and request.method == "MESSAGE"
+        os.killpg(stack.status().billing_pid, signal.SIGKILL)
+        bob._answer(request)  # the 200 reaches Kamailio while billing is down
+        sender.join(timeout=5)
+        assert [a.code for a in answers] == [200]
+        assert billed_msg_ids(stack, "spool-") == set()
+        stack.restart_billing(provision.billing_command(path, stack.billing_port,
+                                                        stack.dir / "xdr.sqlite"))
+        found = settled(stack, "spool-")
+        assert (found["answered"], found["billed"], found["lost"]) == (1, 1, [])
+        assert "billing /account retried" in stack.log_path.read_text()
+    finally:
+        alice.close()
+        bob.close()
