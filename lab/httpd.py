@@ -6,8 +6,11 @@ server parses requests straight off an `asyncio.Protocol`: keep-alive, TCP_NODEL
 asyncio default), one write per response, requests on a connection answered in order.
 
 Limits, so that no client can hurt it: request head 16 KiB, body `max_body` bytes (413),
-no chunked bodies (411), a connection idle or stuck mid-request for `idle_timeout`
-seconds is closed. A handler returns a `Reply` or a `Deferred` one (answered when it is
+no chunked bodies (411), a connection idle for `idle_timeout` seconds is closed, and a
+request not complete `request_timeout` seconds after its first byte gets 408 and the
+connection is closed (a client trickling a byte a second holds one socket for that
+long, never the server: every connection is served by the one event loop).
+A handler returns a `Reply` or a `Deferred` one (answered when it is
 resolved, without a round through the event loop); an exception in a handler becomes a
 500 JSON answer, never a dead server.
 """
@@ -28,7 +31,8 @@ MAX_HEAD = 16 * 1024
 REASONS = {200: "OK", 100: "Continue", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            411: "Length Required", 413: "Payload Too Large", 415: "Unsupported Media Type",
-           422: "Unprocessable Entity", 431: "Request Header Fields Too Large",
+           408: "Request Timeout", 422: "Unprocessable Entity",
+           431: "Request Header Fields Too Large",
            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -115,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = False
         self.continued = False
         self.active = time.monotonic()
+        self.started: float | None = None  # first byte of the request being received
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -125,14 +130,21 @@ class HttpProtocol(asyncio.Protocol):
         self.live.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
         self.active = time.monotonic()
+        if not self.buffer:
+            self.started = self.active
+        self.buffer += data
         if not self.busy:
             self._serve()
 
-    def close_if_idle(self, since: float) -> None:
-        """Close a connection silent since `since` (idle, or stuck in a request)."""
-        if self.active < since and not self.busy and self.transport:
+    def close_if_idle(self, since: float, started_before: float) -> None:
+        """Close a connection silent since `since`, or whose request began before
+        `started_before` and is still incomplete (408)."""
+        if self.busy or not self.transport:
+            return
+        if self.buffer and self.started is not None and self.started < started_before:
+            self._send(error(408, "Client.timeout", "request not complete in time"), False)
+        elif self.active < since:
             self.transport.close()
 
     def _serve(self) -> None:
@@ -162,6 +174,7 @@ class HttpProtocol(asyncio.Protocol):
             return None
         body = bytes(self.buffer[end + 4:end + 4 + length])
         del self.buffer[:end + 4 + length]
+        self.started = time.monotonic() if self.buffer else None  # a pipelined next one
         self.continued = False
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
@@ -231,17 +244,19 @@ def content_length(headers: dict[str, str], max_body: int) -> int:
 
 
 async def serve(handler: Handler, host: str, port: int, max_body: int = 64 * 1024,
-                idle_timeout: float = 30.0) -> asyncio.Server:
-    """Listen; connections silent for `idle_timeout` seconds are closed."""
+                idle_timeout: float = 30.0, request_timeout: float = 10.0) -> asyncio.Server:
+    """Listen; connections silent for `idle_timeout` seconds are closed, requests not
+    complete `request_timeout` seconds after their first byte get 408."""
     loop = asyncio.get_running_loop()
     live: set[HttpProtocol] = set()
+    every = min(idle_timeout, request_timeout) / 4
 
     def sweep() -> None:
-        since = time.monotonic() - idle_timeout
+        now = time.monotonic()
         for connection in list(live):
-            connection.close_if_idle(since)
-        loop.call_later(idle_timeout / 4, sweep)
+            connection.close_if_idle(now - idle_timeout, now - request_timeout)
+        loop.call_later(every, sweep)
 
-    loop.call_later(idle_timeout / 4, sweep)
+    loop.call_later(every, sweep)
     return await loop.create_server(lambda: HttpProtocol(handler, max_body, live),
                                     host, port, reuse_address=True, backlog=256)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
 import sqlite3
 import stat
 import threading
+import time
 from contextlib import closing
 from decimal import Decimal
 
@@ -316,3 +318,46 @@ def test_lab_clock_needs_a_session_and_restarts_the_run(tmp_path):
         assert (status, answer) == (200, {"epoch": 1000.0, "speed": 50.0, "last_xdr": 2})
     finally:
         own.kill()
+
+
+# -- more faults: unknown accounts, concurrent garbage, a slow client ---------------------
+
+def test_unknown_accounts_are_refused_not_billed(service):
+    stranger = service.post("/authorize", contract("c-stranger", sender="19990000000"))[1]
+    assert stranger["code"] in (403, 404) and stranger["target"] is None
+    nobody = service.post("/authorize", contract("c-nobody", to_user="19990000000"))[1]
+    assert nobody["code"] in (403, 404)
+    unasked = contract("c-unasked", sender="19990000000", code=200, reason="OK")
+    assert service.post("/account", unasked) == (200, {"xdrs": 0})
+    assert stored(service.db, "c-stranger") == stored(service.db, "c-unasked") == []
+
+
+def test_concurrent_garbage_gets_4xx_and_the_service_lives_on(service):
+    bodies = [b"{", b"[]", b'{"call_id": 5}', b"\x00" * 100, b"x" * (64 * 1024 + 1),
+              json.dumps({**contract("c-g"), "length": "many"}).encode()]
+    statuses: list[int] = []
+
+    def client(worker: int) -> None:
+        for n in range(12):
+            statuses.append(service.post("/authorize" if n % 2 else "/account",
+                                         bodies[(worker + n) % len(bodies)])[0])
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(statuses) == 96 and set(statuses) <= {400, 413}
+    assert service.process.poll() is None
+    assert service.post("/authorize", contract("c-after-garbage"))[1]["code"] == 200
+
+
+def test_a_slow_client_does_not_hold_up_kamailios_requests(service):
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as slow:
+        slow.sendall(b"POST /authorize HTTP/1.1\r\nContent-Length: 500\r\n\r\n{")
+        for n in range(5):
+            slow.sendall(b" ")  # a byte at a time, the body never completes
+            started = time.monotonic()
+            assert service.post("/authorize", contract(f"c-beside-slow-{n}"))[1]["code"] == 200
+            assert time.monotonic() - started < 0.5
+            time.sleep(0.1)
