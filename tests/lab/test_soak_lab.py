@@ -1,0 +1,28 @@
+"""The soak benchmark, short: sipp and pjsua2 together, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_short_soak_loses_and_doubles_nothing(tmp_path):
+    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None \
+            or shutil.which("sipp") is None:
+        pytest.skip("kamailio or sipp not installed")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import soak_lab
+
+    figures = soak_lab.soak(sipp_count=2000, rate=400, pjsua2_count=100, in_flight=10,
+                            max_seconds=60, folder=tmp_path)
+    assert (figures["lost"], figures["duplicated"], figures["orphans"]) == (0, 0, 0), figures
+    assert figures["answered_2xx"] == figures["customer_xdrs"] == 2100, figures
+    assert soak_lab.clean(figures) and figures["duration_s"] < 60
