@@ -62,15 +62,31 @@ def play_sipp(stack: Stack, accounts: dict[str, Account], calls: int, rate: floa
         if bob.request("REGISTER", f"sip:{bob.domain}", to=bob.aor,
                        extra={"Contact": contact, "Expires": "3600"}).code != 200:
             raise RuntimeError("the sipp receiver could not register")
+        # sipp waits as long as Kamailio does for the receiver (fr_timer 10 s), so a
+        # late answer under load is a late 200, not a call sipp gave up on
         argv = load.sender_argv(("127.0.0.1", stack.sip_port), accounts[SENDER], RECEIVER,
                                 calls=calls, rate=rate, prefix="soak", trace_dir=trace,
-                                timeout_s=int(max_seconds))
+                                timeout_s=int(max_seconds), recv_timeout_ms=11_000)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=max_seconds + 30)
+        drain(stack.acc_dir)
         return {"sipp_exit": done.returncode}
     finally:
         receiver.terminate()
         receiver.wait(timeout=5)
         bob.close()
+
+
+def drain(acc_dir: Path, quiet: float = 1.0, limit: float = 11.0) -> None:
+    """Keep the receiver answering until Kamailio's accounting has been still for `quiet`
+    seconds (its last transactions ended), `limit` seconds at most."""
+    deadline, last, still_since = time.monotonic() + limit, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = sum(p.stat().st_size for p in acc_dir.glob("acc_*.log"))
+        if size != last:
+            last, still_since = size, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return
+        time.sleep(0.1)
 
 
 def play_pjsua2(stack: Stack, accounts: dict[str, Account], count: int, in_flight: int,

@@ -21,15 +21,17 @@ def receiver_argv(port: int, trace_dir: Path | None = None, sipp: str = "sipp") 
 
 def sender_argv(proxy: tuple[str, int], sender: tuple[str, str, str], to_user: str,
                 calls: int, rate: float, prefix: str = "sipp", sipp: str = "sipp",
-                trace_dir: Path | None = None, timeout_s: int = 60) -> list[str]:
-    """sipp sending `calls` MESSAGEs from sender (user, domain, password) at `rate`/s."""
+                trace_dir: Path | None = None, timeout_s: int = 60,
+                recv_timeout_ms: int = 5000) -> list[str]:
+    """sipp sending `calls` MESSAGEs from sender (user, domain, password) at `rate`/s;
+    a call without its answer after `recv_timeout_ms` fails."""
     user, domain, password = sender
     argv = [sipp, f"{proxy[0]}:{proxy[1]}", "-sf", str(SIPP_DIR / "uac_message.xml"),
             "-i", "127.0.0.1", "-p", "0", "-m", str(calls), "-r", str(rate), "-rp", "1000",
             "-l", str(max(1, int(rate))), "-au", user, "-ap", password,
             "-key", "from", user, "-key", "to", to_user, "-key", "domain", domain,
             "-key", "prefix", prefix, "-nostdin", "-timeout", f"{timeout_s}s",
-            "-timeout_error", "-recv_timeout", "5000"]
+            "-timeout_error", "-recv_timeout", str(recv_timeout_ms)]
     return argv + _trace(trace_dir)
 
 
