@@ -45,6 +45,7 @@ from imsim.proxy import recipient_number, select_policy
 from imsim.rating import RateTable, Rating, zone
 
 OK_REASON = "OK"
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +178,12 @@ class Ledger:
 
     def room(self, payer: Payer) -> Decimal | None:
         """`available` for a payer found once."""
-        held = self.reserved.get(payer.key, Decimal(0))
+        held = self.reserved.get(payer.key, ZERO)
         if payer.account is not None:
-            return self.debit.get(payer.account, Decimal(0)) - held
+            return self.debit.get(payer.account, ZERO) - held
         if payer.limit is None:
             return None
-        return payer.limit - self.owed.get(payer.customer or "", Decimal(0)) - held
+        return payer.limit - self.owed.get(payer.customer or "", ZERO) - held
 
     def can_pay(self, customer: Customer, account: Account, amount: Decimal) -> bool:
         room = self.available(customer, account)
@@ -257,14 +258,14 @@ class Tab:
         if not self.decision.ok:
             return self.unpaid
         reserved = ledger.reserved
-        reserved[payer.key] = reserved.get(payer.key, Decimal(0)) + amount
+        reserved[payer.key] = reserved.get(payer.key, ZERO) + amount
         if len(charges) > 1:
             payee, incoming = charges[1]
             room = ledger.room(payee)
             if room is not None and not incoming <= room:
                 reserved[payer.key] -= amount
                 return RECIPIENT_CANNOT_PAY
-            reserved[payee.key] = reserved.get(payee.key, Decimal(0)) + incoming
+            reserved[payee.key] = reserved.get(payee.key, ZERO) + incoming
         return self.decision
 
     def account(self, ledger: Ledger, code: int) -> bool:
@@ -300,6 +301,14 @@ class BillingEngine:
         self.accounts = env.accounts()
         self.tables = {t.name: RateTable(t) for t in env.tariffs}
         self._recipients: dict[tuple[str, str], tuple[ServicePolicy | None, str | None]] = {}
+        self._products: dict[str, Product] = {}
+        self._tariffs: dict[str, Tariff] = {}
+        for product in env.products:
+            self._products.setdefault(product.name, product)   # `Environment.product`
+        for tariff in env.tariffs:
+            self._tariffs.setdefault(tariff.name, tariff)
+        self._connections: dict[str, Connection | None] = {}
+        self._vendor_names: dict[str | None, str] = {}
 
     # -- check 1 -----------------------------------------------------------------
     def authenticate(self, user: str, password: str) -> Decision | None:
@@ -382,7 +391,7 @@ class BillingEngine:
         if rating is None:
             return Tab(decision, ())
         customer, account = self.accounts[sender]
-        product = self.env.product(account.product)
+        product = self._products.get(account.product)
         if product is not None and product.included_messages:
             return None
         charges = [(Payer.of(customer, account), rating.amount)]
@@ -439,7 +448,7 @@ class BillingEngine:
         if account.blocked:
             return refuse(403, "account", None,
                           f"Forbidden (account {account.id} is blocked)"), None
-        product = self.env.product(account.product)
+        product = self._products.get(account.product)
         if product is None or Service.messaging not in product.included_services:
             return refuse(403, "product", 8,
                           f"Forbidden (product {account.product} does not include Messaging)"), None
@@ -464,14 +473,20 @@ class BillingEngine:
         for charge in product.usage_charges:
             if (charge.service is Service.messaging and charge.node == PORTASIP
                     and charge.direction == direction):
-                return self.env.tariff(charge.tariff)
+                return self._tariffs.get(charge.tariff)
         return None
 
     def vendor_connection(self, policy: ServicePolicy) -> Connection | None:
+        """The first messaging connection to SIP_UA naming the policy (found once)."""
+        if policy.name not in self._connections:
+            self._connections[policy.name] = self._connection(policy.name)
+        return self._connections[policy.name]
+
+    def _connection(self, policy: str) -> Connection | None:
         for vendor in self.env.vendors:
             for conn in vendor.connections:
                 if (conn.service_type is Service.messaging and conn.type == "messaging_via_sip"
-                        and conn.internal == "SIP_UA" and conn.service_policy == policy.name):
+                        and conn.internal == "SIP_UA" and conn.service_policy == policy):
                     return conn
         return None
 
@@ -481,7 +496,7 @@ class BillingEngine:
         if conn is None:
             return refuse(404, "vendor_connection", 5, "Not Found (no 'Messaging to Vendor via "
                           f"SIP' connection to SIP-UA with policy {policy.name})"), None
-        tariff = self.env.tariff(conn.tariff)
+        tariff = self._tariffs.get(conn.tariff) if conn.tariff is not None else None
         if tariff is None:
             return refuse(404, "vendor_connection", 5,
                           "Not Found (the SIP-UA messaging connection has no tariff)"), None
@@ -498,7 +513,7 @@ class BillingEngine:
 
     def _incoming_rating(self, number: str, msg: Message, policy: ServicePolicy) -> Rating | None:
         customer, account = self.accounts[number]
-        product = self.env.product(account.product)
+        product = self._products.get(account.product)
         tariff = self.usage_tariff(product, "incoming") if product else None
         if tariff is None:
             return None
@@ -548,6 +563,12 @@ class BillingEngine:
 
     def _vendor_name(self, decision: Decision) -> str:
         tariff = decision.vendor.tariff if decision.vendor else None
+        found = self._vendor_names.get(tariff)
+        if found is None:
+            found = self._vendor_names[tariff] = self._vendor_of(tariff)
+        return found
+
+    def _vendor_of(self, tariff: str | None) -> str:
         for vendor in self.env.vendors:
             if any(c.tariff == tariff for c in vendor.connections):
                 return vendor.name

@@ -67,6 +67,7 @@ class RateTable:
         }
         self.lengths = sorted({len(c) for c in self.codes if c != WILDCARD}, reverse=True)
         self._candidates: dict[str, tuple[tuple[str, Versions], ...]] = {}
+        self._ratings: dict[tuple[str, int, bool, int], Rating] = {}
 
     def candidates(self, number: str) -> tuple[tuple[str, Versions], ...]:
         """Every code matching ``number``, longest first, the wildcard last."""
@@ -104,8 +105,17 @@ class RateTable:
             return None
         code, rate = found
         off_peak = rate.off_peak_price is not None and self.is_off_peak(at, time_zone)
-        price = rate.off_peak_price if off_peak and rate.off_peak_price is not None else rate.price
         units = units_for(length, unit_size)
+        key = (code, id(rate), off_peak, units)   # the table holds its rates: ids are stable
+        rating = self._ratings.get(key)
+        if rating is None:
+            if len(self._ratings) >= _CACHE_LIMIT:
+                self._ratings.clear()
+            rating = self._ratings[key] = self._rating(code, rate, off_peak, units)
+        return rating
+
+    def _rating(self, code: str, rate: Rate, off_peak: bool, units: int) -> Rating:
+        price = rate.off_peak_price if off_peak and rate.off_peak_price is not None else rate.price
         return Rating(self.tariff.name, code, units, price, price * units, self.tariff.currency,
                       off_peak, rate.status is RateStatus.forbidden)
 

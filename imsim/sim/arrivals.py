@@ -5,8 +5,9 @@ The Poisson model is one merged stream per environment: candidates arrive at rat
 random; it becomes a message when the account is online and passes the thinning
 (profile multiplier of the sender's local hour / max, and elasticity / cap). That is
 exactly a Poisson process of ``rate_per_hour x multiplier`` per online account, at
-one simpy event per candidate. The stream is shifted by the network delay, so a
-candidate's event is its message's arrival at the proxy.
+one simpy event per candidate (the stream is its own event, `Clock.again`). The
+stream is shifted by the network delay, so a candidate's event is its message's
+arrival at the proxy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from imsim.billing import Message
 from imsim.scenario import Scenario
-from imsim.sim.core import Clock, Draws, Streams, sampler, uniforms
+from imsim.sim.core import OWN, Clock, Draws, Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath
 from imsim.sim.site import Site
 from imsim.traffic import Destination, Traffic
@@ -59,15 +60,17 @@ class PoissonStream:
         self._zones = [ZoneInfo(z) for z in site.zones]
         self.delay = path.delay
         self.count = 0
+        self.fn, self.callbacks, self._ok, self._value = self.fire, OWN, True, None
+        self._env = clock.env
 
     def begin(self) -> None:
         if self.gap is not None:
-            self.clock.at(self.gap.next() + self.delay, self.fire)
+            self.clock.again(self, self.gap.next() + self.delay)
 
     def fire(self, _: object = None) -> None:
-        now = self.clock.now
+        now = self._env._now
         assert self.gap is not None
-        self.clock.at(now + self.gap.next(), self.fire)
+        self.clock.again(self, now + self.gap.next())
         i = int(self.pick.next())
         site = self.site
         if not site.online[i]:

@@ -13,6 +13,7 @@ event of its own.
 
 from __future__ import annotations
 
+import gc
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -34,8 +35,16 @@ def dispatch(event: Any) -> None:
     event.fn(event._value)
 
 
+def dispatch_self(event: Any) -> None:
+    """The callback of an object that is its own event: ``fn(event)``."""
+    event.fn(event)
+
+
 DISPATCH: Any = (dispatch,)
-"""The callbacks of every model event (shared: simpy only iterates them)."""
+"""The callbacks of every `Call` (shared: simpy only iterates them)."""
+OWN: Any = (dispatch_self,)
+"""The callbacks of an object scheduled as its own event (a message in flight): it is
+its function's argument without holding itself in ``_value`` (no reference cycle)."""
 
 
 class Call:
@@ -70,20 +79,31 @@ class Clock:
             heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), Call(fn, arg)))
 
     def again(self, event: Any, when: float) -> None:
-        """Schedule a model event object again (it carries ``fn``; see `Call`)."""
+        """Schedule an object as its own event: ``event.fn(event)`` at ``when``."""
         if when < self.until:
             now = self.env._now
-            event.callbacks = DISPATCH
+            event.callbacks = OWN
             heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), event))
 
     def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:
-        """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each."""
-        if step is None:
-            self.advance(self.until)
-            return
-        for k in range(1, chunks + 1):
-            self.advance(self.until * k / chunks)
-            step(self.now)
+        """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each.
+
+        The model makes no reference cycles (a message is its own event without holding
+        itself, see `OWN`), so the cyclic garbage collector is paused while the clock
+        runs: with a large population it would only walk the accounts again and again.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            if step is None:
+                self.advance(self.until)
+                return
+            for k in range(1, chunks + 1):
+                self.advance(self.until * k / chunks)
+                step(self.now)
+        finally:
+            if collecting:
+                gc.enable()
 
     def advance(self, to: float) -> None:
         """``env.run(until=to)``: the stop event is scheduled as simpy schedules it
@@ -99,7 +119,11 @@ class Clock:
         while True:
             entry = heappop(queue)
             event = entry[3]
-            if event.callbacks is DISPATCH:
+            callbacks = event.callbacks
+            if callbacks is OWN:
+                env._now = entry[0]
+                event.fn(event)
+            elif callbacks is DISPATCH:
                 env._now = entry[0]
                 event.fn(event._value)
             elif event is stop:

@@ -24,7 +24,7 @@ from typing import Any
 
 from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
-from imsim.sim.core import DISPATCH, NORMAL, Clock, Streams, sampler, uniforms
+from imsim.sim.core import NORMAL, OWN, Clock, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
 from imsim.sim.site import Plan, Site, Version
 
@@ -32,7 +32,7 @@ NAN = float("nan")
 
 
 class Msg:
-    """A message in flight; it is also its own simpy event (see `MessagePath.next`)."""
+    """A message in flight; it is also its own simpy event (`Clock.again`)."""
 
     __slots__ = ("msg_id", "site", "sender", "to", "to_user", "to_domain", "length",
                  "password", "sent_at", "message", "decision", "version", "plan",
@@ -47,8 +47,8 @@ class Msg:
         self.decision: Decision | None = None
         self.version: Version | None = None
         self.plan: Plan | None = None
-        self._ok, self._value = True, self
-        self.callbacks: Any = DISPATCH
+        self._ok, self._value = True, None
+        self.callbacks: Any = OWN
         self.fn: Any = None
 
 
@@ -81,7 +81,7 @@ class MessagePath:
         `Clock.again` inlined)."""
         if when < self._until:
             now = self._env._now
-            m.callbacks, m.fn = DISPATCH, stage
+            m.callbacks, m.fn = OWN, stage
             heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), m))
 
     def send(self, site: Site, sender: str, to: str, length: int, msg_id: str,
@@ -161,7 +161,7 @@ class MessagePath:
         decision = m.decision
         assert decision is not None and decision.recipient is not None
         b = site.index.get(decision.recipient)
-        if b is None or not site.registered(b, now):
+        if b is None or not site.registered_until[b] > now:  # `Site.registered`
             reason = f"Temporarily Unavailable ({decision.recipient} is not registered)"
             self.account(m, now, 480, reason)
             self.finish(m, now + self.delay, 480, reason, None, "registration")
@@ -187,21 +187,32 @@ class MessagePath:
     def account(self, m: Msg, when: float, code: int, reason: str) -> None:
         """Billing accounts the final answer (reaching the proxy at ``when``). The ledger
         is settled now: moving a hold into the balance changes no other decision."""
-        plan, version = m.plan, m.version
-        assert plan is not None and version is not None and m.decision is not None
+        plan = m.plan
+        assert plan is not None
+        tab = plan.tab
+        if tab is None or self.rows:
+            self.write(m, when, code, reason)
+        elif tab.account(m.site.ledger, code):
+            counter = plan.counter
+            if counter is None:
+                counter = plan.counter = self.recorder.counter(plan.money)
+            counter[0] += 1
+            self.recorder.next_xdr += len(plan.money)
+
+    def write(self, m: Msg, when: float, code: int, reason: str) -> None:
+        """`account` on the plain path, or on the tab with its xDRs written out."""
+        plan, version, decision = m.plan, m.version, m.decision
+        assert plan is not None and version is not None and decision is not None
+        assert m.message is not None
         if plan.tab is None:
-            assert m.message is not None
-            rows = version.engine.account(m.message, m.decision, code, reason, m.site.ledger,
+            rows = version.engine.account(m.message, decision, code, reason, m.site.ledger,
                                           self.recorder.next_xdr)
-        elif not plan.tab.account(m.site.ledger, code):
-            return
-        elif not self.rows:
-            self.recorder.tally(plan.money)
-            return
-        else:
-            assert m.message is not None and m.decision.recipient is not None
-            rows = version.engine.xdrs(m.message, m.decision.recipient, plan.lines, code,
+        elif plan.tab.account(m.site.ledger, code):
+            assert decision.recipient is not None
+            rows = version.engine.xdrs(m.message, decision.recipient, plan.lines, code,
                                        reason, self.recorder.next_xdr)
+        else:
+            return
         if rows:
             self.recorder.xdr(rows)
             if self.trace is not None:
@@ -210,12 +221,14 @@ class MessagePath:
 
     def finish(self, m: Msg, final: float, code: int, reason: str, step: int | None,
                check: str, delivered: float = NAN) -> None:
-        site = m.site
-        self.recorder.sip[(site.name, "MESSAGE", code)] += 1
+        site, recorder = m.site, self.recorder
+        recorder.sip[(site.name, "MESSAGE", code)] += 1
         if self.trace is not None:
-            self.recorder.log(final, m.sender, f"{code} {reason} ({m.msg_id})")
-        self.recorder.message((m.msg_id, site.name, m.sender, m.to, m.sent_at, code, reason,
-                               step, delivered, final - m.sent_at), check)
+            recorder.log(final, m.sender, f"{code} {reason} ({m.msg_id})")
+        latency = final - m.sent_at
+        if recorder.outcome(site.name, code, check, latency):
+            recorder.messages.append((m.msg_id, site.name, m.sender, m.to, m.sent_at, code,
+                                      reason, step, delivered, latency, check))
 
 
 def _xdr_text(row: Any) -> str:

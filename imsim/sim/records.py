@@ -26,6 +26,7 @@ from imsim.results import (
 from imsim.settings import RecordSettings
 
 Trace = list[tuple[float, str, str]]
+Money = Sequence[tuple[tuple[str, ...], int, Decimal]]
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -43,6 +44,7 @@ class Recorder:
         self.sip: Counter[tuple[str, str, int]] = Counter()
         self.outcomes: Counter[tuple[str, int, str]] = Counter()
         self.money: dict[tuple[str, ...], list[Any]] = {}
+        self._counters: dict[Money, list[int]] = {}
         self.latencies = array("d")
         self.notifies: Counter[str] = Counter()
         self.sent = 0
@@ -58,30 +60,50 @@ class Recorder:
         """One finished attempt: (msg_id, env, from, to, sent_at, code, reason, step,
         delivered_at, latency), and the message-path check that decided it (kept as the
         frame's last column, so the trainer can match it with its diagnosis)."""
-        code = row[5]
-        self.outcomes[(row[1], code, check)] += 1
-        self.latencies.append(row[9])
-        keep = self.keep_messages
-        if keep == "all" or (keep == "failed" and not 200 <= code < 300):
+        if self.outcome(row[1], row[5], check, row[9]):
             self.messages.append((*row, check))
+
+    def outcome(self, env: str, code: int, check: str, latency: float) -> bool:
+        """Count one finished attempt; True when its row is to be kept (`message`)."""
+        self.outcomes[(env, code, check)] += 1
+        self.latencies.append(latency)
+        keep = self.keep_messages
+        return keep == "all" or (keep == "failed" and not 200 <= code < 300)
 
     def xdr(self, rows: list[Xdr]) -> None:
         self.tally([((row.env, row.direction, row.tariff, row.rate_code, row.currency),
                      row.charged_quantity, row.charged_amount) for row in rows])
         if self.keep_xdrs:
             self.xdrs.extend(rows)
+        self.next_xdr += len(rows)
 
-    def tally(self, money: Sequence[tuple[tuple[str, ...], int, Decimal]]) -> None:
-        """The money of xDRs written but not kept: (key, units, amount) per xDR, the key
+    def tally(self, money: Money, count: int = 1) -> None:
+        """The money of ``count`` messages' xDRs, each (key, units, amount), the key
         being (env, direction, tariff, rate_code, currency)."""
         for key, units, amount in money:
             total = self.money.get(key)
             if total is None:
                 total = self.money[key] = [0, 0, Decimal(0)]
-            total[0] += 1
-            total[1] += units
-            total[2] += amount
-        self.next_xdr += len(money)
+            total[0] += count
+            total[1] += units * count
+            total[2] += amount * count if count != 1 else amount
+
+    def counter(self, money: Money) -> list[int]:
+        """A count of delivered messages whose xDRs are ``money`` and are not kept;
+        `fold` adds them to the sums at the end. Same sums: amounts are non-negative
+        Decimals with at most 6 places, so every sum is exact (no rounding below 10^22)
+        and count x amount equals count additions of amount, exponent included."""
+        found = self._counters.get(money)
+        if found is None:
+            found = self._counters[money] = [0]
+        return found
+
+    def fold(self) -> None:
+        """Add the counted messages' money (`counter`) to the sums."""
+        for money, (count,) in self._counters.items():
+            if count:
+                self.tally(money, count)
+        self._counters.clear()
 
     def presence_event(self, when: float, env: str, event: str, presentity: str,
                        watcher: str, status: str, initial: bool = False) -> None:

@@ -31,7 +31,7 @@ class Plan:
     `Tab` (None: settle and account on the plain path), and the xDR lines of a
     delivery with their money keys (env, direction, tariff, rate_code, currency)."""
 
-    __slots__ = ("decision", "tab", "lines", "money")
+    __slots__ = ("decision", "tab", "lines", "money", "counter")
 
     def __init__(self, engine: BillingEngine, sender: str, decision: Decision) -> None:
         self.decision = decision
@@ -42,6 +42,7 @@ class Plan:
         self.money: Money = tuple(
             ((engine.env.name, direction, r.tariff, r.rate_code, r.currency), r.units, r.amount)
             for _, direction, r in self.lines)
+        self.counter: list[int] | None = None
 
 
 class Version:

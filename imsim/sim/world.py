@@ -75,6 +75,7 @@ class World:
             stream.begin()
         self.clock.at(0.0, self._sample)
         self.clock.run(progress)
+        self.recorder.fold()
         frames = self.recorder.frames()
         summary = self.summary(time.perf_counter() - began)
         trace = sorted(self.recorder.trace, key=lambda e: e[0]) \
