@@ -238,10 +238,10 @@ class Tab:
     are written, the caller keeps the tab instead. Built by `BillingEngine.tab`, never
     for a sender with a bundle (that answer depends on the month)."""
 
-    __slots__ = ("decision", "unpaid", "charges")
+    __slots__ = ("decision", "ok", "billed", "unpaid", "charges")
 
     def __init__(self, decision: Decision, charges: tuple[tuple[Payer, Decimal], ...]) -> None:
-        self.decision = decision
+        self.decision, self.ok, self.billed = decision, decision.ok, decision.billed
         self.unpaid = decision if decision.ok else replace(decision, customer=None)
         self.charges = charges
 
@@ -255,7 +255,7 @@ class Tab:
         room = ledger.room(payer)
         if room is not None and not amount <= room:
             return CANNOT_PAY
-        if not self.decision.ok:
+        if not self.ok:
             return self.unpaid
         reserved = ledger.reserved
         reserved[payer.key] = reserved.get(payer.key, ZERO) + amount
@@ -271,9 +271,8 @@ class Tab:
     def account(self, ledger: Ledger, code: int) -> bool:
         """`account` after `settle` gave the decision: commit (delivered, True) or
         release the charges."""
-        decision = self.decision
-        delivered = 200 <= code < 300 and decision.ok and decision.billed
-        if not decision.ok:
+        delivered = 200 <= code < 300 and self.ok and self.billed
+        if not self.ok:
             return delivered
         reserved = ledger.reserved
         for payer, amount in self.charges:
@@ -308,6 +307,7 @@ class BillingEngine:
         for tariff in env.tariffs:
             self._tariffs.setdefault(tariff.name, tariff)
         self._connections: dict[str, Connection | None] = {}
+        self._policies: dict[str, ServicePolicy | None] = {}
         self._vendor_names: dict[str | None, str] = {}
 
     # -- check 1 -----------------------------------------------------------------
@@ -426,7 +426,9 @@ class BillingEngine:
         key = (to_user, domain)
         found = self._recipients.get(key)
         if found is None:
-            policy = select_policy(self.env.service_policies, domain)
+            if domain not in self._policies:   # the policy depends on the domain only
+                self._policies[domain] = select_policy(self.env.service_policies, domain)
+            policy = self._policies[domain]
             number = None
             if policy is not None:
                 number = recipient_number(to_user, policy.userpart_e164_translation,

@@ -19,6 +19,7 @@ Decisions are `imsim.billing`'s; this module only adds time.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from heapq import heappush
 from typing import Any
 
@@ -143,8 +144,9 @@ class MessagePath:
 
     def settle(self, m: Msg, now: float, version: Version) -> Decision:
         """`decide` (memoized) and `settle`: on the plan's tab, else the plain path."""
-        site = m.site
-        key = version.key(m.sender, m.to_user, m.to_domain, m.length, round(now * 1_000_000))
+        site, periods = m.site, version.periods   # `Version.key`, inlined
+        key = (m.sender, m.to_user, m.to_domain, m.length if version.by_length else 0,
+               bisect_right(periods, round(now * 1_000_000)) if periods else 0)
         plan = version.memo.get(key)
         if plan is None or plan.tab is None or self.rows:
             m.message = site.message(m.msg_id, m.sender, m.to_user, m.to_domain, m.length, now)

@@ -126,6 +126,8 @@ class Site:
 
     def version(self, now: float) -> Version:
         """The configuration in effect at ``now``."""
+        if len(self.versions) == 1:
+            return self.versions[0]
         return self.versions[bisect_right(self._since, now) - 1]
 
     def at(self, now: float) -> tuple[dt.datetime, int]:
