@@ -12,7 +12,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -180,17 +180,23 @@ class UdpUser:
         self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n" + body).encode(), self.proxy)
         return self._await_final(branch)
 
-    def _await_final(self, branch: str) -> Response:
-        deadline = time.monotonic() + self.timeout
+    def _receive(self, seconds: float) -> Iterator[Response]:
+        """What arrives for ``seconds``: requests are answered, responses yielded."""
+        deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self.sock.settimeout(left)
             try:
                 packet = parse(self.sock.recvfrom(65535)[0])
             except TimeoutError:
-                break
+                return
             if isinstance(packet, Request):
                 self._answer(packet)
-            elif branch in packet.header("via") and packet.code >= 200:
+            else:
+                yield packet
+
+    def _await_final(self, branch: str) -> Response:
+        for packet in self._receive(self.timeout):
+            if branch in packet.header("via") and packet.code >= 200:
                 return packet
         raise TimeoutError(f"{self.user}: no final response within {self.timeout} s")
 
@@ -211,15 +217,8 @@ class UdpUser:
 
     def serve(self, seconds: float) -> list[Request]:
         """Receive and answer incoming requests for a while; returns what arrived."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                packet = parse(self.sock.recvfrom(65535)[0])
-            except TimeoutError:
-                break
-            if isinstance(packet, Request):
-                self._answer(packet)
+        for _ in self._receive(seconds):
+            pass
         return self.received
 
 
