@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS := dev,lab,notebooks
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck unit clean
+.PHONY: venv demo test lint typecheck unit lab clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ typecheck: venv
 
 unit: venv
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
+
+# Only the live tests (real Kamailio, sipp and pjsua2 on 127.0.0.1).
+lab: venv
+	$(BIN)/pytest -m lab tests/lab $(PYTEST_ARGS)
 
 test: lint typecheck
 	$(BIN)/pytest --nbmake tests notebooks $(PYTEST_ARGS)
