@@ -84,19 +84,10 @@ def start_stack(folder: Path, billing: str, children: int) -> tuple[Stack, Any]:
 
 
 def rich_handbook(folder: Path) -> Path:
-    """The handbook scenario with balances no benchmark can exhaust."""
-    from ruamel.yaml import YAML
+    """The handbook scenario with balances no benchmark can exhaust (bench_lab's)."""
+    from bench_lab import bench_scenario
 
-    yaml = YAML(typ="safe")
-    document = yaml.load((ROOT / "scenarios" / "handbook.yaml").read_text())
-    for env in document["environments"]:
-        for customer in env["customers"]:
-            for account in customer["accounts"]:
-                account["balance"] = 1_000_000_000
-    path = folder / "bench.yaml"
-    with path.open("w") as handle:
-        yaml.dump(document, handle)
-    return path
+    return bench_scenario(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

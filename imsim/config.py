@@ -71,6 +71,7 @@ class BalanceModel(StrEnum):
 
 NonNegativeMoney = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 class ConfigServer(Frozen):
@@ -166,7 +167,7 @@ class Tariff(Frozen):
     """Steps 3 and 6: a tariff; its currency is chosen once and never changes."""
 
     name: Name
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    currency: Currency = "USD"
     applied_to: AppliedTo
     routing: bool = False
     service: Service = Service.messaging
@@ -251,7 +252,7 @@ class Customer(Frozen):
     """A customer: debit (prepaid balance per account) or credit (owed, up to a limit)."""
 
     name: Name
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    currency: Currency = "USD"
     balance_model: BalanceModel = BalanceModel.debit
     credit_limit: NonNegativeMoney | None = None
     time_zone: str = Field("UTC", min_length=1, max_length=64)

@@ -26,6 +26,7 @@ from imsim.config import (
     AppliedTo,
     ConfigServer,
     Connection,
+    Currency,
     Customer,
     Environment,
     Frozen,
@@ -68,7 +69,7 @@ class UpdateServicePolicy(_Action):
 class CreateTariff(_Action):
     action: Literal["create_tariff"]
     name: Name
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    currency: Currency = "USD"
     applied_to: AppliedTo
     routing: bool = False
     service: Service = Service.messaging
@@ -116,7 +117,7 @@ class AddUsageCharge(_Action, UsageCharge):
 class CreateCustomer(_Action):
     action: Literal["create_customer"]
     name: Name
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    currency: Currency = "USD"
     balance_model: Literal["debit", "credit"] = "debit"
     credit_limit: Decimal | None = Field(None, ge=0)
     time_zone: str = "UTC"
