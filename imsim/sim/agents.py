@@ -62,7 +62,8 @@ class Agents:
         now = self.clock.now
         self.signalling.online(site, i, now)
         if self.churn is not None:
-            self.clock.at(now + self.online_for(), self._offline, (site, i))
+            leaves = site.leaves[i] = now + self.online_for()
+            self.clock.at(leaves, self._offline, (site, i))
 
     def _offline(self, arg: tuple[Site, int]) -> None:
         site, i = arg

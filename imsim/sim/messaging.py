@@ -14,6 +14,14 @@ Events of one message (each a simpy event, see `imsim.sim.core`):
    recipient's softphone answers (200, a configured failure, or nothing: 408 after
    the transaction timeout) and billing accounts the final answer (`account`).
 
+Event 4 is folded into event 3 when its outcome is already certain there (the fast
+lane, `MessagePath.certain`): the recipient is online and registered past the
+moment the answer is back, and will not go offline before then; softphones never
+fail; nothing is kept row by row. The outcome, the balances and every count are then
+those event 4 would give: a delivered message's accounting moves its hold into the
+balance, which leaves every account's room (balance minus holds) as it was, so no
+other decision can tell when it happened (tests/test_sim_fastlane.py).
+
 Decisions are `imsim.billing`'s; this module only adds time.
 """
 
@@ -30,6 +38,7 @@ from imsim.sim.records import Recorder
 from imsim.sim.site import Plan, Site, Version
 
 NAN = float("nan")
+INF = float("inf")
 
 
 class Msg:
@@ -73,6 +82,8 @@ class MessagePath:
         self.sent = 0
         self.trace = recorder.trace
         self.rows = recorder.keep_xdrs or recorder.trace is not None
+        self.certain = not (self.rows or self.failure or recorder.keep_messages == "all")
+        self.early = 0
         self._until = clock.until
         self._queue, self._eid = clock._queue, clock._eid
         self._env = clock.env
@@ -140,7 +151,13 @@ class MessagePath:
                         decision.check)
             return
         m.decision, m.version = decision, version
-        self.next(m, back, self.route)
+        recipient = decision.recipient
+        assert recipient is not None
+        if self.certain and back < self._until and site.stays(recipient, back):
+            self.early += 1
+            self.deliver(m, back, recipient)   # event 4, certain now
+        else:
+            self.next(m, back, self.route)
 
     def settle(self, m: Msg, now: float, version: Version) -> Decision:
         """`decide` (memoized) and `settle`: on the plan's tab, else the plain path."""

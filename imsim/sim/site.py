@@ -22,6 +22,7 @@ from imsim.sim.periods import breakpoints
 from imsim.sim.records import Recorder
 
 MEMO_LIMIT = 250_000
+INF = float("inf")
 MemoKey = tuple[str, str, str, int, int]
 Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
 
@@ -116,6 +117,7 @@ class Site:
         self.online = bytearray(size)
         self.session = [0] * size
         self.registered_until = [-1.0] * size
+        self.leaves = [INF] * size
         self.status = bytearray(size)
         self.watchers: dict[int, set[int]] = {}
         self.watching: dict[int, set[int]] = {}
@@ -143,3 +145,12 @@ class Site:
 
     def registered(self, i: int, now: float) -> bool:
         return self.registered_until[i] > now
+
+    def stays(self, number: str, until: float) -> bool:
+        """Whether ``number`` is online and registered now and stays so until ``until``
+        at least: it does not go offline before (``leaves``, its session's scheduled
+        end), so nothing unregisters it, and its binding outlives ``until`` (refreshes
+        only extend a binding)."""
+        b = self.index.get(number)
+        return (b is not None and self.online[b] == 1 and self.registered_until[b] > until
+                and self.leaves[b] > until)
