@@ -7,15 +7,21 @@ BIN := $(VENV)/bin
 EXTRAS := dev,lab,notebooks
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck unit lab clean
+.PHONY: venv native demo test lint typecheck unit lab clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed native
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
+
+# The simulator's hot path compiled with mypyc (imsim/_hotpath.py): same results as
+# the pure-Python sources, which run instead when compiling is not possible here.
+native: $(VENV)/.installed
+	$(BIN)/python -m imsim.native build --if-needed || \
+	  echo "imsim: the hot path could not be compiled; pure Python runs (same results, slower)"
 
 # The handbook scenario end to end: validate it, check the nine steps (checklist,
 # diagnosis, test messages through the model), simulate it, then play it live through
@@ -44,4 +50,5 @@ test: lint typecheck
 	$(BIN)/pytest --nbmake tests notebooks $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs lab/run
+	-$(BIN)/python -m imsim.native clean
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs lab/run build

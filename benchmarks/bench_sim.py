@@ -19,7 +19,7 @@ import time
 
 import simpy
 
-from imsim import scenario
+from imsim import _hotpath, scenario
 from imsim.sim import World
 
 TEMPLATE = """
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="1,000,000 accounts and 10,000,000 messages (minutes)")
     args = parser.parse_args(argv)
     events = bare_simpy()
+    print(f"imsim hot path: {_hotpath.status()}")
     print(f"bare simpy: {events:,.0f} timeout events/s")
     if args.scale:
         figures = full_path(1_000_000, 10_000_000, 1000.0, buddies=2)

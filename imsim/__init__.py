@@ -2,3 +2,7 @@
 PortaSwitch-style platform (PortaSIP proxy, presence, PortaBilling)."""
 
 __version__ = "0.1.0"
+
+from imsim._hotpath import guard as _guard
+
+_guard()

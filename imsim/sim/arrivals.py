@@ -121,7 +121,7 @@ class Destinations:
         self.site = site
         self.share = traffic.destinations.off_buddy_share
         self.mix: tuple[Destination, ...] = traffic.destinations.mix
-        self.weights = list(accumulate(d.weight for d in self.mix))
+        self.weights = list(accumulate([d.weight for d in self.mix]))
         self.u = uniforms(rng)
 
     def choose(self, i: int) -> str | None:
