@@ -1,7 +1,7 @@
 """The simulator's hot path compiled with mypyc: same source, same results, faster.
 
 The modules in `SOURCES` (the clock, the message path, arrivals, sites, records, the
-billing engine and its ledger) are plain typed Python. ``make native`` (part of
+billing engine, its ledger and rating) are plain typed Python. ``make native`` (part of
 ``make venv``) compiles them in place with mypyc, the compiler that ships with mypy:
 a ``.so`` beside each ``.py``, and one shared library, ``imsim/native__mypyc*.so``.
 Python then imports the compiled modules; without them (no compiler, or
@@ -28,6 +28,7 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES: tuple[str, ...] = (
+    "imsim/rating.py",
     "imsim/ledger.py",
     "imsim/billing.py",
     "imsim/sim/core.py",

@@ -191,6 +191,8 @@ class BillingEngine:
     def __init__(self, env: Environment) -> None:
         self.env = env
         self.accounts = env.accounts()
+        self._passwords = {number: account.password
+                           for number, (_, account) in self.accounts.items()}
         self.tables = {t.name: RateTable(t) for t in env.tariffs}
         self._recipients: dict[tuple[str, str], tuple[ServicePolicy | None, str | None]] = {}
         self._products: dict[str, Product] = {}
@@ -206,8 +208,8 @@ class BillingEngine:
     # -- check 1 -----------------------------------------------------------------
     def authenticate(self, user: str, password: str) -> Decision | None:
         """None when the credentials are good, else the 403 to answer."""
-        found = self.accounts.get(user)
-        if found is None or found[1].password != password:
+        known = self._passwords.get(user)
+        if known is None or known != password:
             return refuse(403, "auth", None, "Forbidden (wrong credentials)")
         return None
 

@@ -41,17 +41,19 @@ def mean_wait(servers: int, arrival: float, service: float, seed: int) -> tuple[
     draw = world.path.proxy_time
     rng = world.streams.generator("test.arrivals")
     gaps = Draws(lambda n: rng.exponential(1 / arrival, n))
-    left = [CUSTOMERS]
+    left, last = [CUSTOMERS], [0.0]
 
     def arrive(_: object) -> None:
         proxy.admit(clock.now, draw())
         left[0] -= 1
+        last[0] = clock.now
         if left[0]:
             clock.at(clock.now + gaps.next(), arrive)
 
     clock.at(gaps.next(), arrive)
-    clock.env.run()
-    return proxy.wait_time / proxy.jobs, proxy.busy_time / servers / clock.now
+    clock.run()
+    assert left[0] == 0
+    return proxy.wait_time / proxy.jobs, proxy.busy_time / servers / last[0]
 
 
 @pytest.mark.parametrize(("servers", "arrival"), [(1, 0.5), (3, 1.8)])

@@ -61,14 +61,14 @@ class PoissonStream:
         self.delay = path.delay
         self.count = 0
         self.fn, self.callbacks, self._ok, self._value = self.fire, OWN, True, None
-        self._env = clock.env
+        self._clock = clock
 
     def begin(self) -> None:
         if self.gap is not None:
             self.clock.again(self, self.gap.next() + self.delay)
 
     def fire(self, _: object = None) -> None:
-        now = self._env._now
+        now = self._clock.t
         assert self.gap is not None
         self.clock.again(self, now + self.gap.next())
         i = int(self.pick.next())

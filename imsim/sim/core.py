@@ -5,7 +5,9 @@ Everything in the model is an event that calls a function at a simulated moment
 (`Clock.at`); no process or generator per message, so a run of millions of messages
 costs a few simpy events each. `Clock.run` steps simpy's own event queue in a
 tight loop: the same heap, the same (time, priority, id) order and the same times as
-`simpy.Environment.run`, without a method call per event. A `Pool` is a FIFO
+`simpy.Environment.run`, without a method call per event (the model is run by
+`Clock.run`, which keeps the time in `Clock.t`; any other simpy event in the queue
+is handed to ``env.step``). A `Pool` is a FIFO
 multi-server queue: because arrivals are admitted in time order (each arrival is an
 event), a job's start and finish are known when it arrives, so finishing needs no
 event of its own.
@@ -68,20 +70,23 @@ class Clock:
         self.until = until
         self._queue: list[Any] = self.env._queue  # type: ignore[attr-defined]
         self._eid = self.env._eid  # type: ignore[attr-defined]
+        self.t = 0.0
+        """The time of the event being processed: simpy's ``env.now``, kept here while
+        the clock runs (`advance` hands it to simpy whenever simpy steps itself)."""
 
     @property
     def now(self) -> float:
-        return float(self.env.now)
+        return self.t
 
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
-            now = self.env._now
+            now = self.t
             heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), Call(fn, arg)))
 
     def again(self, event: Any, when: float) -> None:
         """Schedule an object as its own event: ``event.fn(event)`` at ``when``."""
         if when < self.until:
-            now = self.env._now
+            now = self.t
             event.callbacks = OWN
             heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), event))
 
@@ -110,28 +115,31 @@ class Clock:
         (urgent, at ``now + (to - now)``); model events are dispatched inline, any
         other event is handed back to ``env.step``."""
         env = self.env
-        if to <= env._now:
+        if to <= self.t:
             raise ValueError(f"until ({to}) must be greater than the current simulation time")
         stop = Call(dispatch, None)
         stop.callbacks = []
-        env.schedule(stop, URGENT, to - env._now)  # type: ignore[arg-type]
+        env._now = self.t
+        env.schedule(stop, URGENT, to - self.t)  # type: ignore[arg-type]
         queue = self._queue
         while True:
             entry = heappop(queue)
             event = entry[3]
             callbacks = event.callbacks
             if callbacks is OWN:
-                env._now = entry[0]
+                self.t = entry[0]
                 event.fn(event)
             elif callbacks is DISPATCH:
-                env._now = entry[0]
+                self.t = entry[0]
                 event.fn(event._value)
             elif event is stop:
-                env._now = entry[0]
+                self.t = env._now = entry[0]
                 return
             else:
                 heappush(queue, entry)
+                env._now = self.t
                 env.step()
+                self.t = env._now
 
 
 class Streams:

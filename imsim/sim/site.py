@@ -93,7 +93,8 @@ class Site:
                  start: dt.datetime, until: float, proxy_workers: int, billing_workers: int,
                  recorder: Recorder) -> None:
         self.name, self.domain = final.name, final.domain
-        self.challenged = (self.name, "MESSAGE", 407)
+        self.challenges = 0   # 407 answers and plain deliveries, counted (`fold`)
+        self.delivered = 0
         self.start = start
         self.versions = [Version(since, env, start, until) for since, env in versions]
         self._since = [v.since for v in self.versions]
@@ -121,6 +122,16 @@ class Site:
         self.status = bytearray(size)
         self.watchers: dict[int, set[int]] = {}
         self.watching: dict[int, set[int]] = {}
+
+    def fold(self) -> None:
+        """Add what the message path counted here (not row by row) to the recorder."""
+        recorder = self.recorder
+        if self.challenges:
+            recorder.sip[(self.name, "MESSAGE", 407)] += self.challenges
+        if self.delivered:
+            recorder.sip[(self.name, "MESSAGE", 200)] += self.delivered
+            recorder.outcomes[(self.name, 200, "delivered")] += self.delivered
+        self.challenges = self.delivered = 0
 
     def buddies(self, i: int) -> list[int]:
         index = self.index

@@ -75,6 +75,8 @@ class World:
             stream.begin()
         self.clock.at(0.0, self._sample)
         self.clock.run(progress)
+        for site in self.sites.values():
+            site.fold()
         self.recorder.fold()
         frames = self.recorder.frames()
         summary = self.summary(time.perf_counter() - began)
