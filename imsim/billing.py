@@ -204,6 +204,7 @@ class BillingEngine:
         self._connections: dict[str, Connection | None] = {}
         self._policies: dict[str, ServicePolicy | None] = {}
         self._vendor_names: dict[str | None, str] = {}
+        self._payers: dict[str, Payer] = {}
 
     # -- check 1 -----------------------------------------------------------------
     def authenticate(self, user: str, password: str) -> Decision | None:
@@ -285,16 +286,22 @@ class BillingEngine:
         rating = decision.customer
         if rating is None:
             return Tab(decision, ())
-        customer, account = self.accounts[sender]
+        account = self.accounts[sender][1]
         product = self._products.get(account.product)
         if product is not None and product.included_messages:
             return None
-        charges = [(Payer.of(customer, account), rating.amount)]
+        charges = [(self.payer(sender), rating.amount)]
         if decision.ok and decision.incoming is not None:
             assert decision.recipient is not None
-            charges.append((Payer.of(*self.accounts[decision.recipient]),
-                            decision.incoming.amount))
+            charges.append((self.payer(decision.recipient), decision.incoming.amount))
         return Tab(decision, tuple(charges))
+
+    def payer(self, number: str) -> Payer:
+        """The `Payer` of an account (found once)."""
+        found = self._payers.get(number)
+        if found is None:
+            found = self._payers[number] = Payer.of(*self.accounts[number])
+        return found
 
     def _bundle_left(self, ledger: Ledger | None, customer: Customer, account: Account,
                      at: dt.datetime) -> tuple[str, int] | None:

@@ -51,4 +51,4 @@ def test_memoized_decision_equals_a_fresh_one_around_every_breakpoint() -> None:
             micros = point + offset
             at = start + dt.timedelta(microseconds=micros)
             msg = Message("m", "15551230001", "15551230002", env.domain, at, 10, "c")
-            assert version.decide(msg, micros) == fresh.decide(msg)
+            assert version.decide(msg, "15551230002", micros) == fresh.decide(msg)

@@ -105,7 +105,7 @@ class PoissonStream:
         user, _, domain = to.partition("@")
         at, micros = site.at(now)
         msg = Message("", site.ids[i], user, domain or site.domain, at, length)
-        rating = site.version(now).decide(msg, micros).customer
+        rating = site.version(now).decide(msg, to, micros).customer
         if rating is None:
             return 1.0
         price = float(rating.unit_price)

@@ -163,7 +163,7 @@ class MessagePath:
     def settle(self, m: Msg, now: float, version: Version) -> Decision:
         """`decide` (memoized) and `settle`: on the plan's tab, else the plain path."""
         site, periods = m.site, version.periods   # `Version.key`, inlined
-        key = (m.sender, m.to_user, m.to_domain, m.length if version.by_length else 0,
+        key = (m.sender, m.to, m.length if version.by_length else 0,
                bisect_right(periods, round(now * 1_000_000)) if periods else 0)
         plan = version.memo.get(key)
         if plan is None or plan.tab is None or self.rows:
@@ -229,8 +229,9 @@ class MessagePath:
                                           self.recorder.next_xdr)
         elif plan.tab.account(m.site.ledger, code):
             assert decision.recipient is not None
-            rows = version.engine.xdrs(m.message, decision.recipient, plan.lines, code,
-                                       reason, self.recorder.next_xdr)
+            lines = version.engine.lines(m.sender, decision)
+            rows = version.engine.xdrs(m.message, decision.recipient, lines, code, reason,
+                                       self.recorder.next_xdr)
         else:
             return
         if rows:

@@ -15,7 +15,7 @@ import datetime as dt
 from bisect import bisect_right
 from decimal import Decimal
 
-from imsim.billing import BillingEngine, Decision, Ledger, Line, Message, Tab
+from imsim.billing import BillingEngine, Decision, Ledger, Message, Tab
 from imsim.config import Environment
 from imsim.sim.core import Pool
 from imsim.sim.periods import breakpoints
@@ -23,26 +23,27 @@ from imsim.sim.records import Recorder
 
 MEMO_LIMIT = 250_000
 INF = float("inf")
-MemoKey = tuple[str, str, str, int, int]
+MemoKey = tuple[str, str, int, int]
 Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
 
 
 class Plan:
     """A memoized `decide` answer and what the message path needs again with it: its
-    `Tab` (None: settle and account on the plain path), and the xDR lines of a
-    delivery with their money keys (env, direction, tariff, rate_code, currency)."""
+    `Tab` (None: settle and account on the plain path), and the money of a delivery's
+    xDRs, each (env, direction, tariff, rate_code, currency), units, amount: one
+    shared tuple per distinct money (``moneys``), as many plans have the same."""
 
-    __slots__ = ("decision", "tab", "lines", "money", "counter")
+    __slots__ = ("decision", "tab", "money", "counter")
 
-    def __init__(self, engine: BillingEngine, sender: str, decision: Decision) -> None:
+    def __init__(self, engine: BillingEngine, sender: str, decision: Decision,
+                 moneys: dict[Money, Money]) -> None:
         self.decision = decision
         self.tab: Tab | None = engine.tab(sender, decision)
-        self.lines: list[Line] = []
+        money: Money = ()
         if decision.ok and decision.billed:
-            self.lines = engine.lines(sender, decision)
-        self.money: Money = tuple(
-            ((engine.env.name, direction, r.tariff, r.rate_code, r.currency), r.units, r.amount)
-            for _, direction, r in self.lines)
+            money = tuple(((engine.env.name, direction, r.tariff, r.rate_code, r.currency),
+                           r.units, r.amount) for _, direction, r in engine.lines(sender, decision))
+        self.money = moneys.setdefault(money, money)
         self.counter: list[int] | None = None
 
 
@@ -54,6 +55,7 @@ class Version:
         self._start, self._until = start, until
         self._engine: BillingEngine | None = None
         self.memo: dict[MemoKey, Plan] = {}
+        self.moneys: dict[Money, Money] = {}
         self.periods: list[int] = []
         self.by_length = any(p.billing_unit_size for p in env.service_policies)
 
@@ -64,25 +66,27 @@ class Version:
             self.periods = breakpoints(self.env, self._start, self._until)
         return self._engine
 
-    def decide(self, msg: Message, micros: int) -> Decision:
-        """`BillingEngine.decide`, memoized."""
-        key = self.key(msg.sender, msg.to_user, msg.to_domain, msg.length, micros)
+    def decide(self, msg: Message, to: str, micros: int) -> Decision:
+        """`BillingEngine.decide` of ``msg`` (sent to ``to``), memoized."""
+        key = self.key(msg.sender, to, msg.length, micros)
         found = self.memo.get(key)
         return (found or self.learn(key, msg)).decision
 
-    def key(self, sender: str, to_user: str, to_domain: str, length: int,
-            micros: int) -> MemoKey:
-        """The memo key (the engine is built first: it finds the rating periods)."""
+    def key(self, sender: str, to: str, length: int, micros: int) -> MemoKey:
+        """The memo key: the sender, the address as sent (in one site it gives the
+        recipient's user and domain), the length when a policy bills by length, the
+        rating period. The engine is built first: it finds the rating periods."""
         if self._engine is None:
             self.engine  # noqa: B018
-        return (sender, to_user, to_domain, length if self.by_length else 0,
+        return (sender, to, length if self.by_length else 0,
                 bisect_right(self.periods, micros) if self.periods else 0)
 
     def learn(self, key: MemoKey, msg: Message) -> Plan:
         """Decide ``msg`` (a memo miss) and keep its plan under ``key``."""
         if len(self.memo) >= MEMO_LIMIT:
             self.memo.clear()
-        found = self.memo[key] = Plan(self.engine, msg.sender, self.engine.decide(msg))
+        found = self.memo[key] = Plan(self.engine, msg.sender, self.engine.decide(msg),
+                                      self.moneys)
         return found
 
 
