@@ -90,7 +90,7 @@ class Agents:
         if not site.online[a]:
             return
         self.path.arrive_now(site, site.ids[a], site.ids[b], int(self.body()),
-                             f"c{number}.{k}")
+                             f"c{number}.{k}", site.passwords[a])
         if k < count:
             sent = self.clock.now - self.delay
             self.clock.at(sent + self.think() + self.delay, self._say,

@@ -85,7 +85,8 @@ class PoissonStream:
         if self.elasticity is not None and self.chance() * self.cap >= self.demand(i, to, length):
             return
         self.count += 1
-        self.path.arrive_now(site, site.ids[i], to, length, f"p{site.name}.{self.count}")
+        self.path.arrive_now(site, site.ids[i], to, length, f"p{site.name}.{self.count}",
+                             site.passwords[i])
 
     def multiplier(self, i: int, sent: float) -> float:
         """The profile multiplier of the sender's local hour (cached per minute)."""
