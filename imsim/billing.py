@@ -335,6 +335,8 @@ class BillingEngine:
             if policy is not None:
                 number = recipient_number(to_user, policy.userpart_e164_translation,
                                           self.env.country)
+                if number == to_user:
+                    number = to_user   # one string, not two equal ones (large populations)
             found = self._recipients[key] = (policy, number)
         return found
 

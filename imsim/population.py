@@ -63,7 +63,9 @@ class Generate(Frozen):
         """The generated accounts (already validated as a block, so built unchecked)."""
         ids, size, k = self.ids(), self.count, self.buddies_per_account
         templated = "{id}" in self.password
+        given = set(Account.model_fields)   # one set for all: frozen models never change it
         return [Account.model_construct(
+            given,
             id=number,
             password=self.password.replace("{id}", number) if templated else self.password,
             product=self.product, balance=self.balance, blocked=False,

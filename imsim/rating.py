@@ -67,6 +67,7 @@ class RateTable:
         }
         self.lengths = sorted({len(c) for c in self.codes if c != WILDCARD}, reverse=True)
         self._candidates: dict[str, tuple[tuple[str, Versions], ...]] = {}
+        self._shared: dict[tuple[str, ...], tuple[tuple[str, Versions], ...]] = {}
         self._ratings: dict[tuple[str, int, bool, int], Rating] = {}
 
     def candidates(self, number: str) -> tuple[tuple[str, Versions], ...]:
@@ -77,7 +78,8 @@ class RateTable:
                     if n <= len(number) and number[:n] in self.codes]
             if WILDCARD in self.codes:
                 hits.append((WILDCARD, self.codes[WILDCARD]))
-            found = tuple(hits)
+            found = tuple(hits)   # the same for numbers matching the same codes: shared
+            found = self._shared.setdefault(tuple(code for code, _ in hits), found)
             if len(self._candidates) >= _CACHE_LIMIT:
                 self._candidates.clear()
             self._candidates[number] = found

@@ -18,7 +18,8 @@ from __future__ import annotations
 import gc
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from heapq import heappop, heappush, heapreplace
 from typing import Any
 
@@ -30,6 +31,7 @@ from imsim.distributions import Distribution
 NORMAL = simpy.core.NORMAL
 URGENT = simpy.core.URGENT
 BATCH = 4096
+INF = float("inf")
 
 
 def dispatch(event: Any) -> None:
@@ -73,6 +75,14 @@ class Clock:
         self.t = 0.0
         """The time of the event being processed: simpy's ``env.now``, kept here while
         the clock runs (`advance` hands it to simpy whenever simpy steps itself)."""
+        self._started = False
+        self._pending: list[Any] = []
+        """What `at` scheduled before the clock started (every softphone's start, spread
+        over the first seconds): sorted once, it joins simpy's queue entry by entry,
+        each with its own (time, priority, id), before anything at or after its time
+        is taken from the queue. The order is that of one queue, and the queue stays
+        the size of what is in flight, not of the population."""
+        self._next_pending = INF
 
     @property
     def now(self) -> float:
@@ -81,7 +91,11 @@ class Clock:
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
             now = self.t
-            heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), Call(fn, arg)))
+            entry = (now + (when - now), NORMAL, next(self._eid), Call(fn, arg))
+            if self._started:
+                heappush(self._queue, entry)
+            else:
+                self._pending.append(entry)
 
     def again(self, event: Any, when: float) -> None:
         """Schedule an object as its own event: ``event.fn(event)`` at ``when``."""
@@ -94,21 +108,15 @@ class Clock:
         """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each.
 
         The model makes no reference cycles (a message is its own event without holding
-        itself, see `OWN`), so the cyclic garbage collector is paused while the clock
-        runs: with a large population it would only walk the accounts again and again.
+        itself, see `OWN`): the cyclic garbage collector is paused (`paused_gc`).
         """
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             if step is None:
                 self.advance(self.until)
                 return
             for k in range(1, chunks + 1):
                 self.advance(self.until * k / chunks)
                 step(self.now)
-        finally:
-            if collecting:
-                gc.enable()
 
     def advance(self, to: float) -> None:
         """``env.run(until=to)``: the stop event is scheduled as simpy schedules it
@@ -122,8 +130,17 @@ class Clock:
         env._now = self.t
         env.schedule(stop, URGENT, to - self.t)  # type: ignore[arg-type]
         queue = self._queue
+        if not self._started:
+            self._started = True
+            self._pending.sort()
+            self._pending.reverse()   # taken from the end
+            self._next_pending = self._pending[-1][0] if self._pending else INF
         while True:
             entry = heappop(queue)
+            if entry[0] >= self._next_pending:
+                heappush(queue, entry)
+                self._feed(entry[0])
+                continue
             event = entry[3]
             callbacks = event.callbacks
             if callbacks is OWN:
@@ -140,6 +157,33 @@ class Clock:
                 env._now = self.t
                 env.step()
                 self.t = env._now
+
+
+    def _feed(self, until: float) -> None:
+        """Move the pending entries due up to ``until`` into simpy's queue."""
+        pending, queue = self._pending, self._queue
+        while pending and pending[-1][0] <= until:
+            heappush(queue, pending.pop())
+        self._next_pending = pending[-1][0] if pending else INF
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while the model runs: it makes no reference cycles,
+    and each collection would walk every account, plan and event again (with a
+    million accounts, much of the run). Objects made before are frozen out of it
+    (`gc.freeze`) until the pause ends (unless someone froze some before)."""
+    collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
+    gc.disable()
+    if freezing:
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if freezing:
+            gc.unfreeze()
+        if collecting:
+            gc.enable()
 
 
 class Streams:

@@ -131,8 +131,8 @@ class Signalling:
         if site.session[w] != session:
             return
         now = self.clock.now
-        site.watchers.setdefault(b, set()).add(w)
-        site.watching.setdefault(w, set()).add(b)
+        _add(site.watchers, b, w)
+        _add(site.watching, w, b)
         self.recorder.presence_event(now, site.name, "SUBSCRIBE", site.ids[b], site.ids[w],
                                      STATUS[site.status[b]])
         self.recorder.log(now, "presence", f"200 SUBSCRIBE {site.ids[w]} -> {site.ids[b]}")
@@ -147,5 +147,16 @@ class Signalling:
         return done
 
     def _unwatch(self, site: Site, w: int, b: int, now: float, event: str) -> None:
-        site.watchers.get(b, set()).discard(w)
+        watchers = site.watchers.get(b)
+        if watchers is not None and w in watchers:
+            watchers.remove(w)
         self.recorder.presence_event(now, site.name, event, site.ids[b], site.ids[w], "")
+
+
+def _add(sets: dict[int, list[int]], key: int, value: int) -> None:
+    """``sets[key].add(value)`` for a set kept as a small list."""
+    found = sets.get(key)
+    if found is None:
+        sets[key] = [value]
+    elif value not in found:
+        found.append(value)

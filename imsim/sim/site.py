@@ -126,8 +126,8 @@ class Site:
         self.registered_until = [-1.0] * size
         self.leaves = [INF] * size
         self.status = bytearray(size)
-        self.watchers: dict[int, set[int]] = {}
-        self.watching: dict[int, set[int]] = {}
+        self.watchers: dict[int, list[int]] = {}   # sets of a few ids each: small lists
+        self.watching: dict[int, list[int]] = {}
 
     def fold(self) -> None:
         """Add what the message path counted here (not row by row) to the recorder."""

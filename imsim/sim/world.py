@@ -13,7 +13,7 @@ from imsim.results import RunResult
 from imsim.scenario import Scenario
 from imsim.sim.agents import Agents
 from imsim.sim.arrivals import PoissonStream, play_script
-from imsim.sim.core import Clock, Streams
+from imsim.sim.core import Clock, Streams, paused_gc
 from imsim.sim.messaging import MessagePath
 from imsim.sim.records import Recorder
 from imsim.sim.signalling import Signalling
@@ -68,13 +68,14 @@ class World:
 
     def run(self, progress: Progress | None = None) -> RunResult:
         began = time.perf_counter()
-        for site in self.sites.values():
-            self.agents.start(site)
-        play_script(self.scenario, self.sites, self.path)
-        for stream in self.poisson:
-            stream.begin()
-        self.clock.at(0.0, self._sample)
-        self.clock.run(progress)
+        with paused_gc():
+            for site in self.sites.values():
+                self.agents.start(site)
+            play_script(self.scenario, self.sites, self.path)
+            for stream in self.poisson:
+                stream.begin()
+            self.clock.at(0.0, self._sample)
+            self.clock.run(progress)
         for site in self.sites.values():
             site.fold()
         self.recorder.fold()
