@@ -80,12 +80,16 @@ def full_path(accounts: int, messages: int, until: float, buddies: int) -> dict[
                                             until=until, workers=workers))
     world = World(loaded)
     built = time.perf_counter()
-    result = world.run()
+    marks: list[tuple[float, float, int]] = []
+    result = world.run(lambda now: marks.append((now, time.perf_counter(), world.path.sent)))
     ran = time.perf_counter()
     sent = result.summary["messages"]["sent"]
+    half, before = next((t, n) for now, t, n in marks if now >= until / 2)
     return {"load_s": built - began, "run_s": ran - built, "messages": sent,
             "delivered": result.summary["messages"]["delivered"],
-            "msg_per_s": sent / (ran - built)}
+            "msg_per_s": sent / (ran - built),
+            "first_half_s": half - built, "second_half_s": marks[-1][1] - half,
+            "second_half_msg_per_s": (sent - before) / (marks[-1][1] - half)}
 
 
 def peak_rss_gib() -> float:
@@ -108,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"full path: {figures['messages']:,.0f} messages ({figures['delivered']:,.0f} "
           f"delivered) in {figures['run_s']:.1f} s after {figures['load_s']:.1f} s loading")
     print(f"  {figures['msg_per_s']:,.0f} messages/s, ratio {figures['msg_per_s'] / events:.3f}")
+    print(f"  first half of simulated time {figures['first_half_s']:.1f} s (registrations, "
+          f"presence, first decisions), second half {figures['second_half_s']:.1f} s: "
+          f"{figures['second_half_msg_per_s']:,.0f} messages/s")
     total = figures["load_s"] + figures["run_s"]
     print(f"  wall {total:.1f} s, peak RSS {peak_rss_gib():.2f} GiB")
     return 0
