@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imsim import scenario
 from imsim.sim import World
-from imsim.sim.core import Draws
+from imsim.sim.core import Draws, replace_min
 
 CUSTOMERS = 25_000
 SEEDS = range(10)
@@ -68,3 +71,18 @@ def test_mean_wait_matches_erlang_c_within_5_percent(servers: int, arrival: floa
 
 def test_erlang_c_reduces_to_mm1() -> None:
     assert erlang_c_wait(0.5, 1.0, 1) == pytest.approx(0.5 / (1.0 - 0.5))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1e6), min_size=1, max_size=64),
+       st.lists(st.floats(0, 1e6), max_size=64))
+def test_replace_min_is_heapreplace(start: list[float], items: list[float]) -> None:
+    """The pool's compiled heap step takes the same smallest value as heapq's."""
+    ours, theirs = sorted(start), sorted(start)
+    for item in items:
+        smallest = theirs[0]
+        assert ours[0] == smallest
+        replace_min(ours, item)
+        heapq.heapreplace(theirs, item)
+        assert sorted(ours) == sorted(theirs)
+        assert all(ours[(k - 1) // 2] <= ours[k] for k in range(1, len(ours)))
