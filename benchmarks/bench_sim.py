@@ -5,8 +5,7 @@
 
 Prints figures only (no pass/fail). Goals (issue 3): >= 100,000 messages/s end to end
 and a ratio to bare simpy events/s >= 0.2; the scale run in < 3 minutes and < 4 GiB
-peak RSS. The scale run brings its million softphones online over ``--spread``
-seconds (300 by default) and sizes the proxy for that start-up load too.
+peak RSS. Softphones come online over ``--spread`` seconds (10 by default).
 
 Every message is two proxy transactions (407 challenge, then with credentials), an
 AAA authorization (`BillingEngine.authenticate/decide/settle`), a registrar lookup,
@@ -77,19 +76,14 @@ def bare_simpy(events: int = 1_000_000) -> float:
 
 def full_path(accounts: int, messages: int, until: float, buddies: int,
               spread: float = 10.0) -> dict[str, float]:
-    """One run; the pools are sized for their load at 1 ms a transaction: billing for
-    the messages (x3), the proxy for the messages' two transactions each plus the
-    start-up's REGISTER, PUBLISH, SUBSCRIBE and NOTIFYs while softphones come online
-    over ``spread`` seconds (x2; at least the messages' x3)."""
+    """One run; both pools sized for the messages (two proxy transactions and one
+    authorization each, 1 ms a transaction, x3); softphones come online over
+    ``spread`` seconds."""
     rate = messages / accounts / until * 3600
-    per_second = messages / until
-    billing = max(4, int(per_second * 0.001 * 3))
-    signalling = (2 + 3 * buddies) * accounts / spread
-    proxy = max(4, int(per_second * 0.001 * 2 * 3),
-                int((per_second * 2 + signalling) * 0.001 * 2))
+    workers = max(4, int(messages / until * 0.001 * 2 * 3))
     began = time.perf_counter()
     loaded = scenario.loads(TEMPLATE.format(accounts=accounts, buddies=buddies, rate=rate,
-                                            until=until, proxy=proxy, billing=billing,
+                                            until=until, proxy=workers, billing=workers,
                                             spread=spread))
     world = World(loaded)
     built = time.perf_counter()
@@ -114,10 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", action="store_true",
                         help="1,000,000 accounts and 10,000,000 messages (minutes)")
-    parser.add_argument("--spread", type=float, default=300.0,
-                        help="with --scale: seconds over which the softphones come online "
-                             "(default 300: 27,000 start-up transactions/s; 10 makes it a "
-                             "registration storm that queues for minutes)")
+    parser.add_argument("--spread", type=float, default=10.0,
+                        help="seconds over which the softphones come online (default 10; "
+                             "with --scale that is a registration storm the proxy queues)")
     args = parser.parse_args(argv)
     events = bare_simpy()
     print(f"imsim hot path: {_hotpath.status()}")
@@ -125,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale:
         figures = full_path(1_000_000, 10_000_000, 1000.0, buddies=2, spread=args.spread)
     else:
-        figures = full_path(10_000, 1_000_000, 1000.0, buddies=3)
+        figures = full_path(10_000, 1_000_000, 1000.0, buddies=3, spread=args.spread)
     print(f"full path: {figures['messages']:,.0f} messages ({figures['delivered']:,.0f} "
           f"delivered) in {figures['run_s']:.1f} s after {figures['load_s']:.1f} s loading")
     print(f"  {figures['msg_per_s']:,.0f} messages/s, ratio {figures['msg_per_s'] / events:.3f}")

@@ -1,0 +1,61 @@
+"""The clock: events in (time, order of scheduling), whether scheduled before it
+started (fed to simpy's queue as they come due) or while it runs; no cyclic GC while
+it runs."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imsim.sim.core import Call, Clock, paused_gc
+
+TIMES = st.lists(st.integers(0, 20).map(lambda k: k / 4), min_size=1, max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=TIMES, later=st.lists(st.integers(0, 8).map(lambda k: k / 4), max_size=60))
+def test_events_run_in_time_then_scheduling_order(before: list[float],
+                                                  later: list[float]) -> None:
+    clock = Clock(until=10.0)
+    made = itertools.count()
+    seen: list[tuple[float, int]] = []
+    follow = iter(later)
+
+    def record(number: int) -> None:
+        seen.append((clock.now, number))
+        gap = next(follow, None)
+        if gap is not None:   # scheduled while running, often at the same time
+            clock.at(clock.now + gap, record, next(made))
+
+    ticks = [next(made)]
+
+    def tick(event: Call) -> None:   # in simpy's queue from the start, as traffic is
+        record(ticks[-1])
+        ticks.append(next(made))
+        clock.again(event, clock.now + 0.25)
+
+    ticker = Call(tick, None)
+    clock.again(ticker, 0.0)
+    for when in before:
+        clock.at(when, record, next(made))
+    clock.run()
+    times = {n: t for t, n in seen}
+    assert seen == sorted(seen)                      # by time, then by scheduling order
+    assert all(t < 10.0 for t in times.values())
+    assert len(seen) == len(times)                   # each once
+    assert set(range(len(before) + 1)) <= set(times)
+    assert ticks[0] == 0
+
+
+def test_gc_is_paused_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
