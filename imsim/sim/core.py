@@ -158,7 +158,6 @@ class Clock:
                 env.step()
                 self.t = env._now
 
-
     def _feed(self, until: float) -> None:
         """Move the pending entries due up to ``until`` into simpy's queue."""
         pending, queue = self._pending, self._queue

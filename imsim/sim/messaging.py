@@ -38,7 +38,6 @@ from imsim.sim.records import Recorder
 from imsim.sim.site import Plan, Site, Version
 
 NAN = float("nan")
-INF = float("inf")
 
 
 class Msg:

@@ -17,14 +17,13 @@ from decimal import Decimal
 
 from imsim.billing import BillingEngine, Decision, Ledger, Message, Tab
 from imsim.config import Environment
-from imsim.sim.core import Pool
+from imsim.sim.core import INF, Pool
 from imsim.sim.periods import breakpoints
 from imsim.sim.records import Recorder
 
 MEMO_LIMIT = 4_000_000
 """Plans kept per configuration version (about 250 bytes each): every sender/recipient
 pair of a million accounts with two buddies each. Past it the memo starts again."""
-INF = float("inf")
 MemoKey = tuple[str, str, int, int]
 Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
 
