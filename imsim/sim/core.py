@@ -32,6 +32,8 @@ NORMAL = simpy.core.NORMAL
 URGENT = simpy.core.URGENT
 BATCH = 4096
 INF = float("inf")
+FEED = 1.0
+"""Seconds of pending entries moved into simpy's queue at a time (`Clock._feed`)."""
 
 
 def dispatch(event: Any) -> None:
@@ -139,7 +141,7 @@ class Clock:
             entry = heappop(queue)
             if entry[0] >= self._next_pending:
                 heappush(queue, entry)
-                self._feed(entry[0])
+                self._feed(entry[0] + FEED)
                 continue
             event = entry[3]
             callbacks = event.callbacks
