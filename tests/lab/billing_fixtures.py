@@ -12,14 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
 from lab import provision
+from lab.stack import SubprocessRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDBOOK = ROOT / "scenarios" / "handbook.yaml"
 DOMAIN = "sip.example.com"
 ALICE, BOB, CAROL = "15551230001", "15551230002", "15551230003"
+
+
+def kamailio_installed() -> bool:
+    """Whether Kamailio is where the lab's launcher looks for it (`SubprocessRunner`)."""
+    return SubprocessRunner().which("kamailio") is not None
+
+
+def require_kamailio() -> None:
+    if not kamailio_installed():
+        pytest.skip("kamailio not installed (see lab.stack.INSTALL_COMMAND)")
 
 
 def free_tcp_port() -> int:

@@ -4,12 +4,13 @@ authorizer (fake_billing.py), and SIP users. Everything is torn down by finalize
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.lab.billing_fixtures import kamailio_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [p for p in (str(ROOT), str(Path(__file__).parent)) if p not in sys.path]
@@ -30,8 +31,7 @@ PASSWORDS = {(user, domain): password for user, domain, password in ACCOUNTS}
 
 
 def _need_kamailio() -> None:
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None \
-            and os.geteuid() != 0:
+    if not kamailio_installed() and os.geteuid() != 0:
         pytest.skip("kamailio not installed and not root (see lab.stack.INSTALL_COMMAND)")
 
 

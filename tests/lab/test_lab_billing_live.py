@@ -8,7 +8,6 @@ same message at the same moment.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from tests.lab.billing_fixtures import (
     DOMAIN,
     HANDBOOK,
     free_tcp_port,
+    require_kamailio,
     wait_listening,
 )
 from tests.lab.fake_billing import free_port
@@ -41,8 +41,7 @@ PASSWORDS = {user: password for user, _, password in provision.subscribers(LOADE
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
-        pytest.skip("kamailio not installed (see lab.stack.INSTALL_COMMAND)")
+    require_kamailio()
     folder = tmp_path_factory.mktemp("live-billing") / "run"
     billing_port = free_tcp_port()
     lab = Stack(folder, sip_port=free_port(), billing_port=billing_port,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab import sip
-from tests.lab.billing_fixtures import ROOT, free_tcp_port
+from tests.lab.billing_fixtures import ROOT, free_tcp_port, require_kamailio
 from tests.lab.fake_billing import free_port
 
 
@@ -32,8 +31,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.lab
 def test_up_status_down(tmp_path):
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
-        pytest.skip("kamailio not installed")
+    require_kamailio()
     folder, sip_port, billing_port = tmp_path / "run", free_port(), free_tcp_port()
     assert imsim(folder, "status").returncode == 1
     try:

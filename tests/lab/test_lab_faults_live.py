@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import shutil
 import signal
 import sqlite3
 import threading
@@ -27,7 +26,13 @@ from imsim import scenario
 from lab import accounting, driver, gap, provision, sip
 from lab import plan as plans
 from lab.stack import Stack
-from tests.lab.billing_fixtures import ALICE, BOB, free_tcp_port, generous_scenario
+from tests.lab.billing_fixtures import (
+    ALICE,
+    BOB,
+    free_tcp_port,
+    generous_scenario,
+    require_kamailio,
+)
 from tests.lab.fake_billing import free_port
 
 pytestmark = pytest.mark.lab
@@ -35,8 +40,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
-        pytest.skip("kamailio not installed (see lab.stack.INSTALL_COMMAND)")
+    require_kamailio()
     folder = tmp_path_factory.mktemp("faults")
     path = generous_scenario(folder)
     billing_port = free_tcp_port()

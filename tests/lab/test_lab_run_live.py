@@ -8,8 +8,6 @@ epoch and speed, so journal changes take effect at the same scenario seconds).
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from ruamel.yaml import YAML
 
 from lab import run, targets
 from lab.stack import Stack
-from tests.lab.billing_fixtures import HANDBOOK, ROOT, free_tcp_port
+from tests.lab.billing_fixtures import HANDBOOK, ROOT, free_tcp_port, require_kamailio
 from tests.lab.fake_billing import free_port
 
 pytestmark = pytest.mark.lab
@@ -36,8 +34,7 @@ def quiet(line: str) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The module's runtime folder; holds `local.yaml`, a target on free ports."""
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
-        pytest.skip("kamailio not installed (see lab.stack.INSTALL_COMMAND)")
+    require_kamailio()
     folder = tmp_path_factory.mktemp("lab-run")
     patch = pytest.MonkeyPatch()
     patch.setenv("IMSIM_LAB_DIR", str(folder / "run"))

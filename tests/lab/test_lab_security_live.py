@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -30,6 +29,7 @@ from tests.lab.billing_fixtures import (
     DOMAIN,
     free_tcp_port,
     post,
+    require_kamailio,
     two_environment_scenario,
 )
 from tests.lab.fake_billing import free_port
@@ -45,8 +45,7 @@ PIDF = ('<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     """A lab run of the two-environment scenario; its stack stays up for the probes."""
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
-        pytest.skip("kamailio not installed (see lab.stack.INSTALL_COMMAND)")
+    require_kamailio()
     folder = tmp_path_factory.mktemp("security")
     path = two_environment_scenario(folder)
     patch = pytest.MonkeyPatch()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.lab.billing_fixtures import kamailio_installed
 
 pytestmark = pytest.mark.lab
 
@@ -15,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_short_soak_loses_and_doubles_nothing(tmp_path):
-    if shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") is None \
-            or shutil.which("sipp") is None:
+    if not kamailio_installed() or shutil.which("sipp") is None:
         pytest.skip("kamailio or sipp not installed")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import soak_lab
