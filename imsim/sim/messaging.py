@@ -28,12 +28,11 @@ Decisions are `imsim.billing`'s; this module only adds time.
 from __future__ import annotations
 
 from bisect import bisect_right
-from heapq import heappush
 from typing import Any
 
 from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
-from imsim.sim.core import NORMAL, OWN, Clock, Streams, sampler, uniforms
+from imsim.sim.core import OWN, Clock, Lane, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
 from imsim.sim.site import Plan, Site, Version
 
@@ -85,22 +84,22 @@ class MessagePath:
         self.early = 0
         self.counted = recorder.keep_messages != "all" and recorder.trace is None
         self._until = clock.until
-        self._queue, self._eid = clock._queue, clock._eid
         self._clock = clock
+        self.lanes = [Lane() for _ in range(4)]
+        """The times of each stage never decrease when service times are constant."""
+        self.sending, self.resending, self.asking, self.answering = self.lanes
 
-    def next(self, m: Msg, when: float, stage: Any) -> None:
-        """Schedule the message's next event (the message is the event: no allocation;
-        `Clock.again` inlined)."""
+    def next(self, m: Msg, when: float, stage: Any, lane: Lane) -> None:
+        """Schedule the message's next event (the message is the event: no allocation)."""
         if when < self._until:
-            now = self._clock.t
             m.callbacks, m.fn = OWN, stage
-            heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), m))
+            self._clock.put(lane, when, m)
 
     def send(self, site: Site, sender: str, to: str, length: int, msg_id: str,
              sent_at: float, password: str | None = None) -> None:
         """Schedule a message sent at ``sent_at`` (its arrival at the proxy)."""
         m = self._msg(site, sender, to, length, msg_id, sent_at, password)
-        self.next(m, sent_at + self.delay, self.arrive)
+        self.next(m, sent_at + self.delay, self.arrive, self.sending)
 
     def arrive_now(self, site: Site, sender: str, to: str, length: int, msg_id: str,
                    password: str | None = None) -> None:
@@ -127,14 +126,14 @@ class MessagePath:
             self.recorder.log(finish, "proxy", f"407 Proxy Authentication Required {m.msg_id}")
             self.recorder.log(finish + self.delay, m.sender,
                               f"MESSAGE {m.msg_id} with credentials")
-        self.next(m, finish + 2 * self.delay, self.resent)
+        self.next(m, finish + 2 * self.delay, self.resent, self.resending)
 
     # -- event 2: with credentials ------------------------------------------------------
     def resent(self, m: Msg) -> None:
         finish = m.site.proxy.admit(self._clock.t, self.proxy_time())
         if self.trace is not None:
             self.recorder.log(finish, "proxy", f"AAA request {m.msg_id}")
-        self.next(m, finish + self.latency, self.authorize)
+        self.next(m, finish + self.latency, self.authorize, self.asking)
 
     # -- event 3: billing decides -----------------------------------------------------
     def authorize(self, m: Msg) -> None:
@@ -157,7 +156,7 @@ class MessagePath:
             self.early += 1
             self.deliver(m, back, recipient)   # event 4, certain now
         else:
-            self.next(m, back, self.route)
+            self.next(m, back, self.route, self.answering)
 
     def settle(self, m: Msg, now: float, version: Version) -> Decision:
         """`decide` (memoized) and `settle`: on the plan's tab, else the plain path."""

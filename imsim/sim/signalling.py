@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from imsim.settings import METHODS, SimSettings
-from imsim.sim.core import Clock, Streams, sampler
+from imsim.sim.core import Clock, Lane, Streams, sampler
 from imsim.sim.records import Recorder
 from imsim.sim.site import Site
 
@@ -41,6 +41,9 @@ class Signalling:
         self.service = {m: sampler(getattr(settings.proxy.service, m),
                                    streams.generator(f"service.proxy.{m}")) for m in METHODS}
         self.on_notify: OnNotify | None = None
+        # Events at now or a proxy finish plus a constant: lanes (`imsim.sim.core.Lane`)
+        self.registering, self.refreshing, self.presenting = Lane(), Lane(), Lane()
+        self.publishing, self.subscribing, self.leaving = Lane(), Lane(), Lane()
 
     def _job(self, site: Site, method: str, now: float) -> float:
         self.recorder.sip[(site.name, method, 200)] += 1
@@ -52,7 +55,8 @@ class Signalling:
         site.online[i] = 1
         site.session[i] += 1
         self.recorder.log(now, site.ids[i], "REGISTER")
-        self.clock.at(now + self.delay, self._register, (site, i, site.session[i], True))
+        self.clock.at_lane(self.registering, now + self.delay, self._register,
+                           (site, i, site.session[i], True))
 
     def _register(self, arg: tuple[Site, int, int, bool]) -> None:
         site, i, session, first = arg
@@ -63,10 +67,11 @@ class Signalling:
         site.registered_until[i] = done + self.expires
         self.recorder.log(done, "registrar", f"200 REGISTER {site.ids[i]} "
                           f"expires {self.expires:g}")
-        self.clock.at(done + self.delay + self.refresh + self.delay, self._register,
-                      (site, i, session, False))
+        self.clock.at_lane(self.refreshing, done + self.delay + self.refresh + self.delay,
+                           self._register, (site, i, session, False))
         if first:
-            self.clock.at(done + 2 * self.delay, self._presence, (site, i, session))
+            self.clock.at_lane(self.presenting, done + 2 * self.delay, self._presence,
+                               (site, i, session))
 
     def offline(self, site: Site, i: int, now: float, crash: bool = False) -> None:
         """The softphone stops: cleanly (unREGISTER, PUBLISH closed, un-SUBSCRIBE), or
@@ -78,13 +83,14 @@ class Signalling:
             self.clock.at(site.registered_until[i], self._expire, (site, i, site.session[i]))
             return
         self.recorder.log(now, site.ids[i], "REGISTER expires 0")
-        self.clock.at(now + self.delay, self._logout, (site, i))
+        self.clock.at_lane(self.leaving, now + self.delay, self._logout, (site, i))
 
     def _logout(self, arg: tuple[Site, int]) -> None:
         site, i = arg
         now = self.clock.now
         site.registered_until[i] = self._job(site, "REGISTER", now)
-        self.clock.at(self._job(site, "PUBLISH", now), self._published, (site, i, CLOSED))
+        self.clock.at_lane(self.publishing, self._job(site, "PUBLISH", now), self._published,
+                           (site, i, CLOSED))
         for b in sorted(site.watching.pop(i, ())):
             self._job(site, "SUBSCRIBE", now)
             self._unwatch(site, i, b, now, "UNSUBSCRIBE")
@@ -105,11 +111,12 @@ class Signalling:
             return
         now = self.clock.now
         self.recorder.log(now, site.ids[i], "PUBLISH open")
-        self.clock.at(self._job(site, "PUBLISH", now), self._published, (site, i, OPEN))
+        self.clock.at_lane(self.publishing, self._job(site, "PUBLISH", now), self._published,
+                           (site, i, OPEN))
         for b in site.buddies(i):
             self.recorder.log(now, site.ids[i], f"SUBSCRIBE {site.ids[b]}")
             done = self._job(site, "SUBSCRIBE", now)
-            self.clock.at(done, self._subscribed, (site, i, b, session))
+            self.clock.at_lane(self.subscribing, done, self._subscribed, (site, i, b, session))
 
     def _published(self, arg: tuple[Site, int, int]) -> None:
         site, i, status = arg
