@@ -22,6 +22,7 @@ import time
 import simpy
 
 from imsim import _hotpath, scenario
+from imsim.memory import no_collection_at_exit
 from imsim.sim import World
 
 TEMPLATE = """
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds over which the softphones come online (default 10; "
                              "with --scale that is a registration storm the proxy queues)")
     args = parser.parse_args(argv)
+    no_collection_at_exit()
     events = bare_simpy()
     print(f"imsim hot path: {_hotpath.status()}")
     print(f"bare simpy: {events:,.0f} timeout events/s")

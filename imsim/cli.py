@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from imsim import __version__
 from imsim.errors import UsageError
+from imsim.memory import no_collection_at_exit
 from imsim.scenario import ScenarioError
 
 # (command name, module under imsim.commands); each module has register() and run().
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    no_collection_at_exit()
     try:
         return int(args.handler(args))
     except ScenarioError as exc:

@@ -19,6 +19,7 @@ from ruamel.yaml.error import YAMLError
 
 from imsim import references
 from imsim.config import STEP_TITLES, Environment, Frozen
+from imsim.memory import paused_gc
 from imsim.population import Generate
 from imsim.settings import SimSettings
 from imsim.setup import SetupAction
@@ -199,6 +200,11 @@ def _check_aliases(document: Any, source: str, budget: int = 1_000_000) -> None:
 
 
 def from_document(document: Any, source: str = "<scenario>") -> Scenario:
+    with paused_gc():   # generated populations: millions of objects, no cycles
+        return _from_document(document, source)
+
+
+def _from_document(document: Any, source: str) -> Scenario:
     plain = _plain(document)
     generated = _generate_blocks(plain, document, source)
     try:

@@ -1,16 +1,14 @@
 """The clock: events in (time, order of scheduling), whether scheduled before it
-started (fed to simpy's queue as they come due) or while it runs, in a lane or not; no
-cyclic GC while it runs."""
+started (fed to simpy's queue as they come due) or while it runs, in a lane or not."""
 
 from __future__ import annotations
 
-import gc
 import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim.sim.core import Call, Clock, Lane, paused_gc
+from imsim.sim.core import Call, Clock, Lane
 
 TIMES = st.lists(st.integers(0, 20).map(lambda k: k / 4), min_size=1, max_size=60)
 
@@ -48,17 +46,6 @@ def test_events_run_in_time_then_scheduling_order(before: list[float],
     assert len(seen) == len(times)                   # each once
     assert set(range(len(before) + 1)) <= set(times)
     assert ticks[0] == 0
-
-
-def test_gc_is_paused_inside_and_restored_after() -> None:
-    assert gc.isenabled()
-    frozen = gc.get_freeze_count()
-    with paused_gc():
-        assert not gc.isenabled()
-        with paused_gc():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def _program(gaps: list[tuple[int, float]], lanes: bool) -> list[tuple[float, int]]:

@@ -15,11 +15,9 @@ event of its own.
 
 from __future__ import annotations
 
-import gc
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any
 
@@ -27,6 +25,7 @@ import numpy as np
 import simpy
 
 from imsim.distributions import Distribution
+from imsim.memory import paused_gc
 
 NORMAL = simpy.core.NORMAL
 URGENT = simpy.core.URGENT
@@ -237,25 +236,6 @@ def replace_min(heap: list[float], item: float) -> None:
         pos = child
         child = 2 * pos + 1
     heap[pos] = item
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while the model runs: it makes no reference cycles,
-    and each collection would walk every account, plan and event again (with a
-    million accounts, much of the run). Objects made before are frozen out of it
-    (`gc.freeze`) until the pause ends (unless someone froze some before)."""
-    collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
-    gc.disable()
-    if freezing:
-        gc.freeze()
-    try:
-        yield
-    finally:
-        if freezing:
-            gc.unfreeze()
-        if collecting:
-            gc.enable()
 
 
 class Streams:

@@ -35,6 +35,7 @@ class Signalling:
     def __init__(self, clock: Clock, settings: SimSettings, streams: Streams,
                  recorder: Recorder) -> None:
         self.clock, self.recorder = clock, recorder
+        self.trace = recorder.trace is not None   # lines are written only for a trace
         self.delay = settings.network.delay
         self.expires = settings.registration.expires
         self.refresh = settings.registration.refresh * self.expires
@@ -54,7 +55,8 @@ class Signalling:
         """The softphone starts: REGISTER (sent now)."""
         site.online[i] = 1
         site.session[i] += 1
-        self.recorder.log(now, site.ids[i], "REGISTER")
+        if self.trace:
+            self.recorder.log(now, site.ids[i], "REGISTER")
         self.clock.at_lane(self.registering, now + self.delay, self._register,
                            (site, i, site.session[i], True))
 
@@ -65,8 +67,9 @@ class Signalling:
         now = self.clock.now
         done = self._job(site, "REGISTER", now)
         site.registered_until[i] = done + self.expires
-        self.recorder.log(done, "registrar", f"200 REGISTER {site.ids[i]} "
-                          f"expires {self.expires:g}")
+        if self.trace:
+            self.recorder.log(done, "registrar", f"200 REGISTER {site.ids[i]} "
+                              f"expires {self.expires:g}")
         self.clock.at_lane(self.refreshing, done + self.delay + self.refresh + self.delay,
                            self._register, (site, i, session, False))
         if first:
@@ -79,10 +82,12 @@ class Signalling:
         site.online[i] = 0
         site.session[i] += 1
         if crash:
-            self.recorder.log(now, site.ids[i], "crash")
+            if self.trace:
+                self.recorder.log(now, site.ids[i], "crash")
             self.clock.at(site.registered_until[i], self._expire, (site, i, site.session[i]))
             return
-        self.recorder.log(now, site.ids[i], "REGISTER expires 0")
+        if self.trace:
+            self.recorder.log(now, site.ids[i], "REGISTER expires 0")
         self.clock.at_lane(self.leaving, now + self.delay, self._logout, (site, i))
 
     def _logout(self, arg: tuple[Site, int]) -> None:
@@ -110,11 +115,13 @@ class Signalling:
         if site.session[i] != session:
             return
         now = self.clock.now
-        self.recorder.log(now, site.ids[i], "PUBLISH open")
+        if self.trace:
+            self.recorder.log(now, site.ids[i], "PUBLISH open")
         self.clock.at_lane(self.publishing, self._job(site, "PUBLISH", now), self._published,
                            (site, i, OPEN))
         for b in site.buddies(i):
-            self.recorder.log(now, site.ids[i], f"SUBSCRIBE {site.ids[b]}")
+            if self.trace:
+                self.recorder.log(now, site.ids[i], f"SUBSCRIBE {site.ids[b]}")
             done = self._job(site, "SUBSCRIBE", now)
             self.clock.at_lane(self.subscribing, done, self._subscribed, (site, i, b, session))
 
@@ -124,7 +131,8 @@ class Signalling:
 
     def _change(self, site: Site, i: int, status: int, now: float, event: str) -> None:
         self.recorder.presence_event(now, site.name, event, site.ids[i], "", STATUS[status])
-        self.recorder.log(now, "presence", f"{event} {site.ids[i]} {STATUS[status]}")
+        if self.trace:
+            self.recorder.log(now, "presence", f"{event} {site.ids[i]} {STATUS[status]}")
         if site.status[i] == status:
             return
         site.status[i] = status
@@ -142,7 +150,8 @@ class Signalling:
         _add(site.watching, w, b)
         self.recorder.presence_event(now, site.name, "SUBSCRIBE", site.ids[b], site.ids[w],
                                      STATUS[site.status[b]])
-        self.recorder.log(now, "presence", f"200 SUBSCRIBE {site.ids[w]} -> {site.ids[b]}")
+        if self.trace:
+            self.recorder.log(now, "presence", f"200 SUBSCRIBE {site.ids[w]} -> {site.ids[b]}")
         self._notify(site, w, b, now, True)
 
     def _notify(self, site: Site, w: int, b: int, now: float, initial: bool) -> float:
@@ -150,7 +159,8 @@ class Signalling:
         status = STATUS[site.status[b]]
         self.recorder.presence_event(done, site.name, "NOTIFY", site.ids[b], site.ids[w],
                                      status, initial)
-        self.recorder.log(done, "presence", f"NOTIFY {site.ids[w]}: {site.ids[b]} {status}")
+        if self.trace:
+            self.recorder.log(done, "presence", f"NOTIFY {site.ids[w]}: {site.ids[b]} {status}")
         return done
 
     def _unwatch(self, site: Site, w: int, b: int, now: float, event: str) -> None:

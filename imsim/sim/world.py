@@ -8,12 +8,13 @@ from typing import Any
 
 from imsim import __version__
 from imsim.config import Environment
+from imsim.memory import paused_gc
 from imsim.replay import timeline
 from imsim.results import RunResult
 from imsim.scenario import Scenario
 from imsim.sim.agents import Agents
 from imsim.sim.arrivals import PoissonStream, play_script
-from imsim.sim.core import Clock, Streams, paused_gc
+from imsim.sim.core import Clock, Streams
 from imsim.sim.messaging import MessagePath
 from imsim.sim.records import Recorder
 from imsim.sim.signalling import Signalling
@@ -44,6 +45,11 @@ class World:
 
     def __init__(self, scenario: Scenario, seed: int | None = None,
                  until: float | None = None, trace: bool = False) -> None:
+        with paused_gc():   # a million accounts: tens of millions of objects, no cycles
+            self._build(scenario, seed, until, trace)
+
+    def _build(self, scenario: Scenario, seed: int | None, until: float | None,
+               trace: bool) -> None:
         self.scenario = scenario
         self.seed = scenario.sim.seed if seed is None else seed
         self.until = run_length(scenario, until)

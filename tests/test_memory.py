@@ -1,0 +1,39 @@
+"""The cyclic garbage collector: paused while loading, building and running (and the
+pause nests); no last collection at the command line's exit."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+from imsim import scenario
+from imsim.memory import paused_gc
+
+
+def test_gc_is_paused_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_loading_leaves_the_collector_as_it_found_it() -> None:
+    frozen = gc.get_freeze_count()
+    scenario.load("scenarios/handbook.yaml")
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_the_command_line_skips_the_last_collection() -> None:
+    # atexit runs handlers last-registered first: this one runs after imsim's
+    code = ("import atexit, gc\n"
+            "atexit.register(lambda: print('frozen' if gc.get_freeze_count() else 'not'))\n"
+            "from imsim.cli import main\n"
+            "main(['validate', 'scenarios/handbook.yaml'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "frozen"
