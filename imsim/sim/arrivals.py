@@ -60,6 +60,7 @@ class PoissonStream:
         self._zones = [ZoneInfo(z) for z in site.zones]
         self.delay = path.delay
         self.count = 0
+        self.prefix = f"p{site.name}."   # message ids: p<env>.<count>
         self.fn, self.callbacks, self._ok, self._value = self.fire, OWN, True, None
         self._clock = clock
 
@@ -85,8 +86,8 @@ class PoissonStream:
         if self.elasticity is not None and self.chance() * self.cap >= self.demand(i, to, length):
             return
         self.count += 1
-        self.path.arrive_now(site, site.ids[i], to, length, f"p{site.name}.{self.count}",
-                             site.passwords[i])
+        self.path.arrive_now(site, site.ids[i], to, length, self.prefix, site.passwords[i],
+                             self.count)
 
     def multiplier(self, i: int, sent: float) -> float:
         """The profile multiplier of the sender's local hour (cached per minute)."""

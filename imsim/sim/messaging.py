@@ -34,21 +34,25 @@ from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
 from imsim.sim.core import OWN, Clock, Lane, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
-from imsim.sim.site import Plan, Site, Version
+from imsim.sim.site import MemoKey, Plan, Site, Version
 
 NAN = float("nan")
 
 
 class Msg:
-    """A message in flight; it is also its own simpy event (`Clock.again`)."""
+    """A message in flight; it is also its own simpy event (`Clock.again`). Its id is
+    ``msg_id``, or with a ``serial`` (>= 0) ``msg_id`` followed by the serial, written
+    out only when something shows it."""
 
-    __slots__ = ("msg_id", "site", "sender", "to", "to_user", "to_domain", "length",
+    __slots__ = ("_id", "serial", "site", "sender", "to", "to_user", "to_domain", "length",
                  "password", "sent_at", "message", "decision", "version", "plan",
                  "callbacks", "_ok", "_value", "fn")
 
     def __init__(self, msg_id: str, site: Site, sender: str, to: str, to_user: str,
-                 to_domain: str, length: int, password: str, sent_at: float) -> None:
-        self.msg_id, self.site, self.sender, self.to = msg_id, site, sender, to
+                 to_domain: str, length: int, password: str, sent_at: float,
+                 serial: int = -1) -> None:
+        self._id, self.serial = msg_id, serial
+        self.site, self.sender, self.to = site, sender, to
         self.to_user, self.to_domain, self.length = to_user, to_domain, length
         self.password, self.sent_at = password, sent_at
         self.message: Message | None = None
@@ -58,6 +62,10 @@ class Msg:
         self._ok, self._value = True, None
         self.callbacks: Any = OWN
         self.fn: Any = None
+
+    @property
+    def msg_id(self) -> str:
+        return self._id if self.serial < 0 else f"{self._id}{self.serial}"
 
 
 class MessagePath:
@@ -102,19 +110,21 @@ class MessagePath:
         self.next(m, sent_at + self.delay, self.arrive, self.sending)
 
     def arrive_now(self, site: Site, sender: str, to: str, length: int, msg_id: str,
-                   password: str | None = None) -> None:
-        """A message whose arrival at the proxy is now (sent one network delay ago)."""
+                   password: str | None = None, serial: int = -1) -> None:
+        """A message whose arrival at the proxy is now (sent one network delay ago); its
+        id is ``msg_id``, followed by ``serial`` if given."""
         now = self._clock.t
-        self.arrive(self._msg(site, sender, to, length, msg_id, now - self.delay, password))
+        self.arrive(self._msg(site, sender, to, length, msg_id, now - self.delay, password,
+                              serial))
 
     def _msg(self, site: Site, sender: str, to: str, length: int, msg_id: str,
-             sent_at: float, password: str | None) -> Msg:
+             sent_at: float, password: str | None, serial: int = -1) -> Msg:
         user, _, domain = to.partition("@")
         if password is None:
             password = site.passwords[site.index[sender]]
         self.sent += 1
         return Msg(msg_id, site, sender, to, user, domain or site.domain, length, password,
-                   sent_at)
+                   sent_at, serial)
 
     # -- event 1: challenged ---------------------------------------------------------
     def arrive(self, m: Msg) -> None:
@@ -139,8 +149,14 @@ class MessagePath:
     def authorize(self, m: Msg) -> None:
         now, site = self._clock.t, m.site
         version = site.version(now)
-        decision = version.engine.authenticate(m.sender, m.password) or self.settle(m, now,
-                                                                                    version)
+        engine, periods = version.engine, version.periods   # `Version.key`, inlined
+        key = (m.sender, m.to, m.length if version.by_length else 0,
+               bisect_right(periods, round(now * 1_000_000)) if periods else 0)
+        plan = version.memo.get(key)
+        refusal = None
+        if plan is None or plan.password is not m.password:   # else: checked with the plan
+            refusal = engine.authenticate(m.sender, m.password)
+        decision = refusal or self.settle(m, now, version, key, plan)
         back = site.billing.admit(now, self.billing_time()) + self.latency
         if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
@@ -151,22 +167,22 @@ class MessagePath:
             return
         m.decision, m.version = decision, version
         recipient = decision.recipient
-        assert recipient is not None
-        if self.certain and back < self._until and site.stays(recipient, back):
+        assert recipient is not None and m.plan is not None
+        if self.certain and back < self._until and site.stays(m.plan.at(site), back):
             self.early += 1
             self.deliver(m, back, recipient)   # event 4, certain now
         else:
             self.next(m, back, self.route, self.answering)
 
-    def settle(self, m: Msg, now: float, version: Version) -> Decision:
-        """`decide` (memoized) and `settle`: on the plan's tab, else the plain path."""
-        site, periods = m.site, version.periods   # `Version.key`, inlined
-        key = (m.sender, m.to, m.length if version.by_length else 0,
-               bisect_right(periods, round(now * 1_000_000)) if periods else 0)
-        plan = version.memo.get(key)
+    def settle(self, m: Msg, now: float, version: Version, key: MemoKey,
+               plan: Plan | None) -> Decision:
+        """`decide` (memoized under ``key``: ``plan``, if known) and `settle`, for a sender
+        whose password `authenticate` accepted: on the plan's tab, else the plain path."""
+        site = m.site
         if plan is None or plan.tab is None or self.rows:
             m.message = site.message(m.msg_id, m.sender, m.to_user, m.to_domain, m.length, now)
             plan = plan or version.learn(key, m.message)
+        plan.password = m.password
         m.plan = plan
         if plan.tab is not None:
             return plan.tab.settle(site.ledger)
@@ -178,8 +194,9 @@ class MessagePath:
         now, site = self._clock.t, m.site
         decision = m.decision
         assert decision is not None and decision.recipient is not None
-        b = site.index.get(decision.recipient)
-        if b is None or not site.registered_until[b] > now:  # `Site.registered`
+        assert m.plan is not None
+        b = m.plan.at(site)
+        if b < 0 or not site.registered_until[b] > now:  # `Site.registered`
             reason = f"Temporarily Unavailable ({decision.recipient} is not registered)"
             self.account(m, now, 480, reason)
             self.finish(m, now + self.delay, 480, reason, None, "registration")

@@ -32,9 +32,12 @@ class Plan:
     """A memoized `decide` answer and what the message path needs again with it: its
     `Tab` (None: settle and account on the plain path), and the money of a delivery's
     xDRs, each (env, direction, tariff, rate_code, currency), units, amount: one
-    shared tuple per distinct money (``moneys``), as many plans have the same."""
+    shared tuple per distinct money (``moneys``), as many plans have the same. Also
+    the last password `BillingEngine.authenticate` accepted for it (the same string
+    object again needs no check: the answer depends on the engine, the sender and the
+    password only) and the recipient's index in the site (`at`)."""
 
-    __slots__ = ("decision", "tab", "money", "counter")
+    __slots__ = ("decision", "tab", "money", "counter", "password", "recipient")
 
     def __init__(self, engine: BillingEngine, sender: str, decision: Decision,
                  moneys: dict[Money, Money]) -> None:
@@ -46,6 +49,17 @@ class Plan:
                            r.units, r.amount) for _, direction, r in engine.lines(sender, decision))
         self.money = moneys.setdefault(money, money)
         self.counter: list[int] | None = None
+        self.password: str | None = None
+        self.recipient = -2
+
+    def at(self, site: Site) -> int:
+        """The index of the decision's recipient among the site's accounts, -1 if none
+        (found once)."""
+        found = self.recipient
+        if found == -2:
+            number = self.decision.recipient
+            found = self.recipient = site.index.get(number, -1) if number is not None else -1
+        return found
 
 
 class Version:
@@ -162,11 +176,10 @@ class Site:
     def registered(self, i: int, now: float) -> bool:
         return self.registered_until[i] > now
 
-    def stays(self, number: str, until: float) -> bool:
-        """Whether ``number`` is online and registered now and stays so until ``until``
-        at least: it does not go offline before (``leaves``, its session's scheduled
-        end), so nothing unregisters it, and its binding outlives ``until`` (refreshes
-        only extend a binding)."""
-        b = self.index.get(number)
-        return (b is not None and self.online[b] == 1 and self.registered_until[b] > until
+    def stays(self, b: int, until: float) -> bool:
+        """Whether account ``b`` (an index; -1: none) is online and registered now and
+        stays so until ``until`` at least: it does not go offline before (``leaves``,
+        its session's scheduled end), so nothing unregisters it, and its binding
+        outlives ``until`` (refreshes only extend a binding)."""
+        return (b >= 0 and self.online[b] == 1 and self.registered_until[b] > until
                 and self.leaves[b] > until)
