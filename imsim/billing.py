@@ -40,7 +40,7 @@ from imsim.config import (
     ServicePolicy,
     Tariff,
 )
-from imsim.ledger import Ledger, Payer
+from imsim.ledger import Ledger, Payer, Purse
 from imsim.proxy import recipient_number, select_policy
 from imsim.rating import RateTable, Rating, zone
 
@@ -129,54 +129,83 @@ class Tab:
     the payers and amounts found once: the simulator keeps a tab with its memoized
     decision. Same rules, same ledger balances (tests/test_billing_tab.py); no holds
     are written, the caller keeps the tab instead. Built by `BillingEngine.tab`, never
-    for a sender with a bundle (that answer depends on the month)."""
+    for a sender with a bundle (that answer depends on the month). The sender pays
+    ``amount`` (``payer``); with an incoming rating the recipient pays ``incoming``
+    (``payee``). Their purses are found once per ledger."""
 
-    __slots__ = ("decision", "ok", "billed", "unpaid", "charges")
+    __slots__ = ("decision", "ok", "billed", "unpaid", "payer", "amount", "payee", "incoming",
+                 "ledger", "purse", "payee_purse")
 
     def __init__(self, decision: Decision, charges: tuple[tuple[Payer, Decimal], ...]) -> None:
         self.decision, self.ok, self.billed = decision, decision.ok, decision.billed
         self.unpaid = decision if decision.ok else replace(decision, customer=None)
-        self.charges = charges
+        self.payer: Payer | None = None
+        self.payee: Payer | None = None
+        self.amount = self.incoming = ZERO
+        if charges:
+            self.payer, self.amount = charges[0]
+        if len(charges) > 1:
+            self.payee, self.incoming = charges[1]
+        self.ledger: Ledger | None = None
+        self.purse: Purse | None = None
+        self.payee_purse: Purse | None = None
+
+    def _bind(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.purse = ledger.purse(self.payer.key) if self.payer is not None else None
+        self.payee_purse = ledger.purse(self.payee.key) if self.payee is not None else None
 
     def settle(self, ledger: Ledger) -> Decision:
         """`settle`: the decision, or a refusal; reserves the charges when it is the
         decision."""
-        charges = self.charges
-        if not charges:
+        payer = self.payer
+        if payer is None:
             return self.decision
-        payer, amount = charges[0]
-        room = ledger.room(payer)
+        if ledger is not self.ledger:
+            self._bind(ledger)
+        purse, amount = self.purse, self.amount
+        assert purse is not None
+        room = purse.room(payer)
         if room is not None and not amount <= room:
             return CANNOT_PAY
         if not self.ok:
             return self.unpaid
-        reserved = ledger.reserved
-        reserved[payer.key] = reserved.get(payer.key, ZERO) + amount
-        if len(charges) > 1:
-            payee, incoming = charges[1]
-            room = ledger.room(payee)
+        purse.held = purse.held + amount
+        payee = self.payee
+        if payee is not None:
+            other, incoming = self.payee_purse, self.incoming
+            assert other is not None
+            room = other.room(payee)
             if room is not None and not incoming <= room:
-                reserved[payer.key] -= amount
+                purse.held = purse.held - amount
                 return RECIPIENT_CANNOT_PAY
-            reserved[payee.key] = reserved.get(payee.key, ZERO) + incoming
+            other.held = other.held + incoming
         return self.decision
 
     def account(self, ledger: Ledger, code: int) -> bool:
-        """`account` after `settle` gave the decision: commit (delivered, True) or
-        release the charges."""
+        """`account` after `settle` gave the decision (on the same ledger): commit
+        (delivered, True) or release the charges."""
         delivered = 200 <= code < 300 and self.ok and self.billed
-        if not self.ok:
+        if not self.ok or self.payer is None:
             return delivered
-        reserved = ledger.reserved
-        for payer, amount in self.charges:
-            reserved[payer.key] -= amount
-            if not delivered:
-                continue
-            if payer.account is not None:
-                ledger.debit[payer.account] -= amount
-            else:
-                ledger.owed[payer.customer or ""] += amount
+        if ledger is not self.ledger:
+            self._bind(ledger)
+        _take(self.purse, self.payer, self.amount, delivered)
+        if self.payee is not None:
+            _take(self.payee_purse, self.payee, self.incoming, delivered)
         return delivered
+
+
+def _take(purse: Purse | None, payer: Payer, amount: Decimal, delivered: bool) -> None:
+    """Release a charge's hold; delivered, charge it (a debit balance goes down, a credit
+    customer owes more)."""
+    assert purse is not None
+    purse.held = purse.held - amount
+    if delivered:
+        if payer.account is not None:
+            purse.money = purse.money - amount
+        else:
+            purse.money = purse.money + amount
 
 
 def bundle_period(at: dt.datetime, time_zone: str) -> str:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from imsim.config import Account, BalanceModel, Customer, Environment
 
 ZERO = Decimal(0)
+ACCOUNT, CUSTOMER = "account:", "customer:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +34,36 @@ class Payer:
                    limit=customer.credit_limit)
 
 
+class Purse:
+    """One payer's money in a `Ledger`: a debit account's balance, or what a credit
+    customer owes; and what authorizations hold on it (``held``). A `Payer` says which
+    kind it is and what a credit customer's limit is."""
+
+    __slots__ = ("money", "held")
+
+    def __init__(self, money: Decimal) -> None:
+        self.money = money
+        self.held = ZERO
+
+    def room(self, payer: Payer) -> Decimal | None:
+        """Money that may still be charged to ``payer`` (whose purse this is); None
+        means unlimited credit."""
+        if payer.account is not None:
+            return self.money - self.held
+        if payer.limit is None:
+            return None
+        return payer.limit - self.money - self.held
+
+
 @dataclass
 class Ledger:
     """Balances: debit accounts hold money (never below 0); credit customers owe money
-    (never past their credit limit). Authorization reserves; accounting commits."""
+    (never past their credit limit). Authorization reserves; accounting commits.
 
-    debit: dict[str, Decimal] = field(default_factory=dict)
-    owed: dict[str, Decimal] = field(default_factory=dict)
-    reserved: dict[str, Decimal] = field(default_factory=dict)
+    One `Purse` per payer, under its key (`Ledger.key`); ``debit``, ``owed`` and
+    ``reserved`` show them as dicts (by account id, by customer name, by key)."""
+
+    purses: dict[str, Purse] = field(default_factory=dict)
     holds: dict[str, list[tuple[str, Decimal]]] = field(default_factory=dict)
     included: dict[str, int] = field(default_factory=dict)   # bundle messages used (held)
     included_holds: dict[str, str] = field(default_factory=dict)
@@ -50,18 +73,43 @@ class Ledger:
         ledger = cls()
         for customer in env.customers:
             if customer.balance_model is BalanceModel.credit:
-                ledger.owed[customer.name] = sum((a.balance for a in customer.accounts),
-                                                 Decimal(0))
-            for account in customer.accounts:
-                if customer.balance_model is BalanceModel.debit:
-                    ledger.debit[account.id] = account.balance
+                ledger.purses[f"{CUSTOMER}{customer.name}"] = Purse(
+                    sum((a.balance for a in customer.accounts), Decimal(0)))
+            else:
+                for account in customer.accounts:
+                    ledger.purses[f"{ACCOUNT}{account.id}"] = Purse(account.balance)
         return ledger
 
     @staticmethod
     def key(customer: Customer, account: Account) -> str:
         if customer.balance_model is BalanceModel.credit:
-            return f"customer:{customer.name}"
-        return f"account:{account.id}"
+            return f"{CUSTOMER}{customer.name}"
+        return f"{ACCOUNT}{account.id}"
+
+    def purse(self, key: str) -> Purse:
+        """The purse under ``key`` (an empty one for a payer the ledger did not start
+        with)."""
+        found = self.purses.get(key)
+        if found is None:
+            found = self.purses[key] = Purse(ZERO)
+        return found
+
+    @property
+    def debit(self) -> dict[str, Decimal]:
+        """Debit accounts' balances, by account id."""
+        return {key[len(ACCOUNT):]: p.money for key, p in self.purses.items()
+                if key.startswith(ACCOUNT)}
+
+    @property
+    def owed(self) -> dict[str, Decimal]:
+        """What credit customers owe, by customer name."""
+        return {key[len(CUSTOMER):]: p.money for key, p in self.purses.items()
+                if key.startswith(CUSTOMER)}
+
+    @property
+    def reserved(self) -> dict[str, Decimal]:
+        """Money held by authorizations not yet accounted, by payer key."""
+        return {key: p.held for key, p in self.purses.items()}
 
     def available(self, customer: Customer, account: Account) -> Decimal | None:
         """Money that may still be charged; None means unlimited credit."""
@@ -69,12 +117,7 @@ class Ledger:
 
     def room(self, payer: Payer) -> Decimal | None:
         """`available` for a payer found once."""
-        held = self.reserved.get(payer.key, ZERO)
-        if payer.account is not None:
-            return self.debit.get(payer.account, ZERO) - held
-        if payer.limit is None:
-            return None
-        return payer.limit - self.owed.get(payer.customer or "", ZERO) - held
+        return self.purse(payer.key).room(payer)
 
     def can_pay(self, customer: Customer, account: Account, amount: Decimal) -> bool:
         room = self.available(customer, account)
@@ -85,7 +128,8 @@ class Ledger:
         if not self.can_pay(customer, account, amount):
             return False
         key = self.key(customer, account)
-        self.reserved[key] = self.reserved.get(key, Decimal(0)) + amount
+        purse = self.purse(key)
+        purse.held = purse.held + amount
         self.holds.setdefault(call_id, []).append((key, amount))
         return True
 
@@ -101,7 +145,8 @@ class Ledger:
 
     def release(self, call_id: str) -> None:
         for key, amount in self.holds.pop(call_id, []):
-            self.reserved[key] -= amount
+            purse = self.purses[key]
+            purse.held = purse.held - amount
         bundle = self.included_holds.pop(call_id, None)
         if bundle is not None:
             self.included[bundle] -= 1
@@ -109,14 +154,13 @@ class Ledger:
     def commit(self, call_id: str) -> None:
         self.included_holds.pop(call_id, None)
         for key, amount in self.holds.pop(call_id, []):
-            self.reserved[key] -= amount
-            kind, name = key.split(":", 1)
-            if kind == "account":
-                self.debit[name] -= amount
+            purse = self.purses[key]
+            purse.held = purse.held - amount
+            if key.startswith(ACCOUNT):
+                purse.money = purse.money - amount
             else:
-                self.owed[name] += amount
+                purse.money = purse.money + amount
 
     def balance(self, customer: Customer, account: Account) -> Decimal:
-        if customer.balance_model is BalanceModel.debit:
-            return self.debit.get(account.id, Decimal(0))
-        return self.owed.get(customer.name, Decimal(0))
+        found = self.purses.get(self.key(customer, account))
+        return found.money if found is not None else Decimal(0)
