@@ -223,7 +223,7 @@ class BillingEngine:
         self._passwords = {number: account.password
                            for number, (_, account) in self.accounts.items()}
         self.tables = {t.name: RateTable(t) for t in env.tariffs}
-        self._recipients: dict[tuple[str, str], tuple[ServicePolicy | None, str | None]] = {}
+        self._numbers: dict[str, dict[str, str | None]] = {}   # by domain, by user part
         self._products: dict[str, Product] = {}
         self._tariffs: dict[str, Tariff] = {}
         for product in env.products:
@@ -354,20 +354,22 @@ class BillingEngine:
                 product.included_messages)
 
     def _recipient(self, to_user: str, domain: str) -> tuple[ServicePolicy | None, str | None]:
-        key = (to_user, domain)
-        found = self._recipients.get(key)
-        if found is None:
-            if domain not in self._policies:   # the policy depends on the domain only
-                self._policies[domain] = select_policy(self.env.service_policies, domain)
-            policy = self._policies[domain]
-            number = None
-            if policy is not None:
-                number = recipient_number(to_user, policy.userpart_e164_translation,
-                                          self.env.country)
-                if number == to_user:
-                    number = to_user   # one string, not two equal ones (large populations)
-            found = self._recipients[key] = (policy, number)
-        return found
+        """The service policy of ``domain`` and the number ``to_user`` stands for
+        (found once each: the policy depends on the domain only)."""
+        numbers = self._numbers.get(domain)
+        if numbers is None:
+            numbers = self._numbers[domain] = {}
+            self._policies[domain] = select_policy(self.env.service_policies, domain)
+        policy = self._policies[domain]
+        if policy is None:
+            return None, None
+        if to_user in numbers:
+            return policy, numbers[to_user]
+        number = recipient_number(to_user, policy.userpart_e164_translation, self.env.country)
+        if number == to_user:
+            number = to_user   # one string, not two equal ones (large populations)
+        numbers[to_user] = number
+        return policy, number
 
     def _local(self, policy: ServicePolicy, number: str, billed: bool) -> Decision:
         if not policy.local_lookup:

@@ -27,6 +27,10 @@ from imsim.config import WILDCARD, Rate, RateStatus, Tariff
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _CACHE_LIMIT = 1_000_000
+_CANDIDATES_LIMIT = 100_000
+"""Numbers whose candidate codes are kept (a number is rated again and again only
+while the simulator learns its decisions; with a million numbers, a full cache would
+hold a million entries per tariff)."""
 
 Versions = tuple[tuple[dt.datetime, Rate], ...]
 
@@ -80,7 +84,7 @@ class RateTable:
                 hits.append((WILDCARD, self.codes[WILDCARD]))
             found = tuple(hits)   # the same for numbers matching the same codes: shared
             found = self._shared.setdefault(tuple(code for code, _ in hits), found)
-            if len(self._candidates) >= _CACHE_LIMIT:
+            if len(self._candidates) >= _CANDIDATES_LIMIT:
                 self._candidates.clear()
             self._candidates[number] = found
         return found

@@ -47,8 +47,21 @@ class Signalling:
         self.publishing, self.subscribing, self.leaving = Lane(), Lane(), Lane()
 
     def _job(self, site: Site, method: str, now: float) -> float:
-        self.recorder.sip[(site.name, method, 200)] += 1
+        site.jobs[method] += 1   # 200s, counted (`Site.fold`)
         return site.proxy.admit(now, self.service[method]())
+
+    def _event(self, when: float, site: Site, event: str, presentity: int, watcher: int,
+               status: str) -> None:
+        """`Recorder.presence_event` (``event`` ends in -initial for a subscription's
+        first NOTIFY; ``watcher`` -1: none), the numbers written out only for a row."""
+        recorder = self.recorder
+        if recorder.keep_presence:
+            initial = event.endswith("-initial")
+            recorder.presence_event(when, site.name, event.removesuffix("-initial"),
+                                    site.ids[presentity],
+                                    site.ids[watcher] if watcher >= 0 else "", status, initial)
+        else:
+            recorder.notifies[event] += 1
 
     # -- registrar ---------------------------------------------------------------------
     def online(self, site: Site, i: int, now: float) -> None:
@@ -130,7 +143,7 @@ class Signalling:
         self._change(site, i, status, self.clock.now, "PUBLISH")
 
     def _change(self, site: Site, i: int, status: int, now: float, event: str) -> None:
-        self.recorder.presence_event(now, site.name, event, site.ids[i], "", STATUS[status])
+        self._event(now, site, event, i, -1, STATUS[status])
         if self.trace:
             self.recorder.log(now, "presence", f"{event} {site.ids[i]} {STATUS[status]}")
         if site.status[i] == status:
@@ -148,8 +161,7 @@ class Signalling:
         now = self.clock.now
         _add(site.watchers, b, w)
         _add(site.watching, w, b)
-        self.recorder.presence_event(now, site.name, "SUBSCRIBE", site.ids[b], site.ids[w],
-                                     STATUS[site.status[b]])
+        self._event(now, site, "SUBSCRIBE", b, w, STATUS[site.status[b]])
         if self.trace:
             self.recorder.log(now, "presence", f"200 SUBSCRIBE {site.ids[w]} -> {site.ids[b]}")
         self._notify(site, w, b, now, True)
@@ -157,8 +169,7 @@ class Signalling:
     def _notify(self, site: Site, w: int, b: int, now: float, initial: bool) -> float:
         done = self._job(site, "NOTIFY", now)
         status = STATUS[site.status[b]]
-        self.recorder.presence_event(done, site.name, "NOTIFY", site.ids[b], site.ids[w],
-                                     status, initial)
+        self._event(done, site, "NOTIFY-initial" if initial else "NOTIFY", b, w, status)
         if self.trace:
             self.recorder.log(done, "presence", f"NOTIFY {site.ids[w]}: {site.ids[b]} {status}")
         return done
@@ -167,7 +178,7 @@ class Signalling:
         watchers = site.watchers.get(b)
         if watchers is not None and w in watchers:
             watchers.remove(w)
-        self.recorder.presence_event(now, site.name, event, site.ids[b], site.ids[w], "")
+        self._event(now, site, event, b, w, "")
 
 
 def _add(sets: dict[int, list[int]], key: int, value: int) -> None:

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from imsim.billing import BillingEngine, Decision, Ledger, Message, Tab
 from imsim.config import Environment
+from imsim.settings import METHODS
 from imsim.sim.core import INF, Pool
 from imsim.sim.periods import breakpoints
 from imsim.sim.records import Recorder
@@ -114,6 +115,7 @@ class Site:
         self.name, self.domain = final.name, final.domain
         self.challenges = 0   # 407 answers and plain deliveries, counted (`fold`)
         self.delivered = 0
+        self.jobs = dict.fromkeys(METHODS, 0)   # 200s to signalling, by method (`fold`)
         self.start = start
         self.versions = [Version(since, env, start, until) for since, env in versions]
         self._since = [v.since for v in self.versions]
@@ -150,7 +152,11 @@ class Site:
         if self.delivered:
             recorder.sip[(self.name, "MESSAGE", 200)] += self.delivered
             recorder.outcomes[(self.name, 200, "delivered")] += self.delivered
+        for method, count in self.jobs.items():
+            if count:
+                recorder.sip[(self.name, method, 200)] += count
         self.challenges = self.delivered = 0
+        self.jobs = dict.fromkeys(METHODS, 0)
 
     def buddies(self, i: int) -> list[int]:
         index = self.index
