@@ -161,16 +161,15 @@ class MessagePath:
         if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
                               f"authorize {m.msg_id}: {decision.code} {decision.reason}")
-        if not decision.ok:
+        plan = m.plan
+        if plan is None or not (plan.ok if decision is plan.decision else decision.ok):
             self.finish(m, back + self.delay, decision.code, decision.reason, decision.step,
                         decision.check)
             return
         m.decision, m.version = decision, version
-        recipient = decision.recipient
-        assert recipient is not None and m.plan is not None
-        if self.certain and back < self._until and site.stays(m.plan.at(site), back):
+        if self.certain and back < self._until and site.stays(plan.at(site), back):
             self.early += 1
-            self.deliver(m, back, recipient)   # event 4, certain now
+            self.deliver(m, back)   # event 4, certain now
         else:
             self.next(m, back, self.route, self.answering)
 
@@ -205,16 +204,18 @@ class MessagePath:
             self.account(m, now + self.timeout, 408, reason)
             self.finish(m, now + self.timeout, 408, reason, None, "timeout")
         else:
-            self.deliver(m, now, decision.recipient)
+            self.deliver(m, now)
 
-    def deliver(self, m: Msg, now: float, recipient: str) -> None:
+    def deliver(self, m: Msg, now: float) -> None:
         delivered = now + self.delay
         code, reason, check = 200, "OK", "delivered"
         if self.failure and self.chance() < self.failure:
             (code, reason), check = self.failure_answer, "user_agent"
         back = delivered + self.answer_delay + self.delay
         if self.trace is not None:
-            self.recorder.log(delivered, recipient, f"MESSAGE {m.msg_id} received, {code}")
+            assert m.decision is not None and m.decision.recipient is not None
+            self.recorder.log(delivered, m.decision.recipient,
+                              f"MESSAGE {m.msg_id} received, {code}")
         self.account(m, back, code, reason)
         self.finish(m, back + self.delay, code, reason, None, check,
                     delivered if code < 300 else NAN)

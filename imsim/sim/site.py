@@ -38,11 +38,11 @@ class Plan:
     object again needs no check: the answer depends on the engine, the sender and the
     password only) and the recipient's index in the site (`at`)."""
 
-    __slots__ = ("decision", "tab", "money", "counter", "password", "recipient")
+    __slots__ = ("decision", "ok", "tab", "money", "counter", "password", "recipient")
 
     def __init__(self, engine: BillingEngine, sender: str, decision: Decision,
                  moneys: dict[Money, Money]) -> None:
-        self.decision = decision
+        self.decision, self.ok = decision, decision.ok
         self.tab: Tab | None = engine.tab(sender, decision)
         money: Money = ()
         if decision.ok and decision.billed:
