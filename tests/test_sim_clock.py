@@ -1,5 +1,5 @@
 """The clock: events in (time, order of scheduling), whether scheduled before it
-started (fed to simpy's queue as they come due) or while it runs, in a lane or not."""
+started (queued as one lane when it starts) or while it runs, in a lane or not."""
 
 from __future__ import annotations
 

@@ -31,8 +31,6 @@ NORMAL = simpy.core.NORMAL
 URGENT = simpy.core.URGENT
 BATCH = 4096
 INF = float("inf")
-FEED = 1.0
-"""Seconds of pending entries moved into simpy's queue at a time (`Clock._feed`)."""
 
 
 def dispatch(event: Any) -> None:
@@ -102,11 +100,9 @@ class Clock:
         self._started = False
         self._pending: list[Any] = []
         """What `at` scheduled before the clock started (every softphone's start, spread
-        over the first seconds): sorted once, it joins simpy's queue entry by entry,
-        each with its own (time, priority, id), before anything at or after its time
-        is taken from the queue. The order is that of one queue, and the queue stays
-        the size of what is in flight, not of the population."""
-        self._next_pending = INF
+        over the first seconds): sorted once when it starts, it becomes one `Lane`
+        (each entry keeps its own (time, priority, id)), so the queue stays the size of
+        what is in flight, not of the population."""
 
     @property
     def now(self) -> float:
@@ -178,16 +174,9 @@ class Clock:
         env.schedule(stop, URGENT, to - self.t)  # type: ignore[arg-type]
         queue = self._queue
         if not self._started:
-            self._started = True
-            self._pending.sort()
-            self._pending.reverse()   # taken from the end
-            self._next_pending = self._pending[-1][0] if self._pending else INF
+            self._start()
         while True:
             entry = heappop(queue)
-            if entry[0] >= self._next_pending:
-                heappush(queue, entry)
-                self._feed(entry[0] + FEED)
-                continue
             event = entry[3]
             callbacks = event.callbacks
             if callbacks is LANE:
@@ -212,12 +201,19 @@ class Clock:
                 env.step()
                 self.t = env._now
 
-    def _feed(self, until: float) -> None:
-        """Move the pending entries due up to ``until`` into simpy's queue."""
-        pending, queue = self._pending, self._queue
-        while pending and pending[-1][0] <= until:
-            heappush(queue, pending.pop())
-        self._next_pending = pending[-1][0] if pending else INF
+    def _start(self) -> None:
+        """The pending entries, sorted, become a lane whose first entry is queued."""
+        self._started = True
+        pending, self._pending = self._pending, []
+        pending.sort()
+        lane = Lane()
+        for when, priority, eid, event in pending:
+            lane.keys.append((when, priority, eid, lane))
+            lane.events.append(event)
+        pending.clear()
+        if lane.keys:
+            lane.last = lane.keys[-1][0]
+            heappush(self._queue, lane.keys[0])
 
 
 def replace_min(heap: list[float], item: float) -> None:
