@@ -266,7 +266,8 @@ class BillingEngine:
         if number is None:
             return refuse(404, "recipient", 2, f"Not Found (cannot translate {msg.to_user})")
         if not policy.outgoing_aaa:
-            return self._local(policy, number, billed=False)
+            return self._unknown(policy, number) or Decision(200, OK_REASON, None, "authorized",
+                                                             number, False)
         sender = self.accounts.get(msg.sender)
         if sender is None:
             return refuse(403, "account", None, f"Forbidden (unknown account {msg.sender})")
@@ -277,9 +278,9 @@ class BillingEngine:
         refusal, vendor_rating = self._vendor_rating(policy, number, msg)
         if refusal is not None:
             return replace(refusal, customer=customer_rating)
-        decision = self._local(policy, number, billed=True)
-        if not decision.ok:
-            return replace(decision, customer=customer_rating)
+        unknown = self._unknown(policy, number)
+        if unknown is not None:
+            return replace(unknown, customer=customer_rating)
         incoming = self._incoming_rating(number, msg, policy)
         return Decision(200, OK_REASON, None, "authorized", number, True,
                         customer_rating, vendor_rating, incoming)
@@ -371,14 +372,15 @@ class BillingEngine:
         numbers[to_user] = number
         return policy, number
 
-    def _local(self, policy: ServicePolicy, number: str, billed: bool) -> Decision:
+    def _unknown(self, policy: ServicePolicy, number: str) -> Decision | None:
+        """The refusal when the recipient is not looked up locally or has no account."""
         if not policy.local_lookup:
             return refuse(404, "local_lookup", 2,
                           "Not Found (local lookup disabled in the service policy)")
         if number not in self.accounts:
             return refuse(404, "recipient", None,
                           f"Not Found (no account {number} in environment {self.env.name})")
-        return Decision(200, OK_REASON, None, "authorized", number, billed)
+        return None
 
     def _customer_rating(self, customer: Customer, account: Account, number: str, msg: Message,
                          policy: ServicePolicy) -> tuple[Decision | None, Rating | None]:
