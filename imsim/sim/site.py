@@ -12,6 +12,7 @@ payers and amounts to settle it with); balances are never memoized.
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from bisect import bisect_right
 from decimal import Decimal
 
@@ -138,7 +139,7 @@ class Site:
         size = len(pairs)
         self.online = bytearray(size)
         self.session = [0] * size
-        self.registered_until = [-1.0] * size
+        self.registered_until = array("d", [-1.0]) * size   # floats inline: one load each
         self.leaves = [INF] * size
         self.status = bytearray(size)
         self.watchers: dict[int, list[int]] = {}   # sets of a few ids each: small lists
