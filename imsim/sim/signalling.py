@@ -109,7 +109,8 @@ class Signalling:
         site.registered_until[i] = self._job(site, "REGISTER", now)
         self.clock.at_lane(self.publishing, self._job(site, "PUBLISH", now), self._published,
                            (site, i, CLOSED))
-        for b in sorted(site.watching.pop(i, ())):
+        watching, site.watching[i] = site.watching[i], None
+        for b in sorted(watching or ()):
             self._job(site, "SUBSCRIBE", now)
             self._unwatch(site, i, b, now, "UNSUBSCRIBE")
 
@@ -118,7 +119,8 @@ class Signalling:
         if site.session[i] != session:
             return
         now = self.clock.now
-        for b in sorted(site.watching.pop(i, ())):
+        watching, site.watching[i] = site.watching[i], None
+        for b in sorted(watching or ()):
             self._unwatch(site, i, b, now, "EXPIRE")
         self._change(site, i, CLOSED, now, "EXPIRE")
 
@@ -149,7 +151,7 @@ class Signalling:
         if site.status[i] == status:
             return
         site.status[i] = status
-        for w in sorted(site.watchers.get(i, ())):
+        for w in sorted(site.watchers[i] or ()):
             done = self._notify(site, w, i, now, False)
             if status == OPEN and self.on_notify is not None:
                 self.on_notify(site, w, i, done + self.delay)
@@ -175,15 +177,15 @@ class Signalling:
         return done
 
     def _unwatch(self, site: Site, w: int, b: int, now: float, event: str) -> None:
-        watchers = site.watchers.get(b)
+        watchers = site.watchers[b]
         if watchers is not None and w in watchers:
             watchers.remove(w)
         self._event(now, site, event, b, w, "")
 
 
-def _add(sets: dict[int, list[int]], key: int, value: int) -> None:
+def _add(sets: list[list[int] | None], key: int, value: int) -> None:
     """``sets[key].add(value)`` for a set kept as a small list."""
-    found = sets.get(key)
+    found = sets[key]
     if found is None:
         sets[key] = [value]
     elif value not in found:

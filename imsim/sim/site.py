@@ -142,8 +142,9 @@ class Site:
         self.registered_until = array("d", [-1.0]) * size   # floats inline: one load each
         self.leaves = [INF] * size
         self.status = bytearray(size)
-        self.watchers: dict[int, list[int]] = {}   # sets of a few ids each: small lists
-        self.watching: dict[int, list[int]] = {}
+        # by account: sets of a few accounts each, as small lists (None: empty)
+        self.watchers: list[list[int] | None] = [None] * size
+        self.watching: list[list[int] | None] = [None] * size
 
     def fold(self) -> None:
         """Add what the message path counted here (not row by row) to the recorder."""
@@ -161,7 +162,8 @@ class Site:
 
     def buddies(self, i: int) -> list[int]:
         index = self.index
-        return [index[b] for b in self.buddy_ids[i] if b in index]
+        found = [index.get(b, -1) for b in self.buddy_ids[i]]
+        return [b for b in found if b >= 0]
 
     def version(self, now: float) -> Version:
         """The configuration in effect at ``now``."""
