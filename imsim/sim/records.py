@@ -109,9 +109,13 @@ class Recorder:
                        watcher: str, status: str, initial: bool = False) -> None:
         """PUBLISH, SUBSCRIBE, UNSUBSCRIBE, NOTIFY (``initial``: the first of a
         subscription) or EXPIRE (a publication or subscription timed out)."""
-        self.notifies[f"{event}-initial" if initial else event] += 1
+        self.count_presence(event, initial)
         if self.keep_presence:
             self.presence.append((when, env, event, presentity, watcher, status))
+
+    def count_presence(self, event: str, initial: bool = False) -> None:
+        """`presence_event` without its row (for a caller that keeps none)."""
+        self.notifies[f"{event}-initial" if initial else event] += 1
 
     # -- at the end ------------------------------------------------------------------
     def frames(self) -> dict[str, Any]:

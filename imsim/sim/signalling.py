@@ -51,17 +51,15 @@ class Signalling:
         return site.proxy.admit(now, self.service[method]())
 
     def _event(self, when: float, site: Site, event: str, presentity: int, watcher: int,
-               status: str) -> None:
-        """`Recorder.presence_event` (``event`` ends in -initial for a subscription's
-        first NOTIFY; ``watcher`` -1: none), the numbers written out only for a row."""
+               status: str, initial: bool = False) -> None:
+        """`Recorder.presence_event` of accounts by index (``watcher`` -1: none), their
+        numbers looked up only for a row."""
         recorder = self.recorder
         if recorder.keep_presence:
-            initial = event.endswith("-initial")
-            recorder.presence_event(when, site.name, event.removesuffix("-initial"),
-                                    site.ids[presentity],
+            recorder.presence_event(when, site.name, event, site.ids[presentity],
                                     site.ids[watcher] if watcher >= 0 else "", status, initial)
         else:
-            recorder.notifies[event] += 1
+            recorder.count_presence(event, initial)
 
     # -- registrar ---------------------------------------------------------------------
     def online(self, site: Site, i: int, now: float) -> None:
@@ -171,7 +169,7 @@ class Signalling:
     def _notify(self, site: Site, w: int, b: int, now: float, initial: bool) -> float:
         done = self._job(site, "NOTIFY", now)
         status = STATUS[site.status[b]]
-        self._event(done, site, "NOTIFY-initial" if initial else "NOTIFY", b, w, status)
+        self._event(done, site, "NOTIFY", b, w, status, initial)
         if self.trace:
             self.recorder.log(done, "presence", f"NOTIFY {site.ids[w]}: {site.ids[b]} {status}")
         return done
