@@ -170,16 +170,16 @@ class Tab:
             return CANNOT_PAY
         if not self.ok:
             return self.unpaid
-        purse.held = purse.held + amount
+        purse.hold(amount)
         payee = self.payee
         if payee is not None:
             other, incoming = self.payee_purse, self.incoming
             assert other is not None
             room = other.room(payee)
             if room is not None and not incoming <= room:
-                purse.held = purse.held - amount
+                purse.close(amount, False, payer.account is not None)
                 return RECIPIENT_CANNOT_PAY
-            other.held = other.held + incoming
+            other.hold(incoming)
         return self.decision
 
     def account(self, ledger: Ledger, code: int) -> bool:
@@ -190,22 +190,12 @@ class Tab:
             return delivered
         if ledger is not self.ledger:
             self._bind(ledger)
-        _take(self.purse, self.payer, self.amount, delivered)
+        assert self.purse is not None
+        self.purse.close(self.amount, delivered, self.payer.account is not None)
         if self.payee is not None:
-            _take(self.payee_purse, self.payee, self.incoming, delivered)
+            assert self.payee_purse is not None
+            self.payee_purse.close(self.incoming, delivered, self.payee.account is not None)
         return delivered
-
-
-def _take(purse: Purse | None, payer: Payer, amount: Decimal, delivered: bool) -> None:
-    """Release a charge's hold; delivered, charge it (a debit balance goes down, a credit
-    customer owes more)."""
-    assert purse is not None
-    purse.held = purse.held - amount
-    if delivered:
-        if payer.account is not None:
-            purse.money = purse.money - amount
-        else:
-            purse.money = purse.money + amount
 
 
 def bundle_period(at: dt.datetime, time_zone: str) -> str:

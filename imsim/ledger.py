@@ -54,6 +54,16 @@ class Purse:
             return None
         return payer.limit - self.money - self.held
 
+    def hold(self, amount: Decimal) -> None:
+        self.held = self.held + amount
+
+    def close(self, amount: Decimal, charge: bool, debit: bool) -> None:
+        """End a hold of ``amount``; with ``charge``, charge it: a debit account's
+        balance goes down, a credit customer owes more."""
+        self.held = self.held - amount
+        if charge:
+            self.money = self.money - amount if debit else self.money + amount
+
 
 @dataclass
 class Ledger:
@@ -128,8 +138,7 @@ class Ledger:
         if not self.can_pay(customer, account, amount):
             return False
         key = self.key(customer, account)
-        purse = self.purse(key)
-        purse.held = purse.held + amount
+        self.purse(key).hold(amount)
         self.holds.setdefault(call_id, []).append((key, amount))
         return True
 
@@ -145,8 +154,7 @@ class Ledger:
 
     def release(self, call_id: str) -> None:
         for key, amount in self.holds.pop(call_id, []):
-            purse = self.purses[key]
-            purse.held = purse.held - amount
+            self.purses[key].close(amount, False, key.startswith(ACCOUNT))
         bundle = self.included_holds.pop(call_id, None)
         if bundle is not None:
             self.included[bundle] -= 1
@@ -154,12 +162,7 @@ class Ledger:
     def commit(self, call_id: str) -> None:
         self.included_holds.pop(call_id, None)
         for key, amount in self.holds.pop(call_id, []):
-            purse = self.purses[key]
-            purse.held = purse.held - amount
-            if key.startswith(ACCOUNT):
-                purse.money = purse.money - amount
-            else:
-                purse.money = purse.money + amount
+            self.purses[key].close(amount, True, key.startswith(ACCOUNT))
 
     def balance(self, customer: Customer, account: Account) -> Decimal:
         found = self.purses.get(self.key(customer, account))
