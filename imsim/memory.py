@@ -2,8 +2,10 @@
 
 imsim's models make no reference cycles, and a million accounts are tens of millions
 of objects: each full collection walks them all again, for nothing. Loading, building
-a world and running it pause the collector (`paused_gc`); the command line lets the
-interpreter end without its last collection (`no_collection_at_exit`).
+a world and running it pause the collector (`paused_gc`); what a pause made is handed
+back as long-lived (the oldest generation), so the first young collection after it
+does not walk it all; the command line lets the interpreter end without its last
+collection (`no_collection_at_exit`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ _registered = False
 def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection inside. Objects made before are frozen out of it
     (`gc.freeze`) until the pause ends (unless someone froze some before); the pause
-    nests."""
+    nests. When it ends, what it made joins the oldest generation with them: left
+    young, the first collection after the pause (any allocation may start it) would
+    walk every object of a million-account world, and the next would again."""
     collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
     gc.disable()
     if freezing:
@@ -29,7 +33,8 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if freezing:
-            gc.unfreeze()
+            gc.freeze()     # the young ones too ...
+            gc.unfreeze()   # ... back as the oldest generation
         if collecting:
             gc.enable()
 

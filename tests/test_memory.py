@@ -22,6 +22,16 @@ def test_gc_is_paused_inside_and_restored_after() -> None:
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
+def test_what_a_pause_made_leaves_it_long_lived() -> None:
+    # young, the first collection after the pause would walk all of it (a whole world)
+    with paused_gc():
+        made = [[n] for n in range(1000)]
+    young = {id(o) for o in gc.get_objects(generation=0)}
+    old = {id(o) for o in gc.get_objects(generation=2)}
+    assert id(made) not in young and id(made[0]) not in young
+    assert id(made) in old and id(made[-1]) in old
+
+
 def test_loading_leaves_the_collector_as_it_found_it() -> None:
     frozen = gc.get_freeze_count()
     scenario.load("scenarios/handbook.yaml")
