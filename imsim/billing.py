@@ -41,11 +41,13 @@ from imsim.config import (
     Tariff,
 )
 from imsim.ledger import Ledger, Payer, Purse
-from imsim.proxy import recipient_number, select_policy
+from imsim.proxy import E164Prefetch, recipient_number, select_policy
 from imsim.rating import RateTable, Rating, zone
 
 OK_REASON = "OK"
 ZERO = Decimal(0)
+_UNKNOWN = "\x00unknown"
+"""Not found in a prefetched table (no user part is this string: it is not a number)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +209,13 @@ def bundle_period(at: dt.datetime, time_zone: str) -> str:
 class BillingEngine:
     """One virtual billing environment's configuration, compiled for fast decisions."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, prefetch: E164Prefetch | None = None) -> None:
+        """``prefetch``: E.164 translations of user parts worked out ahead (for
+        ``env.country``), used once they have arrived."""
         self.env = env
+        self._prefetch = prefetch if prefetch is not None and \
+            prefetch.country == env.country else None
+        self.prefetched = 0   # recipients whose number came from the prefetch
         self.accounts = env.accounts()
         self._passwords = {number: account.password
                            for number, (_, account) in self.accounts.items()}
@@ -356,11 +363,25 @@ class BillingEngine:
             return None, None
         if to_user in numbers:
             return policy, numbers[to_user]
-        number = recipient_number(to_user, policy.userpart_e164_translation, self.env.country)
+        number = self._prefetched(to_user) if policy.userpart_e164_translation else _UNKNOWN
+        if number is _UNKNOWN:
+            number = recipient_number(to_user, policy.userpart_e164_translation,
+                                      self.env.country)
         if number == to_user:
             number = to_user   # one string, not two equal ones (large populations)
         numbers[to_user] = number
         return policy, number
+
+    def _prefetched(self, to_user: str) -> str | None:
+        """The prefetched E.164 number of ``to_user`` (None: not a number), or _UNKNOWN
+        (no table yet, or not in it)."""
+        table = self._prefetch.known() if self._prefetch is not None else None
+        if table is None:
+            return _UNKNOWN
+        found = table.get(to_user, _UNKNOWN)
+        if found is not _UNKNOWN:
+            self.prefetched += 1
+        return found
 
     def _unknown(self, policy: ServicePolicy, number: str) -> Decision | None:
         """The refusal when the recipient is not looked up locally or has no account."""

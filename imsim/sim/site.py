@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from imsim.billing import BillingEngine, Decision, Ledger, Message, Tab
 from imsim.config import Environment
+from imsim.proxy import E164Prefetch
 from imsim.settings import METHODS
 from imsim.sim.core import INF, Pool
 from imsim.sim.periods import breakpoints
@@ -26,6 +27,9 @@ from imsim.sim.records import Recorder
 MEMO_LIMIT = 4_000_000
 """Plans kept per configuration version (about 250 bytes each): every sender/recipient
 pair of a million accounts with two buddies each. Past it the memo starts again."""
+PREFETCH_MIN = 100_000
+"""From this many accounts, a site has their numbers translated to E.164 in a helper
+process while it runs (`imsim.proxy.E164Prefetch`): each engine takes them from there."""
 MemoKey = tuple[str, str, int, int]
 Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
 
@@ -67,8 +71,9 @@ class Plan:
 class Version:
     """One configuration version: its engine (built on first use) and decision memo."""
 
-    def __init__(self, since: float, env: Environment, start: dt.datetime, until: float) -> None:
-        self.since, self.env = since, env
+    def __init__(self, since: float, env: Environment, start: dt.datetime, until: float,
+                 prefetch: E164Prefetch | None = None) -> None:
+        self.since, self.env, self.prefetch = since, env, prefetch
         self._start, self._until = start, until
         self._engine: BillingEngine | None = None
         self.memo: dict[MemoKey, Plan] = {}
@@ -79,7 +84,7 @@ class Version:
     @property
     def engine(self) -> BillingEngine:
         if self._engine is None:
-            self._engine = BillingEngine(self.env)
+            self._engine = BillingEngine(self.env, self.prefetch)
             self.periods = breakpoints(self.env, self._start, self._until)
         return self._engine
 
@@ -118,7 +123,13 @@ class Site:
         self.delivered = 0
         self.jobs = dict.fromkeys(METHODS, 0)   # 200s to signalling, by method (`fold`)
         self.start = start
-        self.versions = [Version(since, env, start, until) for since, env in versions]
+        self.prefetch: E164Prefetch | None = None
+        if sum(len(c.accounts) for c in final.customers) >= PREFETCH_MIN and any(
+                p.userpart_e164_translation for _, env in versions for p in env.service_policies):
+            self.prefetch = E164Prefetch([a.id for c in final.customers for a in c.accounts],
+                                         final.country)
+        self.versions = [Version(since, env, start, until, self.prefetch)
+                         for since, env in versions]
         self._since = [v.since for v in self.versions]
         self.ledger = Ledger.of(final)
         self.proxy = Pool(f"{final.name}/proxy", proxy_workers)

@@ -84,6 +84,8 @@ class World:
             self.clock.run(progress)
         for site in self.sites.values():
             site.fold()
+            if site.prefetch is not None:
+                site.prefetch.close()
         self.recorder.fold()
         frames = self.recorder.frames()
         summary = self.summary(time.perf_counter() - began)

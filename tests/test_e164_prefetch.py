@@ -1,0 +1,66 @@
+"""E.164 translations worked out ahead in a helper process (`imsim.proxy.E164Prefetch`):
+the same numbers as `to_e164`, and a run that takes them from there gives the same
+results as one that translates each recipient itself."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+
+from imsim.proxy import E164Prefetch, to_e164
+from imsim.sim import World, site
+from tests.helpers import handbook_document, load_document
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the helper is forked")
+
+USERS = ["15551230001", "+44 20 7946 0958", "442079460958", "0044 20 7946 0958",
+         "5551230002", "911", "alice", "", "1-555-123-0003", "39 06 1234 5678",
+         "+390612345678", "123456789012345678"]
+
+
+def test_the_helper_translates_as_to_e164_does() -> None:
+    prefetch = E164Prefetch(USERS, "US")
+    table = prefetch.wait(60)
+    assert table == {user: to_e164(user, "US") for user in USERS}
+    assert prefetch.known() is table
+
+
+def test_a_number_equal_to_its_user_part_is_that_string() -> None:
+    user = "".join(["1555", "1230001"])   # not an interned literal
+    table = E164Prefetch([user], "US").wait(60)
+    assert table is not None and table[user] is user
+
+
+def test_nothing_is_known_before_the_helper_answers_and_close_ends_it() -> None:
+    prefetch = E164Prefetch([str(15550000000 + n) for n in range(200_000)], "US")
+    assert prefetch.known() is None   # about two seconds of parsing ahead
+    prefetch.close()
+    assert prefetch.known() is None and prefetch.wait(0.1) is None
+
+
+def run(monkeypatch: pytest.MonkeyPatch, prefetch: bool) -> tuple[World, pd.DataFrame]:
+    monkeypatch.setattr(site, "PREFETCH_MIN", 1 if prefetch else 10**9)
+    document = handbook_document()
+    document["traffic"] = {"script": [
+        {"id": f"m{k}", "at": 10 + k, "from": "15551230001", "to": to, "body": "hi"}
+        for k, to in enumerate(["15551230002", "1 (555) 123-0002", "+1 555 123 0002",
+                                "alice", "5551230002", "15559990000"])]}
+    document.setdefault("sim", {})["records"] = {"messages": "all"}
+    world = World(load_document(document))
+    for place in world.sites.values():
+        if place.prefetch is not None:
+            assert place.prefetch.wait(60) is not None
+    return world, world.run().messages
+
+
+def test_a_run_with_the_prefetch_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    ahead, with_prefetch = run(monkeypatch, prefetch=True)
+    plain, without = run(monkeypatch, prefetch=False)
+    pd.testing.assert_frame_equal(with_prefetch, without)
+    assert set(with_prefetch["code"]) > {200}   # not only deliveries
+    used = sum(v.engine.prefetched for s in ahead.sites.values() for v in s.versions
+               if v._engine is not None)
+    assert used > 0
+    assert all(s.prefetch is None for s in plain.sites.values())
