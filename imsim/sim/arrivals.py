@@ -21,7 +21,7 @@ import numpy as np
 
 from imsim.billing import Message
 from imsim.scenario import Scenario
-from imsim.sim.core import OWN, Clock, Draws, Streams, sampler, uniforms
+from imsim.sim.core import Clock, Draws, Event, Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath
 from imsim.sim.site import Site
 from imsim.traffic import Destination, Traffic
@@ -36,11 +36,12 @@ def play_script(scenario: Scenario, sites: dict[str, Site], path: MessagePath) -
                   line.at, line.password)
 
 
-class PoissonStream:
-    """The merged Poisson stream of one environment."""
+class PoissonStream(Event):
+    """The merged Poisson stream of one environment (its own event: `fire`)."""
 
     def __init__(self, clock: Clock, traffic: Traffic, site: Site, path: MessagePath,
                  streams: Streams, start: dt.datetime) -> None:
+        super().__init__()
         assert traffic.poisson is not None
         self.clock, self.site, self.path, self.start = clock, site, path, start
         self.profile = traffic.profile
@@ -61,14 +62,16 @@ class PoissonStream:
         self.delay = path.delay
         self.count = 0
         self.prefix = f"p{site.name}."   # message ids: p<env>.<count>
-        self.fn, self.callbacks, self._ok, self._value = self.fire, OWN, True, None
         self._clock = clock
 
     def begin(self) -> None:
         if self.gap is not None:
             self.clock.again(self, self.gap.next() + self.delay)
 
-    def fire(self, _: object = None) -> None:
+    def run(self) -> None:
+        self.fire()
+
+    def fire(self) -> None:
         now = self._clock.t
         assert self.gap is not None
         self.clock.again(self, now + self.gap.next())

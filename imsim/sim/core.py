@@ -2,7 +2,8 @@
 samplers and FIFO worker pools.
 
 Everything in the model is an event that calls a function at a simulated moment
-(`Clock.at`); no process or generator per message, so a run of millions of messages
+(`Clock.at`), or an object that is its own event (`Event`: a message in flight, the
+Poisson stream); no process or generator per message, so a run of millions of messages
 costs a few simpy events each. `Clock.run` steps simpy's own event queue in a
 tight loop: the same heap, the same (time, priority, id) order and the same times as
 `simpy.Environment.run`, without a method call per event (the model is run by
@@ -38,16 +39,10 @@ def dispatch(event: Any) -> None:
     event.fn(event._value)
 
 
-def dispatch_self(event: Any) -> None:
-    """The callback of an object that is its own event: ``fn(event)``."""
-    event.fn(event)
-
-
 DISPATCH: Any = (dispatch,)
 """The callbacks of every `Call` (shared: simpy only iterates them)."""
-OWN: Any = (dispatch_self,)
-"""The callbacks of an object scheduled as its own event (a message in flight): it is
-its function's argument without holding itself in ``_value`` (no reference cycle)."""
+OWN: Any = (None,)
+"""The callbacks of an `Event` (simpy only iterates them; the clock calls ``run()``)."""
 LANE: Any = (None,)
 """The callbacks of a `Lane` in simpy's queue (the clock takes its first event)."""
 
@@ -64,6 +59,22 @@ class Call:
         self.fn = fn
 
 
+class Event:
+    """A model object that is its own simpy event (`Clock.again`, `Clock.put`): when it
+    is processed the clock calls ``run()``, a native method call when compiled (no
+    bound method, no attribute looked up by name)."""
+
+    __slots__ = ("callbacks", "_ok", "_value")
+
+    def __init__(self) -> None:
+        self.callbacks: Any = OWN
+        self._ok = True
+        self._value: Any = None
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
 class Lane:
     """Events one caller schedules in time order: at ``now`` plus a constant, or at a
     FIFO pool's finish plus a constant (with constant service times a pool's finishes
@@ -74,15 +85,41 @@ class Lane:
     million softphones queues millions of events). An event earlier than the lane's
     last goes into the queue itself (`Clock.put`)."""
 
-    __slots__ = ("keys", "events", "last", "callbacks", "_ok", "_value")
+    __slots__ = ("keys", "events", "head", "last", "callbacks", "_ok", "_value")
 
     def __init__(self) -> None:
-        self.keys: deque[Any] = deque()
-        self.events: deque[Any] = deque()
+        self.keys: list[Any] = []     # waiting from ``head`` on (lists: indexing is
+        self.events: list[Any] = []   # compiled, a deque's methods are called by name)
+        self.head = 0
         self.last = -INF
         self.callbacks = LANE
         self._ok = True
         self._value = None
+
+    def __len__(self) -> int:
+        """Events waiting."""
+        return len(self.keys) - self.head
+
+    def add(self, key: Any, event: Any) -> None:
+        self.keys.append(key)
+        self.events.append(event)
+
+    def take(self) -> Any:
+        """The first event (its key is in the queue), and the next key, if any, for it."""
+        head, keys, events = self.head, self.keys, self.events
+        event = events[head]
+        events[head] = None
+        head += 1
+        if head == len(keys):
+            keys.clear()
+            events.clear()
+            head = 0
+        elif head >= 1024 and 2 * head >= len(keys):   # drop what was taken
+            del keys[:head]
+            del events[:head]
+            head = 0
+        self.head = head
+        return event
 
 
 class Clock:
@@ -117,11 +154,11 @@ class Clock:
             else:
                 self._pending.append(entry)
 
-    def again(self, event: Any, when: float) -> None:
-        """Schedule an object as its own event: ``event.fn(event)`` at ``when``."""
+    def again(self, event: Event | Call, when: float) -> None:
+        """Schedule an `Event` (``event.run()``) or a `Call` at ``when``, as itself (no
+        allocation but the queue entry)."""
         if when < self.until:
             now = self.t
-            event.callbacks = OWN
             heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), event))
 
     def at_lane(self, lane: Lane, when: float, fn: Callable[[Any], None],
@@ -131,27 +168,27 @@ class Clock:
             self.put(lane, when, Call(fn, arg))
 
     def put(self, lane: Lane, when: float, event: Any) -> None:
-        """Schedule ``event`` (a `Call`, or an object with ``callbacks = OWN``) at
-        ``when`` (before ``until``) in ``lane``."""
+        """Schedule ``event`` (a `Call`, or an `Event`) at ``when`` (before ``until``) in
+        ``lane``."""
         now = self.t
         when = now + (when - now)
         if not self._started:
             self._pending.append((when, NORMAL, next(self._eid), event))
-        elif lane.keys and when < lane.last:
+        elif when < lane.last and lane.head < len(lane.keys):
             heappush(self._queue, (when, NORMAL, next(self._eid), event))
         else:
             key = (when, NORMAL, next(self._eid), lane)
             lane.last = when
-            if not lane.keys:
+            if lane.head == len(lane.keys):
                 heappush(self._queue, key)
-            lane.keys.append(key)
-            lane.events.append(event)
+            lane.add(key, event)
 
     def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:
         """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each.
 
-        The model makes no reference cycles (a message is its own event without holding
-        itself, see `OWN`): the cyclic garbage collector is paused (`paused_gc`).
+        Nothing the model makes needs the cyclic garbage collector (a queued message and
+        its path's lane refer to each other only until it is taken): it is paused
+        (`paused_gc`).
         """
         with paused_gc():
             if step is None:
@@ -175,28 +212,26 @@ class Clock:
         queue = self._queue
         if not self._started:
             self._start()
+        pop, push = heappop, heappush   # locals: no module lookup per event
         while True:
-            entry = heappop(queue)
+            entry: tuple[float, int, int, Any] = pop(queue)
             event = entry[3]
-            callbacks = event.callbacks
-            if callbacks is LANE:
-                keys = event.keys
-                keys.popleft()
-                event = event.events.popleft()
-                if keys:
-                    heappush(queue, keys[0])
-                callbacks = event.callbacks
-            if callbacks is OWN:
+            if isinstance(event, Lane):   # its first event is this entry's
+                lane = event
+                event = lane.take()
+                if lane.head < len(lane.keys):
+                    push(queue, lane.keys[lane.head])
+            if isinstance(event, Event):
                 self.t = entry[0]
-                event.fn(event)
-            elif callbacks is DISPATCH:
-                self.t = entry[0]
-                event.fn(event._value)
+                event.run()
             elif event is stop:
                 self.t = env._now = entry[0]
                 return
+            elif isinstance(event, Call):
+                self.t = entry[0]
+                event.fn(event._value)
             else:
-                heappush(queue, entry)
+                push(queue, entry)
                 env._now = self.t
                 env.step()
                 self.t = env._now
@@ -208,8 +243,7 @@ class Clock:
         pending.sort()
         lane = Lane()
         for when, priority, eid, event in pending:
-            lane.keys.append((when, priority, eid, lane))
-            lane.events.append(event)
+            lane.add((when, priority, eid, lane), event)
         pending.clear()
         if lane.keys:
             lane.last = lane.keys[-1][0]

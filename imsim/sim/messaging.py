@@ -32,25 +32,29 @@ from typing import Any
 
 from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
-from imsim.sim.core import OWN, Clock, Lane, Streams, sampler, uniforms
+from imsim.sim.core import Clock, Event, Lane, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
 from imsim.sim.site import MemoKey, Plan, Site, Version
 
 NAN = float("nan")
+ARRIVE, RESENT, AUTHORIZE, ROUTE = 0, 1, 2, 3
+"""A message's next event (`Msg.stage`): events 1 to 4 of the module text."""
 
 
-class Msg:
-    """A message in flight; it is also its own simpy event (`Clock.again`). Its id is
-    ``msg_id``, or with a ``serial`` (>= 0) ``msg_id`` followed by the serial, written
-    out only when something shows it."""
+class Msg(Event):
+    """A message in flight; it is also its own simpy event (`Event`): at its next
+    ``stage`` it calls its path's. Its id is ``msg_id``, or with a ``serial`` (>= 0)
+    ``msg_id`` followed by the serial, written out only when something shows it."""
 
     __slots__ = ("_id", "serial", "site", "sender", "to", "to_user", "to_domain", "length",
                  "password", "sent_at", "message", "decision", "version", "plan",
-                 "callbacks", "_ok", "_value", "fn")
+                 "path", "stage")
 
-    def __init__(self, msg_id: str, site: Site, sender: str, to: str, to_user: str,
-                 to_domain: str, length: int, password: str, sent_at: float,
+    def __init__(self, path: MessagePath, msg_id: str, site: Site, sender: str, to: str,
+                 to_user: str, to_domain: str, length: int, password: str, sent_at: float,
                  serial: int = -1) -> None:
+        super().__init__()
+        self.path, self.stage = path, ARRIVE
         self._id, self.serial = msg_id, serial
         self.site, self.sender, self.to = site, sender, to
         self.to_user, self.to_domain, self.length = to_user, to_domain, length
@@ -59,13 +63,21 @@ class Msg:
         self.decision: Decision | None = None
         self.version: Version | None = None
         self.plan: Plan | None = None
-        self._ok, self._value = True, None
-        self.callbacks: Any = OWN
-        self.fn: Any = None
 
     @property
     def msg_id(self) -> str:
         return self._id if self.serial < 0 else f"{self._id}{self.serial}"
+
+    def run(self) -> None:
+        stage, path = self.stage, self.path
+        if stage == AUTHORIZE:
+            path.authorize(self)
+        elif stage == RESENT:
+            path.resent(self)
+        elif stage == ROUTE:
+            path.route(self)
+        else:
+            path.arrive(self)
 
 
 class MessagePath:
@@ -97,17 +109,17 @@ class MessagePath:
         """The times of each stage never decrease when service times are constant."""
         self.sending, self.resending, self.asking, self.answering = self.lanes
 
-    def next(self, m: Msg, when: float, stage: Any, lane: Lane) -> None:
+    def next(self, m: Msg, when: float, stage: int, lane: Lane) -> None:
         """Schedule the message's next event (the message is the event: no allocation)."""
         if when < self._until:
-            m.callbacks, m.fn = OWN, stage
+            m.stage = stage
             self._clock.put(lane, when, m)
 
     def send(self, site: Site, sender: str, to: str, length: int, msg_id: str,
              sent_at: float, password: str | None = None) -> None:
         """Schedule a message sent at ``sent_at`` (its arrival at the proxy)."""
         m = self._msg(site, sender, to, length, msg_id, sent_at, password)
-        self.next(m, sent_at + self.delay, self.arrive, self.sending)
+        self.next(m, sent_at + self.delay, ARRIVE, self.sending)
 
     def arrive_now(self, site: Site, sender: str, to: str, length: int, msg_id: str,
                    password: str | None = None, serial: int = -1) -> None:
@@ -123,7 +135,7 @@ class MessagePath:
         if password is None:
             password = site.passwords[site.index[sender]]
         self.sent += 1
-        return Msg(msg_id, site, sender, to, user, domain or site.domain, length, password,
+        return Msg(self, msg_id, site, sender, to, user, domain or site.domain, length, password,
                    sent_at, serial)
 
     # -- event 1: challenged ---------------------------------------------------------
@@ -136,14 +148,14 @@ class MessagePath:
             self.recorder.log(finish, "proxy", f"407 Proxy Authentication Required {m.msg_id}")
             self.recorder.log(finish + self.delay, m.sender,
                               f"MESSAGE {m.msg_id} with credentials")
-        self.next(m, finish + 2 * self.delay, self.resent, self.resending)
+        self.next(m, finish + 2 * self.delay, RESENT, self.resending)
 
     # -- event 2: with credentials ------------------------------------------------------
     def resent(self, m: Msg) -> None:
         finish = m.site.proxy.admit(self._clock.t, self.proxy_time())
         if self.trace is not None:
             self.recorder.log(finish, "proxy", f"AAA request {m.msg_id}")
-        self.next(m, finish + self.latency, self.authorize, self.asking)
+        self.next(m, finish + self.latency, AUTHORIZE, self.asking)
 
     # -- event 3: billing decides -----------------------------------------------------
     def authorize(self, m: Msg) -> None:
@@ -171,7 +183,7 @@ class MessagePath:
             self.early += 1
             self.deliver(m, back)   # event 4, certain now
         else:
-            self.next(m, back, self.route, self.answering)
+            self.next(m, back, ROUTE, self.answering)
 
     def settle(self, m: Msg, now: float, version: Version, key: MemoKey,
                plan: Plan | None) -> Decision:
