@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from imsim.config import (
     PORTASIP,
@@ -44,9 +44,9 @@ from imsim.ledger import Ledger, Payer, Purse
 from imsim.proxy import E164Prefetch, recipient_number, select_policy
 from imsim.rating import RateTable, Rating, zone
 
-OK_REASON = "OK"
-ZERO = Decimal(0)
-_UNKNOWN = "\x00unknown"
+OK_REASON: Final = "OK"
+ZERO: Final = Decimal(0)
+_UNKNOWN: Final = "\x00unknown"
 """Not found in a prefetched table (no user part is this string: it is not a number)."""
 
 
@@ -92,8 +92,8 @@ def refuse(code: int, check: str, step: int | None, reason: str) -> Decision:
     return Decision(code, reason, step, check)
 
 
-CANNOT_PAY = refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
-RECIPIENT_CANNOT_PAY = refuse(403, "balance", None, "Forbidden (recipient has insufficient "
+CANNOT_PAY: Final = refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
+RECIPIENT_CANNOT_PAY: Final = refuse(403, "balance", None, "Forbidden (recipient has insufficient "
                               "balance for incoming messages)")
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Final
 
 from imsim.config import Account, BalanceModel, Customer, Environment
 
-ZERO = Decimal(0)
+ZERO: Final = Decimal(0)
 ACCOUNT, CUSTOMER = "account:", "customer:"
 
 

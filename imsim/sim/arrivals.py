@@ -127,15 +127,15 @@ class Destinations:
         self.share = traffic.destinations.off_buddy_share
         self.mix: tuple[Destination, ...] = traffic.destinations.mix
         self.weights = list(accumulate([d.weight for d in self.mix]))
-        self.u = uniforms(rng)
+        self.u = Draws(rng.random)
 
     def choose(self, i: int) -> str | None:
         buddies = self.site.buddy_ids[i]
-        if buddies and (not self.mix or not self.share or self.u() >= self.share):
-            return buddies[int(self.u() * len(buddies))]
+        if buddies and (not self.mix or not self.share or self.u.next() >= self.share):
+            return buddies[int(self.u.next() * len(buddies))]
         if not self.mix:
             return None
-        entry = self.mix[bisect_right(self.weights, self.u() * self.weights[-1])]
+        entry = self.mix[bisect_right(self.weights, self.u.next() * self.weights[-1])]
         return self._number(entry) + (f"@{entry.domain}" if entry.domain else "")
 
     def _number(self, entry: Destination) -> str:
@@ -143,6 +143,6 @@ class Destinations:
             return entry.number
         if entry.prefix is not None:
             free = entry.digits - len(entry.prefix)
-            return entry.prefix + str(int(self.u() * 10 ** free)).zfill(free)
+            return entry.prefix + str(int(self.u.next() * 10 ** free)).zfill(free)
         ids = self.site.ids
-        return ids[int(self.u() * len(ids))]
+        return ids[int(self.u.next() * len(ids))]

@@ -20,7 +20,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import simpy
@@ -28,10 +28,10 @@ import simpy
 from imsim.distributions import Distribution
 from imsim.memory import paused_gc
 
-NORMAL = simpy.core.NORMAL
-URGENT = simpy.core.URGENT
-BATCH = 4096
-INF = float("inf")
+NORMAL: Final = simpy.core.NORMAL   # Final: compiled, no module lookup per use
+URGENT: Final = simpy.core.URGENT
+BATCH: Final = 4096
+INF: Final = float("inf")
 
 
 def dispatch(event: Any) -> None:
@@ -131,6 +131,8 @@ class Clock:
         self.until = until
         self._queue: list[Any] = self.env._queue  # type: ignore[attr-defined]
         self._eid = self.env._eid  # type: ignore[attr-defined]
+        self._next_id: Callable[[], int] = self._eid.__next__   # simpy's event ids
+        self._push: Callable[[list[Any], Any], None] = heappush
         self.t = 0.0
         """The time of the event being processed: simpy's ``env.now``, kept here while
         the clock runs (`advance` hands it to simpy whenever simpy steps itself)."""
@@ -148,9 +150,9 @@ class Clock:
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
             now = self.t
-            entry = (now + (when - now), NORMAL, next(self._eid), Call(fn, arg))
+            entry = (now + (when - now), NORMAL, self._next_id(), Call(fn, arg))
             if self._started:
-                heappush(self._queue, entry)
+                self._push(self._queue, entry)
             else:
                 self._pending.append(entry)
 
@@ -159,7 +161,7 @@ class Clock:
         allocation but the queue entry)."""
         if when < self.until:
             now = self.t
-            heappush(self._queue, (now + (when - now), NORMAL, next(self._eid), event))
+            self._push(self._queue, (now + (when - now), NORMAL, self._next_id(), event))
 
     def at_lane(self, lane: Lane, when: float, fn: Callable[[Any], None],
                 arg: Any = None) -> None:
@@ -173,14 +175,14 @@ class Clock:
         now = self.t
         when = now + (when - now)
         if not self._started:
-            self._pending.append((when, NORMAL, next(self._eid), event))
+            self._pending.append((when, NORMAL, self._next_id(), event))
         elif when < lane.last and lane.head < len(lane.keys):
-            heappush(self._queue, (when, NORMAL, next(self._eid), event))
+            self._push(self._queue, (when, NORMAL, self._next_id(), event))
         else:
-            key = (when, NORMAL, next(self._eid), lane)
+            key = (when, NORMAL, self._next_id(), lane)
             lane.last = when
             if lane.head == len(lane.keys):
-                heappush(self._queue, key)
+                self._push(self._queue, key)
             lane.add(key, event)
 
     def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:

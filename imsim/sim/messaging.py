@@ -28,7 +28,7 @@ Decisions are `imsim.billing`'s; this module only adds time.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any
+from typing import Any, Final
 
 from imsim.billing import Decision, Message
 from imsim.settings import SimSettings
@@ -36,9 +36,11 @@ from imsim.sim.core import Clock, Event, Lane, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
 from imsim.sim.site import MemoKey, Plan, Site, Version
 
-NAN = float("nan")
-ARRIVE, RESENT, AUTHORIZE, ROUTE = 0, 1, 2, 3
-"""A message's next event (`Msg.stage`): events 1 to 4 of the module text."""
+NAN: Final = float("nan")
+ARRIVE: Final = 0   # a message's next event (`Msg.stage`): events 1 to 4 above
+RESENT: Final = 1
+AUTHORIZE: Final = 2
+ROUTE: Final = 3
 
 
 class Msg(Event):
