@@ -89,8 +89,9 @@ class PoissonStream(Event):
         if self.elasticity is not None and self.chance() * self.cap >= self.demand(i, to, length):
             return
         self.count += 1
+        slot = self.where.slot
         self.path.arrive_now(site, site.ids[i], to, length, self.prefix, site.passwords[i],
-                             self.count)
+                             self.count, i * site.route_width + slot if slot >= 0 else -1)
 
     def multiplier(self, i: int, sent: float) -> float:
         """The profile multiplier of the sender's local hour (cached per minute)."""
@@ -128,11 +129,17 @@ class Destinations:
         self.mix: tuple[Destination, ...] = traffic.destinations.mix
         self.weights = list(accumulate([d.weight for d in self.mix]))
         self.u = Draws(rng.random)
+        self.slot = -1
+        """The chosen buddy's place in the sender's list, -1 for a number of the mix
+        (with more than `Site.route_width` buddies, -1 too)."""
 
     def choose(self, i: int) -> str | None:
         buddies = self.site.buddy_ids[i]
         if buddies and (not self.mix or not self.share or self.u.next() >= self.share):
-            return buddies[int(self.u.next() * len(buddies))]
+            k = int(self.u.next() * len(buddies))
+            self.slot = k if self.site.route_width else -1
+            return buddies[k]
+        self.slot = -1
         if not self.mix:
             return None
         entry = self.mix[bisect_right(self.weights, self.u.next() * self.weights[-1])]

@@ -50,13 +50,13 @@ class Msg(Event):
 
     __slots__ = ("_id", "serial", "site", "sender", "to", "to_user", "to_domain", "length",
                  "password", "sent_at", "message", "decision", "version", "plan",
-                 "path", "stage")
+                 "path", "stage", "route")
 
     def __init__(self, path: MessagePath, msg_id: str, site: Site, sender: str, to: str,
                  to_user: str, to_domain: str, length: int, password: str, sent_at: float,
-                 serial: int = -1) -> None:
+                 serial: int = -1, route: int = -1) -> None:
         super().__init__()
-        self.path, self.stage = path, ARRIVE
+        self.path, self.stage, self.route = path, ARRIVE, route
         self._id, self.serial = msg_id, serial
         self.site, self.sender, self.to = site, sender, to
         self.to_user, self.to_domain, self.length = to_user, to_domain, length
@@ -124,21 +124,22 @@ class MessagePath:
         self.next(m, sent_at + self.delay, ARRIVE, self.sending)
 
     def arrive_now(self, site: Site, sender: str, to: str, length: int, msg_id: str,
-                   password: str | None = None, serial: int = -1) -> None:
+                   password: str | None = None, serial: int = -1, route: int = -1) -> None:
         """A message whose arrival at the proxy is now (sent one network delay ago); its
-        id is ``msg_id``, followed by ``serial`` if given."""
+        id is ``msg_id``, followed by ``serial`` if given; to a buddy, ``route`` is the
+        pair's place in `Site.routes`."""
         now = self._clock.t
         self.arrive(self._msg(site, sender, to, length, msg_id, now - self.delay, password,
-                              serial))
+                              serial, route))
 
     def _msg(self, site: Site, sender: str, to: str, length: int, msg_id: str,
-             sent_at: float, password: str | None, serial: int = -1) -> Msg:
+             sent_at: float, password: str | None, serial: int = -1, route: int = -1) -> Msg:
         user, _, domain = to.partition("@")
         if password is None:
             password = site.passwords[site.index[sender]]
         self.sent += 1
         return Msg(self, msg_id, site, sender, to, user, domain or site.domain, length, password,
-                   sent_at, serial)
+                   sent_at, serial, route)
 
     # -- event 1: challenged ---------------------------------------------------------
     def arrive(self, m: Msg) -> None:
@@ -164,13 +165,19 @@ class MessagePath:
         now, site = self._clock.t, m.site
         version = site.version(now)
         engine, periods = version.engine, version.periods   # `Version.key`, inlined
-        key = (m.sender, m.to, m.length if version.by_length else 0,
-               bisect_right(periods, round(now * 1_000_000)) if periods else 0)
-        plan = version.memo.get(key)
+        route = m.route if not periods and not version.by_length else -1
+        plan = site.routes[route] if route >= 0 else None
+        key: MemoKey | None = None
+        if plan is None or plan.owner is not version:
+            key = (m.sender, m.to, m.length if version.by_length else 0,
+                   bisect_right(periods, round(now * 1_000_000)) if periods else 0)
+            plan = version.memo.get(key)
         refusal = None
         if plan is None or plan.password is not m.password:   # else: checked with the plan
             refusal = engine.authenticate(m.sender, m.password)
         decision = refusal or self.settle(m, now, version, key, plan)
+        if route >= 0 and m.plan is not None:
+            site.routes[route] = m.plan
         back = site.billing.admit(now, self.billing_time()) + self.latency
         if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
@@ -187,14 +194,16 @@ class MessagePath:
         else:
             self.next(m, back, ROUTE, self.answering)
 
-    def settle(self, m: Msg, now: float, version: Version, key: MemoKey,
+    def settle(self, m: Msg, now: float, version: Version, key: MemoKey | None,
                plan: Plan | None) -> Decision:
         """`decide` (memoized under ``key``: ``plan``, if known) and `settle`, for a sender
         whose password `authenticate` accepted: on the plan's tab, else the plain path."""
         site = m.site
         if plan is None or plan.tab is None or self.rows:
             m.message = site.message(m.msg_id, m.sender, m.to_user, m.to_domain, m.length, now)
-            plan = plan or version.learn(key, m.message)
+            if plan is None:
+                assert key is not None
+                plan = version.learn(key, m.message)
         plan.password = m.password
         m.plan = plan
         if plan.tab is not None:

@@ -43,7 +43,7 @@ class Plan:
     object again needs no check: the answer depends on the engine, the sender and the
     password only) and the recipient's index in the site (`at`)."""
 
-    __slots__ = ("decision", "ok", "tab", "money", "counter", "password", "recipient")
+    __slots__ = ("decision", "ok", "tab", "money", "counter", "password", "recipient", "owner")
 
     def __init__(self, engine: BillingEngine, sender: str, decision: Decision,
                  moneys: dict[Money, Money]) -> None:
@@ -57,6 +57,7 @@ class Plan:
         self.counter: list[int] | None = None
         self.password: str | None = None
         self.recipient = -2
+        self.owner: Version | None = None   # the version whose memo has it
 
     def at(self, site: Site) -> int:
         """The index of the decision's recipient among the site's accounts, -1 if none
@@ -109,6 +110,7 @@ class Version:
             self.memo.clear()
         found = self.memo[key] = Plan(self.engine, msg.sender, self.engine.decide(msg),
                                       self.moneys)
+        found.owner = self
         return found
 
 
@@ -143,6 +145,12 @@ class Site:
         self.index = {number: i for i, number in enumerate(self.ids)}
         self.passwords = [a.password for _, a in pairs]
         self.buddy_ids = [a.buddies for _, a in pairs]
+        widest = max((len(b) for b in self.buddy_ids), default=0)
+        self.route_width = widest if widest <= 16 else 0
+        self.routes: list[Plan | None] = [None] * (len(pairs) * self.route_width)
+        """The plan of each (sender, buddy) pair, at ``sender x route_width + slot``: a
+        message to a buddy finds it there, not by hashing its memo key (`Version.memo`
+        still has it under that key)."""
         zones = sorted({c.time_zone for c, _ in pairs})
         self.zones = zones
         zone_index = {z: k for k, z in enumerate(zones)}
