@@ -114,8 +114,8 @@ class E164Prefetch:
     10 us, so a million accounts' numbers are ten seconds of one core, and a machine
     has more. `known` answers from the table once it has arrived, None before (the
     caller then translates itself: the answers are the same). The helper is forked (it
-    reads the numbers from the caller's memory); where fork is unavailable there is
-    no helper and `known` stays None."""
+    reads the numbers from the caller's memory); where fork is unavailable, or in a
+    pool's worker, there is no helper and `known` stays None."""
 
     def __init__(self, users: list[str], country: str) -> None:
         self.country = country
@@ -123,14 +123,22 @@ class E164Prefetch:
         self._table: dict[str, str | None] | None = None
         self._conn: Connection | None = None
         self._process: Any = None
-        if sys.platform != "linux":   # fork is the only start method that shares memory
+        # fork is the only start method that shares memory; a daemonic process (a dask
+        # or multiprocessing pool's worker: a sweep) may not have children
+        if sys.platform != "linux" or multiprocessing.current_process().daemon:
             return
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe(duplex=False)
-        self._process = context.Process(target=_translate_into, args=(child, users, country),
-                                        name="imsim-e164", daemon=True)
-        self._process.start()
-        child.close()
+        process = context.Process(target=_translate_into, args=(child, users, country),
+                                  name="imsim-e164", daemon=True)
+        try:
+            process.start()
+        except OSError:   # no process to spare: the caller translates
+            self.close()
+        else:
+            self._process = process
+        finally:
+            child.close()
 
     def known(self) -> dict[str, str | None] | None:
         """The table (user part -> E.164 or None), once the helper has sent it."""

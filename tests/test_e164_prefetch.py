@@ -4,6 +4,7 @@ results as one that translates each recipient itself."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 
 import pandas as pd
@@ -38,6 +39,18 @@ def test_nothing_is_known_before_the_helper_answers_and_close_ends_it() -> None:
     assert prefetch.known() is None   # about two seconds of parsing ahead
     prefetch.close()
     assert prefetch.known() is None and prefetch.wait(0.1) is None
+
+
+def _in_a_worker(users: list[str]) -> tuple[bool, dict[str, str | None] | None]:
+    prefetch = E164Prefetch(users, "US")
+    return prefetch._process is None, prefetch.wait(5)
+
+
+def test_a_pool_worker_translates_by_itself() -> None:
+    # a sweep runs in daemonic workers, which may not start processes of their own
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        alone, table = pool.apply(_in_a_worker, (USERS,))
+    assert alone and table is None
 
 
 def run(monkeypatch: pytest.MonkeyPatch, prefetch: bool) -> tuple[World, pd.DataFrame]:
