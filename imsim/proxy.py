@@ -165,6 +165,12 @@ class E164Prefetch:
             self._table = {user: user if number == user else number
                            for user, number in zip(users, numbers, strict=True)}
 
+    def __del__(self) -> None:   # a world built and never run: its helper ends too
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (interpreter shutdown)
+            pass
+
     def close(self) -> None:
         """Stop waiting: the helper is ended if it still runs."""
         conn, self._conn = self._conn, None

@@ -41,6 +41,15 @@ def test_nothing_is_known_before_the_helper_answers_and_close_ends_it() -> None:
     assert prefetch.known() is None and prefetch.wait(0.1) is None
 
 
+def test_a_prefetch_dropped_unread_ends_its_helper() -> None:
+    prefetch = E164Prefetch([str(15550000000 + n) for n in range(200_000)], "US")
+    process = prefetch._process
+    assert process is not None and process.is_alive()
+    del prefetch       # terminated now, not after its two seconds of parsing
+    process.join(1)
+    assert not process.is_alive()
+
+
 def _in_a_worker(users: list[str]) -> tuple[bool, dict[str, str | None] | None]:
     prefetch = E164Prefetch(users, "US")
     return prefetch._process is None, prefetch.wait(5)
