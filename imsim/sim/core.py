@@ -105,7 +105,8 @@ class Lane:
         self.events.append(event)
 
     def take(self) -> Any:
-        """The first event (its key is in the queue), and the next key, if any, for it."""
+        """Take the first event (its key was the queue's); the next one's key, if any, is
+        then ``keys[head]``."""
         head, keys, events = self.head, self.keys, self.events
         event = events[head]
         events[head] = None

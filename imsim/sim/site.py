@@ -41,7 +41,8 @@ class Plan:
     shared tuple per distinct money (``moneys``), as many plans have the same. Also
     the last password `BillingEngine.authenticate` accepted for it (the same string
     object again needs no check: the answer depends on the engine, the sender and the
-    password only) and the recipient's index in the site (`at`)."""
+    password only), the recipient's index in the site (`at`), and the version whose
+    memo has it (``owner``: a plan found by `Site.routes` is used only in its version)."""
 
     __slots__ = ("decision", "ok", "tab", "money", "counter", "password", "recipient", "owner")
 
