@@ -142,9 +142,7 @@ class E164Prefetch:
 
     def known(self) -> dict[str, str | None] | None:
         """The table (user part -> E.164 or None), once the helper has sent it."""
-        if self._table is None and self._conn is not None and self._conn.poll():
-            self._receive()
-        return self._table
+        return self.wait(0.0)
 
     def wait(self, timeout: float | None = None) -> dict[str, str | None] | None:
         """`known`, waiting up to ``timeout`` seconds for the helper."""

@@ -126,11 +126,11 @@ class Site:
         self.delivered = 0
         self.jobs = dict.fromkeys(METHODS, 0)   # 200s to signalling, by method (`fold`)
         self.start = start
+        self._population(final)
         self.prefetch: E164Prefetch | None = None
-        if sum(len(c.accounts) for c in final.customers) >= PREFETCH_MIN and any(
+        if len(self.ids) >= PREFETCH_MIN and any(
                 p.userpart_e164_translation for _, env in versions for p in env.service_policies):
-            self.prefetch = E164Prefetch([a.id for c in final.customers for a in c.accounts],
-                                         final.country)
+            self.prefetch = E164Prefetch(self.ids, final.country)
         self.versions = [Version(since, env, start, until, self.prefetch)
                          for since, env in versions]
         self._since = [v.since for v in self.versions]
@@ -138,7 +138,6 @@ class Site:
         self.proxy = Pool(f"{final.name}/proxy", proxy_workers)
         self.billing = Pool(f"{final.name}/billing", billing_workers)
         self.recorder = recorder
-        self._population(final)
 
     def _population(self, env: Environment) -> None:
         pairs = [(c, a) for c in env.customers for a in c.accounts]
