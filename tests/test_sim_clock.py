@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,7 +93,55 @@ def test_a_lane_keeps_only_its_first_event_in_the_queue() -> None:
     clock.at(0.0, lambda _: [clock.at_lane(lane, 1.0 + k / 1000, ran.append, 1.0 + k / 1000)
                              for k in range(3000)])
     sizes: list[int] = []
-    clock.at(0.5, lambda _: sizes.append(len(clock._queue)))
+    clock.at(0.5, lambda _: sizes.append(len(clock.queue)))
     clock.run()
     assert ran == [1.0 + k / 1000 for k in range(3000)]   # in order, each once
     assert sizes[0] <= 3 and len(lane) == 0
+
+
+def _mixed(on_clock: bool) -> tuple[list[tuple[float, str]], float]:
+    """Model events and a simpy process that schedule each other, at shared times: on
+    a `Clock` (the model's events in its heap, the process in simpy's queue) or all in
+    plain simpy."""
+    seen: list[tuple[float, str]] = []
+    clock = Clock(until=3.0)
+    env = clock.env if on_clock else simpy.Environment()
+
+    def now() -> float:   # the model reads the clock's time, a process env.now
+        return clock.now if on_clock else env.now
+
+    def model(when: float, name: str) -> None:
+        def fire(_: object) -> None:
+            seen.append((now(), name))
+            if name.startswith("m"):
+                model(now() + 0.5, "after " + name)
+        if on_clock:
+            clock.at(when, fire)
+        else:
+            env.timeout(when - env.now).callbacks.append(fire)
+
+    def process():  # type: ignore[no-untyped-def]
+        for k in range(8):
+            yield env.timeout(0.5)
+            seen.append((env.now, f"p{k}"))
+            model(now(), f"m{k}")          # same time: after what was already queued
+            model(now() + 0.25, f"n{k}")
+
+    model(0.5, "x")
+    model(1.0, "y")
+    env.process(process())
+    model(0.5, "z")
+    if on_clock:
+        clock.run()
+    else:
+        env.run(until=3.0)
+    return seen, env.now
+
+
+def test_simpy_processes_run_in_their_place() -> None:
+    # the clock keeps its own heap; simpy's events interleave exactly as in plain simpy
+    # (one id counter), and nothing at or after ``until`` runs
+    on_clock, plain = _mixed(True), _mixed(False)
+    assert on_clock == plain
+    assert plain[1] == 3.0 and ("after m4" not in {name for _, name in plain[0]})
+    assert [name for t, name in plain[0] if t == 0.5] == ["x", "z", "p0", "m0"]

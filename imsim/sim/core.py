@@ -4,11 +4,13 @@ samplers and FIFO worker pools.
 Everything in the model is an event that calls a function at a simulated moment
 (`Clock.at`), or an object that is its own event (`Event`: a message in flight, the
 Poisson stream); no process or generator per message, so a run of millions of messages
-costs a few simpy events each. `Clock.run` steps simpy's own event queue in a
-tight loop: the same heap, the same (time, priority, id) order and the same times as
-`simpy.Environment.run`, without a method call per event (the model is run by
-`Clock.run`, which keeps the time in `Clock.t`; any other simpy event in the queue
-is handed to ``env.step``). A `Pool` is a FIFO
+costs a few events each. The clock orders its events exactly as
+`simpy.Environment.run` orders simpy's (by time, then priority, then the order they
+were scheduled in, with the ids of simpy's own counter), in a heap of its own: every
+`Event` carries its time and id, so scheduling allocates nothing and comparing two
+events reads two numbers (compiled, no tuples and no rich comparisons). The world is
+a `simpy.Environment` (`Clock.env`): a simpy process or event scheduled there runs in
+its place in the same order, and ``env.now`` is the clock's time. A `Pool` is a FIFO
 multi-server queue: because arrivals are admitted in time order (each arrival is an
 event), a job's start and finish are known when it arrives, so finishing needs no
 event of its own.
@@ -19,7 +21,6 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Callable
-from heapq import heappop, heappush
 from typing import Any, Final
 
 import numpy as np
@@ -34,93 +35,135 @@ BATCH: Final = 4096
 INF: Final = float("inf")
 
 
-def dispatch(event: Any) -> None:
-    """The one simpy callback of every model event: call its function."""
-    event.fn(event._value)
-
-
-DISPATCH: Any = (dispatch,)
-"""The callbacks of every `Call` (shared: simpy only iterates them)."""
-OWN: Any = (None,)
-"""The callbacks of an `Event` (simpy only iterates them; the clock calls ``run()``)."""
-LANE: Any = (None,)
-"""The callbacks of a `Lane` in simpy's queue (the clock takes its first event)."""
-
-
-class Call:
-    """A simpy event that calls ``fn(arg)`` when it is processed."""
-
-    __slots__ = ("callbacks", "_ok", "_value", "fn")
-
-    def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
-        self.callbacks = DISPATCH
-        self._ok = True
-        self._value = arg
-        self.fn = fn
-
-
 class Event:
-    """A model object that is its own simpy event (`Clock.again`, `Clock.put`): when it
-    is processed the clock calls ``run()``, a native method call when compiled (no
-    bound method, no attribute looked up by name)."""
+    """A model event: when its time comes the clock calls ``run()`` (a native method
+    call when compiled). It carries its own place in the order, ``t`` and ``eid``
+    (simpy's id counter, `Ids`): a message in flight is its own event, rescheduled
+    stage after stage without allocating anything."""
 
-    __slots__ = ("callbacks", "_ok", "_value")
+    __slots__ = ("t", "eid")
 
     def __init__(self) -> None:
-        self.callbacks: Any = OWN
-        self._ok = True
-        self._value: Any = None
+        self.t = 0.0
+        self.eid = 0
 
     def run(self) -> None:
         raise NotImplementedError
 
 
-class Lane:
-    """Events one caller schedules in time order: at ``now`` plus a constant, or at a
-    FIFO pool's finish plus a constant (with constant service times a pool's finishes
-    never decrease). Only the first of them is in simpy's queue, under the entry it
-    was given when scheduled; the next one goes in when it is taken. Every event keeps
-    its own (time, priority, id), so the order is the one a single queue gives, and the
-    queue holds a lane's first event instead of all of them (a registration storm of a
-    million softphones queues millions of events). An event earlier than the lane's
-    last goes into the queue itself (`Clock.put`)."""
+class Call(Event):
+    """An event that calls ``fn(arg)``."""
 
-    __slots__ = ("keys", "events", "head", "last", "callbacks", "_ok", "_value")
+    __slots__ = ("fn", "arg")
+
+    def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
+        super().__init__()
+        self.fn = fn
+        self.arg = arg
+
+    def run(self) -> None:
+        self.fn(self.arg)
+
+
+class Ids:
+    """Event ids, in the order of scheduling: the clock's and, as ``env._eid``, simpy's
+    own (one counter, so a simpy event and a model event at the same time and priority
+    run in the order they were scheduled)."""
 
     def __init__(self) -> None:
-        self.keys: list[Any] = []     # waiting from ``head`` on (lists: indexing is
-        self.events: list[Any] = []   # compiled, a deque's methods are called by name)
+        self.n = 0
+
+    def __iter__(self) -> Ids:
+        return self
+
+    def __next__(self) -> Any:   # Any: mypyc's slot for an int-typed __next__ miscompiles
+        n = self.n
+        self.n = n + 1
+        return n
+
+
+class Lane(Event):
+    """Events one caller schedules in time order: at ``now`` plus a constant, or at a
+    FIFO pool's finish plus a constant (with constant service times a pool's finishes
+    never decrease). Only the lane is in the clock's heap, under its first event's time
+    and id (its ``t`` and ``eid``); the next event's come in when the first is taken.
+    Every event keeps its own time and id, so the order is the one a single heap gives,
+    and the heap holds a lane instead of all its events (a registration storm of a
+    million softphones queues millions of events). An event earlier than the lane's
+    last goes into the heap itself (`Clock.put`)."""
+
+    __slots__ = ("events", "head", "last")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Event] = []   # waiting from ``head`` on
         self.head = 0
         self.last = -INF
-        self.callbacks = LANE
-        self._ok = True
-        self._value = None
 
     def __len__(self) -> int:
         """Events waiting."""
-        return len(self.keys) - self.head
+        return len(self.events) - self.head
 
-    def add(self, key: Any, event: Any) -> None:
-        self.keys.append(key)
-        self.events.append(event)
-
-    def take(self) -> Any:
-        """Take the first event (its key was the queue's); the next one's key, if any, is
-        then ``keys[head]``."""
-        head, keys, events = self.head, self.keys, self.events
+    def take(self) -> Event:
+        """Take the first event; the lane's time and id become the next one's, if any."""
+        head, events = self.head, self.events
         event = events[head]
-        events[head] = None
         head += 1
-        if head == len(keys):
-            keys.clear()
+        if head == len(events):
             events.clear()
             head = 0
-        elif head >= 1024 and 2 * head >= len(keys):   # drop what was taken
-            del keys[:head]
-            del events[:head]
-            head = 0
+        else:
+            following = events[head]
+            self.t, self.eid = following.t, following.eid
+            if head >= 1024 and 2 * head >= len(events):   # drop what was taken
+                del events[:head]
+                head = 0
         self.head = head
         return event
+
+
+def _earlier(a: Event, b: Event) -> bool:
+    return a.t < b.t or (a.t == b.t and a.eid < b.eid)
+
+
+def _push(heap: list[Event], event: Event) -> None:
+    """Add ``event`` to ``heap`` (`heapq.heappush` on (t, eid))."""
+    heap.append(event)
+    pos = len(heap) - 1
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        above = heap[parent]
+        if not _earlier(event, above):
+            break
+        heap[pos] = above
+        pos = parent
+    heap[pos] = event
+
+
+def _sink(heap: list[Event], event: Event) -> None:
+    """Put ``event`` at the top of ``heap`` (whose top was taken, or is ``event`` with a
+    later time) and sift it down to its place."""
+    size = len(heap)
+    pos = 0
+    child = 1
+    while child < size:
+        right = child + 1
+        if right < size and _earlier(heap[right], heap[child]):
+            child = right
+        below = heap[child]
+        if not _earlier(below, event):
+            break
+        heap[pos] = below
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = event
+
+
+def _pop(heap: list[Event]) -> None:
+    """Drop the top of ``heap``."""
+    last = heap.pop()
+    if heap:
+        _sink(heap, last)
 
 
 class Clock:
@@ -130,61 +173,70 @@ class Clock:
     def __init__(self, until: float) -> None:
         self.env = simpy.Environment()
         self.until = until
-        self._queue: list[Any] = self.env._queue  # type: ignore[attr-defined]
-        self._eid = self.env._eid  # type: ignore[attr-defined]
-        self._next_id: Callable[[], int] = self._eid.__next__   # simpy's event ids
-        self._push: Callable[[list[Any], Any], None] = heappush
+        self.ids = Ids()
+        self.env._eid = self.ids  # type: ignore[assignment]   # one counter
+        self._simpy: list[Any] = self.env._queue  # type: ignore[attr-defined]
+        self.queue: list[Event] = []
+        """The clock's heap: events and lanes, by (t, eid)."""
         self.t = 0.0
         """The time of the event being processed: simpy's ``env.now``, kept here while
         the clock runs (`advance` hands it to simpy whenever simpy steps itself)."""
         self._started = False
-        self._pending: list[Any] = []
-        """What `at` scheduled before the clock started (every softphone's start, spread
-        over the first seconds): sorted once when it starts, it becomes one `Lane`
-        (each entry keeps its own (time, priority, id)), so the queue stays the size of
-        what is in flight, not of the population."""
+        self._pending = Lane()
+        """What `at` and `put` scheduled before the clock started (every softphone's
+        start, spread over the first seconds): sorted once when it starts, it is one
+        lane, so the heap stays the size of what is in flight, not of the population."""
 
     @property
     def now(self) -> float:
         return self.t
 
+    def _key(self, event: Event, when: float) -> None:
+        """Give ``event`` its time (as simpy computes it: ``now + delay``) and an id."""
+        now = self.t
+        event.t = now + (when - now)
+        ids = self.ids
+        event.eid = ids.n
+        ids.n += 1
+
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
-            now = self.t
-            entry = (now + (when - now), NORMAL, self._next_id(), Call(fn, arg))
+            call = Call(fn, arg)
+            self._key(call, when)
             if self._started:
-                self._push(self._queue, entry)
+                _push(self.queue, call)
             else:
-                self._pending.append(entry)
+                self._pending.events.append(call)
 
-    def again(self, event: Event | Call, when: float) -> None:
-        """Schedule an `Event` (``event.run()``) or a `Call` at ``when``, as itself (no
-        allocation but the queue entry)."""
+    def again(self, event: Event, when: float) -> None:
+        """Schedule an `Event` (a `Call` too) at ``when``, as itself (no allocation)."""
         if when < self.until:
-            now = self.t
-            self._push(self._queue, (now + (when - now), NORMAL, self._next_id(), event))
+            self._key(event, when)
+            _push(self.queue, event)
 
     def at_lane(self, lane: Lane, when: float, fn: Callable[[Any], None],
                 arg: Any = None) -> None:
-        """`at`, in ``lane`` (same order, a shorter queue)."""
+        """`at`, in ``lane`` (same order, a smaller heap)."""
         if when < self.until:
             self.put(lane, when, Call(fn, arg))
 
-    def put(self, lane: Lane, when: float, event: Any) -> None:
-        """Schedule ``event`` (a `Call`, or an `Event`) at ``when`` (before ``until``) in
-        ``lane``."""
-        now = self.t
-        when = now + (when - now)
+    def put(self, lane: Lane, when: float, event: Event) -> None:
+        """Schedule ``event`` at ``when`` (before ``until``) in ``lane``."""
+        self._key(event, when)
+        when = event.t
         if not self._started:
-            self._pending.append((when, NORMAL, self._next_id(), event))
-        elif when < lane.last and lane.head < len(lane.keys):
-            self._push(self._queue, (when, NORMAL, self._next_id(), event))
+            self._pending.events.append(event)
+        elif lane.head < len(lane.events):
+            if when < lane.last:
+                _push(self.queue, event)
+            else:
+                lane.last = when
+                lane.events.append(event)
         else:
-            key = (when, NORMAL, self._next_id(), lane)
-            lane.last = when
-            if lane.head == len(lane.keys):
-                self._push(self._queue, key)
-            lane.add(key, event)
+            lane.last = lane.t = when
+            lane.eid = event.eid
+            lane.events.append(event)
+            _push(self.queue, lane)
 
     def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:
         """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each.
@@ -202,55 +254,65 @@ class Clock:
                 step(self.now)
 
     def advance(self, to: float) -> None:
-        """``env.run(until=to)``: the stop event is scheduled as simpy schedules it
-        (urgent, at ``now + (to - now)``); model events are dispatched inline, any
-        other event is handed back to ``env.step``."""
+        """``env.run(until=to)``: stops where simpy's stop event (urgent, at ``now + (to -
+        now)``, with the next id) would; the clock's events run inline, and an event in
+        simpy's own queue that comes first is handed to ``env.step``."""
         env = self.env
         if to <= self.t:
             raise ValueError(f"until ({to}) must be greater than the current simulation time")
-        stop = Call(dispatch, None)
-        stop.callbacks = []
-        env._now = self.t
-        env.schedule(stop, URGENT, to - self.t)  # type: ignore[arg-type]
-        queue = self._queue
+        end = self.t + (to - self.t)
+        stop = next(self.ids)
         if not self._started:
             self._start()
-        pop, push = heappop, heappush   # locals: no module lookup per event
+        heap, foreign = self.queue, self._simpy
         while True:
-            entry: tuple[float, int, int, Any] = pop(queue)
-            event = entry[3]
-            if isinstance(event, Lane):   # its first event is this entry's
-                lane = event
-                event = lane.take()
-                if lane.head < len(lane.keys):
-                    push(queue, lane.keys[lane.head])
-            if isinstance(event, Event):
-                self.t = entry[0]
-                event.run()
-            elif event is stop:
-                self.t = env._now = entry[0]
-                return
-            elif isinstance(event, Call):
-                self.t = entry[0]
-                event.fn(event._value)
-            else:
-                push(queue, entry)
-                env._now = self.t
+            if foreign and self._foreign_first(end, stop):
+                self.t = env._now = foreign[0][0]
                 env.step()
-                self.t = env._now
+                continue
+            if not heap:
+                break
+            top = heap[0]
+            if top.t >= end:   # the stop event is urgent: it comes first at ``end``
+                break
+            self.t = top.t
+            if isinstance(top, Lane):
+                event = top.take()
+                if top.head < len(top.events):   # its time and id are its next event's
+                    _sink(heap, top)
+                else:
+                    _pop(heap)
+                event.run()
+            else:
+                _pop(heap)
+                top.run()
+        self.t = env._now = end
+
+    def _foreign_first(self, end: float, stop: int) -> bool:
+        """Whether simpy's own next event comes before the clock's next and the stop."""
+        when, priority, eid, _ = self._simpy[0]
+        if (when, priority, eid) > (end, URGENT, stop):
+            return False
+        heap = self.queue
+        if not heap:
+            return True
+        top = heap[0]
+        return (when, priority, eid) < (top.t, NORMAL, top.eid)
 
     def _start(self) -> None:
-        """The pending entries, sorted, become a lane whose first entry is queued."""
+        """The pending events, sorted by time (stable: in order of scheduling, which is
+        the order of their ids), are one lane in the heap."""
         self._started = True
-        pending, self._pending = self._pending, []
-        pending.sort()
-        lane = Lane()
-        for when, priority, eid, event in pending:
-            lane.add((when, priority, eid, lane), event)
-        pending.clear()
-        if lane.keys:
-            lane.last = lane.keys[-1][0]
-            heappush(self._queue, lane.keys[0])
+        lane = self._pending
+        lane.events.sort(key=_time)
+        if lane.events:
+            first = lane.events[0]
+            lane.t, lane.eid, lane.last = first.t, first.eid, lane.events[-1].t
+            _push(self.queue, lane)
+
+
+def _time(event: Event) -> float:
+    return event.t
 
 
 def replace_min(heap: list[float], item: float) -> None:
