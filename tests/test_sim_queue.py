@@ -47,7 +47,7 @@ def mean_wait(servers: int, arrival: float, service: float, seed: int) -> tuple[
     left, last = [CUSTOMERS], [0.0]
 
     def arrive(_: object) -> None:
-        proxy.admit(clock.now, draw())
+        proxy.admit(clock.now, draw.next())
         left[0] -= 1
         last[0] = clock.now
         if left[0]:

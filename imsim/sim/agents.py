@@ -50,11 +50,11 @@ class Agents:
         for i, number in enumerate(site.ids):
             if number in self.never:
                 continue
-            at = self.spread_at() * self.spread if self.spread else 0.0
-            if initially >= 1.0 or self.chance() < initially:
+            at = self.spread_at.next() * self.spread if self.spread else 0.0
+            if initially >= 1.0 or self.chance.next() < initially:
                 self.clock.at(at, self._online, (site, i))
             else:
-                self.clock.at(at + self.offline_for(), self._online, (site, i))
+                self.clock.at(at + self.offline_for.next(), self._online, (site, i))
 
     # -- sessions ----------------------------------------------------------------------
     def _online(self, arg: tuple[Site, int]) -> None:
@@ -62,26 +62,26 @@ class Agents:
         now = self.clock.now
         self.signalling.online(site, i, now)
         if self.churn is not None:
-            leaves = site.leaves[i] = now + self.online_for()
+            leaves = site.leaves[i] = now + self.online_for.next()
             self.clock.at(leaves, self._offline, (site, i))
 
     def _offline(self, arg: tuple[Site, int]) -> None:
         site, i = arg
         now = self.clock.now
         assert self.churn is not None
-        crash = self.churn.crash_probability > 0 and self.chance() < self.churn.crash_probability
+        crash = self.churn.crash_probability > 0 and self.chance.next() < self.churn.crash_probability
         self.signalling.offline(site, i, now, crash)
-        self.clock.at(now + self.offline_for(), self._online, (site, i))
+        self.clock.at(now + self.offline_for.next(), self._online, (site, i))
 
     # -- conversations -------------------------------------------------------------------
     def notified(self, site: Site, watcher: int, buddy: int, when: float) -> None:
         """``watcher`` learns at ``when`` that ``buddy`` came online."""
         assert self.talk is not None
-        if self.talk_chance() >= self.talk.probability or not site.online[watcher]:
+        if self.talk_chance.next() >= self.talk.probability or not site.online[watcher]:
             return
         self.conversations += 1
-        count = max(1, int(self.length()))
-        first = when + self.think()
+        count = max(1, int(self.length.next()))
+        first = when + self.think.next()
         self.clock.at(first + self.delay, self._say, (site, watcher, buddy, count,
                                                       self.conversations, 1))
 
@@ -89,9 +89,9 @@ class Agents:
         site, a, b, count, number, k = arg
         if not site.online[a]:
             return
-        self.path.arrive_now(site, site.ids[a], site.ids[b], int(self.body()),
+        self.path.arrive_now(site, site.ids[a], site.ids[b], int(self.body.next()),
                              f"c{number}.{k}", site.passwords[a])
         if k < count:
             sent = self.clock.now - self.delay
-            self.clock.at(sent + self.think() + self.delay, self._say,
+            self.clock.at(sent + self.think.next() + self.delay, self._say,
                           (site, b, a, count, number, k + 1))

@@ -80,13 +80,13 @@ class PoissonStream(Event):
         if not site.online[i]:
             return
         sent = now - self.delay
-        if self.profile is not None and self.chance() * self.peak >= self.multiplier(i, sent):
+        if self.profile is not None and self.chance.next() * self.peak >= self.multiplier(i, sent):
             return
         to = self.where.choose(i)
         if to is None:
             return
-        length = int(self.body())
-        if self.elasticity is not None and self.chance() * self.cap >= self.demand(i, to, length):
+        length = int(self.body.next())
+        if self.elasticity is not None and self.chance.next() * self.cap >= self.demand(i, to, length):
             return
         self.count += 1
         slot = self.where.slot
@@ -136,7 +136,7 @@ class Destinations:
     def choose(self, i: int) -> str | None:
         buddies = self.site.buddy_ids[i]
         if buddies and (not self.mix or not self.share or self.u.next() >= self.share):
-            k = int(self.u.next() * len(buddies))
+            k = int(self.u.next() * float(len(buddies)))
             self.slot = k if self.site.route_width else -1
             return buddies[k]
         self.slot = -1

@@ -366,12 +366,28 @@ class Draws:
         return self._buffer[i]
 
 
-def sampler(dist: Distribution, rng: np.random.Generator) -> Callable[[], float]:
-    """A zero-argument function drawing from ``dist`` (a constant draws nothing)."""
+class Fixed(Draws):
+    """`Draws` of a constant: draws nothing."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        super().__init__(_nothing)
+        self.value = value
+
+    def next(self) -> float:
+        return self.value
+
+
+def _nothing(n: int) -> np.ndarray:
+    raise AssertionError("a constant draws nothing")
+
+
+def sampler(dist: Distribution, rng: np.random.Generator) -> Draws:
+    """Values of ``dist`` (``next()``; a constant draws nothing)."""
     if dist.is_constant:
-        value = float(dist.value or 0.0)
-        return lambda: value
-    return Draws(_batch(dist, rng)).next
+        return Fixed(float(dist.value or 0.0))
+    return Draws(_batch(dist, rng))
 
 
 def _batch(d: Distribution, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
@@ -397,8 +413,9 @@ def _batch(d: Distribution, rng: np.random.Generator) -> Callable[[int], np.ndar
     raise ValueError(f"no sampler for {d.dist}")
 
 
-def uniforms(rng: np.random.Generator) -> Callable[[], float]:
-    return Draws(rng.random).next
+def uniforms(rng: np.random.Generator) -> Draws:
+    """Uniform values in [0, 1) (``next()``)."""
+    return Draws(rng.random)
 
 
 class Pool:

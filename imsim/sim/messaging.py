@@ -144,7 +144,7 @@ class MessagePath:
     # -- event 1: challenged ---------------------------------------------------------
     def arrive(self, m: Msg) -> None:
         site = m.site
-        finish = site.proxy.admit(self._clock.t, self.proxy_time())
+        finish = site.proxy.admit(self._clock.t, self.proxy_time.next())
         site.challenges += 1
         if self.trace is not None:
             self.recorder.log(m.sent_at, m.sender, f"MESSAGE {m.msg_id} to {m.to}")
@@ -155,7 +155,7 @@ class MessagePath:
 
     # -- event 2: with credentials ------------------------------------------------------
     def resent(self, m: Msg) -> None:
-        finish = m.site.proxy.admit(self._clock.t, self.proxy_time())
+        finish = m.site.proxy.admit(self._clock.t, self.proxy_time.next())
         if self.trace is not None:
             self.recorder.log(finish, "proxy", f"AAA request {m.msg_id}")
         self.next(m, finish + self.latency, AUTHORIZE, self.asking)
@@ -178,7 +178,7 @@ class MessagePath:
         decision = refusal or self.settle(m, now, version, key, plan)
         if route >= 0 and m.plan is not None:
             site.routes[route] = m.plan
-        back = site.billing.admit(now, self.billing_time()) + self.latency
+        back = site.billing.admit(now, self.billing_time.next()) + self.latency
         if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
                               f"authorize {m.msg_id}: {decision.code} {decision.reason}")
@@ -232,7 +232,7 @@ class MessagePath:
     def deliver(self, m: Msg, now: float) -> None:
         delivered = now + self.delay
         code, reason, check = 200, "OK", "delivered"
-        if self.failure and self.chance() < self.failure:
+        if self.failure and self.chance.next() < self.failure:
             (code, reason), check = self.failure_answer, "user_agent"
         back = delivered + self.answer_delay + self.delay
         if self.trace is not None:
@@ -285,7 +285,7 @@ class MessagePath:
         latency = final - m.sent_at
         if code == 200 and self.counted and check == "delivered":
             site.delivered += 1   # no row: a count (`Site.fold`) and the latency
-            recorder.latencies.append(latency)
+            recorder.latency(latency)
             return
         recorder.sip[(site.name, "MESSAGE", code)] += 1
         if self.trace is not None:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from imsim.billing import Xdr
 from imsim.results import (
     MESSAGE_DTYPES,
@@ -46,6 +48,7 @@ class Recorder:
         self.money: dict[tuple[str, ...], list[Any]] = {}
         self._counters: dict[Money, list[int]] = {}
         self.latencies = array("d")
+        self._latest: list[float] = []   # the latest latencies, before `latencies`
         self.notifies: Counter[str] = Counter()
         self.sent = 0
         self.next_xdr = 1
@@ -66,9 +69,17 @@ class Recorder:
     def outcome(self, env: str, code: int, check: str, latency: float) -> bool:
         """Count one finished attempt; True when its row is to be kept (`message`)."""
         self.outcomes[(env, code, check)] += 1
-        self.latencies.append(latency)
+        self.latency(latency)
         keep = self.keep_messages
         return keep == "all" or (keep == "failed" and not 200 <= code < 300)
+
+    def latency(self, value: float) -> None:
+        """One finished attempt's latency (kept in `latencies`, a batch at a time)."""
+        latest = self._latest
+        latest.append(value)
+        if len(latest) >= 4096:
+            self.latencies.extend(latest)
+            latest.clear()
 
     def xdr(self, rows: list[Xdr]) -> None:
         self.tally([((row.env, row.direction, row.tariff, row.rate_code, row.currency),
@@ -144,7 +155,9 @@ class Recorder:
         return {k: {c: str(v) for c, v in sorted(d.items())} for k, d in out.items()}
 
     def latency_summary(self) -> dict[str, float | None]:
-        values = sorted(self.latencies)
+        self.latencies.extend(self._latest)
+        self._latest.clear()
+        values = np.sort(np.frombuffer(self.latencies, dtype=np.float64)).tolist()
         if not values:
             return {"mean": None, "max": None, **{f"p{p}": None for p in PERCENTILES}}
         out: dict[str, float | None] = {"mean": round(math.fsum(values) / len(values), 6),

@@ -48,7 +48,7 @@ class Signalling:
 
     def _job(self, site: Site, method: str, now: float) -> float:
         site.jobs[method] += 1   # 200s, counted (`Site.fold`)
-        return site.proxy.admit(now, self.service[method]())
+        return site.proxy.admit(now, self.service[method].next())
 
     def _event(self, when: float, site: Site, event: str, presentity: int, watcher: int,
                status: str, initial: bool = False) -> None:
