@@ -136,7 +136,7 @@ class Tab:
     (``payee``). Their purses are found once per ledger."""
 
     __slots__ = ("decision", "ok", "billed", "unpaid", "payer", "amount", "payee", "incoming",
-                 "ledger", "purse", "payee_purse")
+                 "ledger", "purse", "payee_purse", "quiet")
 
     def __init__(self, decision: Decision, charges: tuple[tuple[Payer, Decimal], ...]) -> None:
         self.decision, self.ok, self.billed = decision, decision.ok, decision.billed
@@ -151,6 +151,10 @@ class Tab:
         self.ledger: Ledger | None = None
         self.purse: Purse | None = None
         self.payee_purse: Purse | None = None
+        self.quiet: Decimal | None = None
+        """A value of the payer's ``held`` that holding and closing ``amount`` gave back
+        as it was (same digits and exponent; the purse keeps that object): from it,
+        `settle_delivered` skips both."""
 
     def _bind(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -182,6 +186,37 @@ class Tab:
                 purse.close(amount, False, payer.account is not None)
                 return RECIPIENT_CANNOT_PAY
             other.hold(incoming)
+        return self.decision
+
+    def settle_delivered(self, ledger: Ledger) -> Decision:
+        """`settle`, then, when it gives the decision, `account` of a delivery (200): for a
+        caller that knows the message is delivered before anything else touches the
+        ledger. Same decision, same balances, to the exponent. The hold and its closing
+        leave ``held`` as it was once they have (``quiet``: decimal arithmetic gives the
+        same result for the same operands), so from then on only the charge is made."""
+        payer = self.payer
+        if payer is None or self.payee is not None or not self.ok:
+            decision = self.settle(ledger)
+            if decision is self.decision:
+                self.account(ledger, 200)
+            return decision
+        if ledger is not self.ledger:
+            self._bind(ledger)
+        purse, amount = self.purse, self.amount
+        assert purse is not None
+        room = purse.room(payer)
+        if room is not None and not amount <= room:
+            return CANNOT_PAY
+        held = purse.held
+        if held is self.quiet:
+            purse.charge(amount, payer.account is not None)
+        else:
+            purse.hold(amount)
+            purse.close(amount, True, payer.account is not None)
+            after = purse.held
+            if after == held and after.as_tuple() == held.as_tuple():
+                purse.held = self.quiet = held   # the same digits: the same object, so
+                #                                  the purse's other tabs find theirs
         return self.decision
 
     def account(self, ledger: Ledger, code: int) -> bool:

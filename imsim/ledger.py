@@ -63,7 +63,12 @@ class Purse:
         balance goes down, a credit customer owes more."""
         self.held = self.held - amount
         if charge:
-            self.money = self.money - amount if debit else self.money + amount
+            self.charge(amount, debit)
+
+    def charge(self, amount: Decimal, debit: bool) -> None:
+        """`close` of a charge without its hold (the caller knows holding and closing
+        ``amount`` leaves ``held`` as it is)."""
+        self.money = self.money - amount if debit else self.money + amount
 
 
 @dataclass

@@ -76,3 +76,41 @@ def test_a_balance_of_exactly_one_charge_pays_once_on_both_paths():
         decision = engine.settle(msg, answer, plain)
         assert tab.settle(fast) == decision and decision.ok == (k == 1)
         assert balances(fast) == balances(plain)
+
+
+def exactly(ledger: Ledger) -> dict[str, tuple[str, str]]:
+    """Every purse's money and hold as written (digits and exponent: Decimal('0') and
+    Decimal('0.00') are equal, not the same)."""
+    return {key: (str(p.money), str(p.held)) for key, p in ledger.purses.items()}
+
+
+@settings(MODERATE, max_examples=150)
+@given(environments(), st.lists(st.tuples(messages, st.booleans()), min_size=1, max_size=30))
+def test_settle_delivered_is_settle_then_account_of_a_delivery(env, sends):
+    """The fast lane's `settle_delivered` against `settle` + `account(200)`, to the
+    exponent, with other messages' holds coming and going in between (``later``: settled
+    now, accounted when the next message comes), which changes what a hold leaves."""
+    engine, plain, fast = BillingEngine(env), Ledger.of(env), Ledger.of(env)
+    tabs: dict = {}
+    waiting: list = []
+    for k, ((sender, to, length, outcome, _), later) in enumerate(sends):
+        answer = engine.decide(Message(f"m{k}", sender, to, env.domain, T0, length, "c"))
+        slow, quick = tabs.setdefault((sender, to, length), (engine.tab(sender, answer),
+                                                             engine.tab(sender, answer)))
+        for a, b in waiting:   # the message held since the last one is accounted now
+            assert a.account(plain, outcome) == b.account(fast, outcome)
+        waiting.clear()
+        decision = slow.settle(plain)
+        if later:
+            assert quick.settle(fast) == decision
+            if decision is slow.decision:
+                waiting.append((slow, quick))
+        else:
+            if decision is slow.decision:
+                slow.account(plain, 200)
+            assert quick.settle_delivered(fast) == decision
+        assert exactly(fast) == exactly(plain)
+    for a, b in waiting:
+        a.account(plain, 200)
+        b.account(fast, 200)
+    assert exactly(fast) == exactly(plain)

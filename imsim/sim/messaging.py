@@ -175,10 +175,25 @@ class MessagePath:
         refusal = None
         if plan is None or plan.password is not m.password:   # else: checked with the plan
             refusal = engine.authenticate(m.sender, m.password)
-        decision = refusal or self.settle(m, now, version, key, plan)
-        if route >= 0 and m.plan is not None:
-            site.routes[route] = m.plan
+        # the answer's way back does not depend on the decision
         back = site.billing.admit(now, self.billing_time.next()) + self.latency
+        folded = False
+        if refusal is not None:
+            decision = refusal
+        else:
+            plan = self.plan(m, now, version, key, plan)
+            if route >= 0:
+                site.routes[route] = plan
+            tab = plan.tab
+            if tab is None:
+                assert m.message is not None
+                decision = engine.settle(m.message, plan.decision, site.ledger)
+            elif self.certain and plan.ok and back < self._until and \
+                    site.stays(plan.at(site), back):
+                folded = True   # delivered, event 4 with it: settled and accounted now
+                decision = tab.settle_delivered(site.ledger)
+            else:
+                decision = tab.settle(site.ledger)
         if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
                               f"authorize {m.msg_id}: {decision.code} {decision.reason}")
@@ -188,28 +203,29 @@ class MessagePath:
                         decision.check)
             return
         m.decision, m.version = decision, version
-        if self.certain and back < self._until and site.stays(plan.at(site), back):
+        if folded:
+            self.early += 1
+            self.deliver(m, back, True)
+        elif self.certain and back < self._until and site.stays(plan.at(site), back):
             self.early += 1
             self.deliver(m, back)   # event 4, certain now
         else:
             self.next(m, back, ROUTE, self.answering)
 
-    def settle(self, m: Msg, now: float, version: Version, key: MemoKey | None,
-               plan: Plan | None) -> Decision:
-        """`decide` (memoized under ``key``: ``plan``, if known) and `settle`, for a sender
-        whose password `authenticate` accepted: on the plan's tab, else the plain path."""
-        site = m.site
+    def plan(self, m: Msg, now: float, version: Version, key: MemoKey | None,
+             plan: Plan | None) -> Plan:
+        """The memoized `decide` answer of a sender whose password `authenticate`
+        accepted (``plan`` when known, else learnt under ``key``); the message billing
+        sees (``m.message``) when the plain path needs it."""
         if plan is None or plan.tab is None or self.rows:
-            m.message = site.message(m.msg_id, m.sender, m.to_user, m.to_domain, m.length, now)
+            m.message = m.site.message(m.msg_id, m.sender, m.to_user, m.to_domain, m.length,
+                                       now)
             if plan is None:
                 assert key is not None
                 plan = version.learn(key, m.message)
         plan.password = m.password
         m.plan = plan
-        if plan.tab is not None:
-            return plan.tab.settle(site.ledger)
-        assert m.message is not None
-        return version.engine.settle(m.message, plan.decision, site.ledger)
+        return plan
 
     # -- event 4: registrar lookup, delivery, accounting --------------------------------
     def route(self, m: Msg) -> None:
@@ -229,7 +245,9 @@ class MessagePath:
         else:
             self.deliver(m, now)
 
-    def deliver(self, m: Msg, now: float) -> None:
+    def deliver(self, m: Msg, now: float, settled: bool = False) -> None:
+        """The recipient's softphone answers; ``settled``: billing already accounted the
+        delivery (`Tab.settle_delivered`)."""
         delivered = now + self.delay
         code, reason, check = 200, "OK", "delivered"
         if self.failure and self.chance.next() < self.failure:
@@ -239,19 +257,21 @@ class MessagePath:
             assert m.decision is not None and m.decision.recipient is not None
             self.recorder.log(delivered, m.decision.recipient,
                               f"MESSAGE {m.msg_id} received, {code}")
-        self.account(m, back, code, reason)
+        self.account(m, back, code, reason, settled)
         self.finish(m, back + self.delay, code, reason, None, check,
                     delivered if code < 300 else NAN)
 
-    def account(self, m: Msg, when: float, code: int, reason: str) -> None:
+    def account(self, m: Msg, when: float, code: int, reason: str,
+                settled: bool = False) -> None:
         """Billing accounts the final answer (reaching the proxy at ``when``). The ledger
-        is settled now: moving a hold into the balance changes no other decision."""
+        is settled now: moving a hold into the balance changes no other decision.
+        ``settled``: a delivery whose ledger part is done (`Tab.settle_delivered`)."""
         plan = m.plan
         assert plan is not None
         tab = plan.tab
         if tab is None or self.rows:
             self.write(m, when, code, reason)
-        elif tab.account(m.site.ledger, code):
+        elif (tab.ok and tab.billed) if settled else tab.account(m.site.ledger, code):
             counter = plan.counter
             if counter is None:
                 counter = plan.counter = self.recorder.counter(plan.money)
