@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import sys
+import time
 from collections.abc import Iterable
 from functools import lru_cache
 from multiprocessing.connection import Connection
@@ -100,10 +101,17 @@ def to_e164(user_part: str, country: str = "US") -> str | None:
     return digits if 6 <= len(digits) <= 15 else None
 
 
+E164_CHUNK = 1000
+"""Translations the `E164Prefetch` helper sends at a time (as it goes: the first ones
+are there within milliseconds, while the caller is still deciding its first messages)."""
+
+
 def _translate_into(conn: Connection, users: list[str], country: str) -> None:
-    """The helper process of `E164Prefetch`: every user part's `to_e164`, sent back."""
+    """The helper process of `E164Prefetch`: every user part's `to_e164`, sent back in
+    order, `E164_CHUNK` at a time."""
     try:
-        conn.send([to_e164.__wrapped__(user, country) for user in users])
+        for k in range(0, len(users), E164_CHUNK):
+            conn.send([to_e164.__wrapped__(user, country) for user in users[k:k + E164_CHUNK]])
     finally:
         conn.close()
 
@@ -112,15 +120,17 @@ class E164Prefetch:
     """`to_e164` of many user parts (a population's account numbers), worked out in a
     helper process while the caller goes on: phonenumbers parses a number in about
     10 us, so a million accounts' numbers are ten seconds of one core, and a machine
-    has more. `known` answers from the table once it has arrived, None before (the
-    caller then translates itself: the answers are the same). The helper is forked (it
-    reads the numbers from the caller's memory); where fork is unavailable, or in a
-    pool's worker, there is no helper and `known` stays None."""
+    has more. The helper sends them as it goes (`E164_CHUNK` at a time); `known` has
+    those that have arrived, None before the first (the caller translates the others
+    itself: the answers are the same). The helper is forked (it reads the numbers from
+    the caller's memory); where fork is unavailable, or in a pool's worker, there is no
+    helper and `known` stays None."""
 
     def __init__(self, users: list[str], country: str) -> None:
         self.country = country
         self._users = users
         self._table: dict[str, str | None] | None = None
+        self._arrived = 0   # users[:_arrived] are in the table
         self._conn: Connection | None = None
         self._process: Any = None
         # fork is the only start method that shares memory; a daemonic process (a dask
@@ -140,13 +150,27 @@ class E164Prefetch:
         finally:
             child.close()
 
+    @property
+    def complete(self) -> bool:
+        """Whether every user part's translation has arrived."""
+        return self._table is not None and self._arrived == len(self._users)
+
     def known(self) -> dict[str, str | None] | None:
-        """The table (user part -> E.164 or None), once the helper has sent it."""
-        return self.wait(0.0)
+        """The translations that have arrived (user part -> E.164, None: not a number),
+        None before the first; takes what the helper has sent, without waiting."""
+        conn = self._conn
+        while conn is not None and conn.poll(0):
+            self._receive()
+            conn = self._conn
+        return self._table
 
     def wait(self, timeout: float | None = None) -> dict[str, str | None] | None:
-        """`known`, waiting up to ``timeout`` seconds for the helper."""
-        if self._table is None and self._conn is not None and self._conn.poll(timeout):
+        """`known`, waiting up to ``timeout`` seconds (None: no limit) for the rest."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._conn is not None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._conn.poll(left):
+                break
             self._receive()
         return self._table
 
@@ -154,14 +178,18 @@ class E164Prefetch:
         assert self._conn is not None
         try:
             numbers = self._conn.recv()
-        except (EOFError, OSError):   # the helper died: the caller translates
-            numbers = None
-        users, self._users = self._users, []
-        self.close()
-        if isinstance(numbers, list) and len(numbers) == len(users):
-            # a number equal to its user part is that string, not a second copy
-            self._table = {user: user if number == user else number
-                           for user, number in zip(users, numbers, strict=True)}
+        except (EOFError, OSError):   # the helper ended or died: the caller translates
+            self.close()
+            return
+        table = self._table if self._table is not None else {}
+        start = self._arrived
+        # a number equal to its user part is that string, not a second copy
+        for user, number in zip(self._users[start:start + len(numbers)], numbers,
+                                strict=True):
+            table[user] = user if number == user else number
+        self._table, self._arrived = table, start + len(numbers)
+        if self._arrived == len(self._users):
+            self.close()
 
     def __del__(self) -> None:   # a world built and never run: its helper ends too
         try:

@@ -25,7 +25,7 @@ def test_the_helper_translates_as_to_e164_does() -> None:
     prefetch = E164Prefetch(USERS, "US")
     table = prefetch.wait(60)
     assert table == {user: to_e164(user, "US") for user in USERS}
-    assert prefetch.known() is table
+    assert prefetch.complete and prefetch.known() is table
 
 
 def test_a_number_equal_to_its_user_part_is_that_string() -> None:
@@ -34,15 +34,37 @@ def test_a_number_equal_to_its_user_part_is_that_string() -> None:
     assert table is not None and table[user] is user
 
 
-def test_nothing_is_known_before_the_helper_answers_and_close_ends_it() -> None:
-    prefetch = E164Prefetch([str(15550000000 + n) for n in range(200_000)], "US")
-    assert prefetch.known() is None   # about two seconds of parsing ahead
+NUMBERS = [str(15550000000 + n) for n in range(200_000)]   # about two seconds of parsing
+
+
+def test_translations_arrive_as_the_helper_goes() -> None:
+    prefetch = E164Prefetch(NUMBERS, "US")
+    first = None
+    for _ in range(10_000):   # bounded: 10 s at most
+        first = prefetch.known()
+        if first is not None:
+            break
+        prefetch.wait(0.001)
+    assert first is not None
+    partial = len(first)
+    assert 0 < partial < len(NUMBERS) and not prefetch.complete
+    assert first == {user: to_e164(user, "US") for user in NUMBERS[:partial]}  # in order
+    table = prefetch.wait(60)
+    assert prefetch.complete and table is first and len(table) == len(NUMBERS)
+    assert all(table[user] == to_e164(user, "US") for user in NUMBERS[::997])
+
+
+def test_close_ends_the_helper_and_keeps_what_arrived() -> None:
+    prefetch = E164Prefetch(NUMBERS, "US")
+    prefetch.wait(0.05)
     prefetch.close()
-    assert prefetch.known() is None and prefetch.wait(0.1) is None
+    arrived = dict(prefetch.known() or {})
+    assert len(arrived) < len(NUMBERS) and not prefetch.complete
+    assert (prefetch.wait(0.1) or {}) == arrived   # nothing more comes
 
 
 def test_a_prefetch_dropped_unread_ends_its_helper() -> None:
-    prefetch = E164Prefetch([str(15550000000 + n) for n in range(200_000)], "US")
+    prefetch = E164Prefetch(NUMBERS, "US")
     process = prefetch._process
     assert process is not None and process.is_alive()
     del prefetch       # terminated now, not after its two seconds of parsing

@@ -27,7 +27,7 @@ from imsim.sim.records import Recorder
 MEMO_LIMIT = 4_000_000
 """Plans kept per configuration version (about 250 bytes each): every sender/recipient
 pair of a million accounts with two buddies each. Past it the memo starts again."""
-PREFETCH_MIN = 100_000
+PREFETCH_MIN = 5_000
 """From this many accounts, a site has their numbers translated to E.164 in a helper
 process while it runs (`imsim.proxy.E164Prefetch`): each engine takes them from there."""
 MemoKey = tuple[str, str, int, int]
