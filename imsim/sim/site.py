@@ -12,7 +12,6 @@ payers and amounts to settle it with); balances are never memoized.
 from __future__ import annotations
 
 import datetime as dt
-from array import array
 from bisect import bisect_right
 from decimal import Decimal
 
@@ -156,11 +155,12 @@ class Site:
         zone_index = {z: k for k, z in enumerate(zones)}
         self.zone_of = [zone_index[c.time_zone] for c, _ in pairs]
         size = len(pairs)
-        self.online = bytearray(size)
+        self.online = [0] * size   # lists: compiled, an index is a load (a bytearray's
+        #                          or an array's is a call that boxes its index)
         self.session = [0] * size
-        self.registered_until = array("d", [-1.0]) * size   # floats inline: one load each
+        self.registered_until = [-1.0] * size
         self.leaves = [INF] * size
-        self.status = bytearray(size)
+        self.status = [0] * size
         # by account: sets of a few accounts each, as small lists (None: empty)
         self.watchers: list[list[int] | None] = [None] * size
         self.watching: list[list[int] | None] = [None] * size
