@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from imsim import scenario
 from imsim.sim import World
-from imsim.sim.core import Draws, replace_min
+from imsim.sim.core import Draws, Pool, replace_min
 
 CUSTOMERS = 25_000
 SEEDS = range(10)
@@ -86,3 +87,38 @@ def test_replace_min_is_heapreplace(start: list[float], items: list[float]) -> N
         heapq.heapreplace(theirs, item)
         assert sorted(ours) == sorted(theirs)
         assert all(ours[(k - 1) // 2] <= ours[k] for k in range(1, len(ours)))
+
+
+def heap_pool_finishes(workers: int, jobs: list[tuple[float, float]]) -> list[float]:
+    """The FIFO pool by definition: each job starts when it arrives or when the server
+    freed first is free, whichever is later (heapq)."""
+    free = [0.0] * workers
+    out = []
+    for now, service in jobs:
+        finish = max(now, free[0]) + service
+        heapq.heapreplace(free, finish)
+        out.append(finish)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 6),
+       st.lists(st.tuples(st.integers(0, 6).map(lambda k: k / 4),
+                          st.sampled_from([1.0, 1.0, 1.0, 1.0, 0.5, 2.0])), max_size=80),
+       st.booleans())
+def test_the_pool_finishes_jobs_as_a_heap_of_free_servers_does(workers: int,
+                                                             steps: list[tuple[float, float]],
+                                                             same: bool) -> None:
+    """The ring (one service time, arrivals in time order) and the heap it turns into
+    give the finishes of the plain definition; with ``same`` no other service time and
+    no earlier arrival comes, so the pool stays a ring."""
+    jobs, now = [], 0.0
+    for gap, service in steps:
+        now += gap
+        jobs.append((now, 1.0 if same else service))
+    if not same and jobs:   # now and then an arrival earlier than the one before
+        jobs.insert(len(jobs) // 2, (jobs[-1][0] / 3, 1.0))
+    pool = Pool("p", workers)
+    assert [pool.admit(t, s) for t, s in jobs] == heap_pool_finishes(workers, jobs)
+    assert pool.ring == (same or len({s for _, s in jobs}) <= 1 and
+                         all(a[0] <= b[0] for a, b in itertools.pairwise(jobs)))

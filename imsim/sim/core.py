@@ -423,11 +423,22 @@ class Pool:
 
     ``admit(now, service)`` returns when the job finishes. Statistics: jobs, total
     waiting and busy time, and queue samples through ``sample(now)``.
+
+    ``free`` holds when each server is next free. Its smallest is the next job's start:
+    a heap (`replace_min`). While every job takes the same service time and arrives no
+    earlier than the one before, a job's finish is the latest of all, so the servers free
+    up in the order they were taken: ``free`` is then a ring, sorted from ``head``, and
+    the smallest is at ``head`` (no sifting). The first job of another service time, or
+    an earlier one, turns the ring into the heap (sorted, it is one).
     """
 
     def __init__(self, name: str, workers: int) -> None:
         self.name, self.workers = name, workers
         self.free = [0.0] * workers
+        self.ring = True
+        self.head = 0
+        self.same = 0.0   # the service time of every job so far (while a ring)
+        self.last = -INF  # the latest arrival
         self.jobs = 0
         self.wait_time = 0.0
         self.busy_time = 0.0
@@ -435,18 +446,37 @@ class Pool:
         self.max_queue = 0
 
     def admit(self, now: float, service: float) -> float:
+        if self.ring and (service != self.same or now < self.last):
+            if self.jobs:
+                self._heap()
+            else:
+                self.same = service
+        self.last = now
         free = self.free
-        start = free[0]
+        head = self.head
+        start = free[head]
         if start <= now:
             start = now
         else:
             self.wait_time += start - now
             self.waiting.append(start)
         finish = start + service
-        replace_min(free, finish)
+        if self.ring:
+            free[head] = finish
+            head += 1
+            self.head = head if head < len(free) else 0
+        else:
+            replace_min(free, finish)
         self.jobs += 1
         self.busy_time += service
         return finish
+
+    def _heap(self) -> None:
+        """From a ring to a heap: the ring from ``head`` on is sorted, so a heap."""
+        head = self.head
+        self.free = self.free[head:] + self.free[:head]
+        self.head = 0
+        self.ring = False
 
     def sample(self, now: float) -> tuple[int, int]:
         """(busy workers, jobs waiting) at ``now``."""
