@@ -109,16 +109,25 @@ def heap_pool_finishes(workers: int, jobs: list[tuple[float, float]]) -> list[fl
 def test_the_pool_finishes_jobs_as_a_heap_of_free_servers_does(workers: int,
                                                              steps: list[tuple[float, float]],
                                                              same: bool) -> None:
-    """The ring (one service time, arrivals in time order) and the heap it turns into
-    give the finishes of the plain definition; with ``same`` no other service time and
-    no earlier arrival comes, so the pool stays a ring."""
+    """Ring or heap (`Pool`), the finishes of the plain definition; with ``same`` (one
+    service time, arrivals in time order) the pool stays a ring."""
     jobs, now = [], 0.0
     for gap, service in steps:
         now += gap
         jobs.append((now, 1.0 if same else service))
-    if not same and jobs:   # now and then an arrival earlier than the one before
+    if not same and jobs:   # an arrival earlier than the one before
         jobs.insert(len(jobs) // 2, (jobs[-1][0] / 3, 1.0))
     pool = Pool("p", workers)
     assert [pool.admit(t, s) for t, s in jobs] == heap_pool_finishes(workers, jobs)
-    assert pool.ring == (same or len({s for _, s in jobs}) <= 1 and
-                         all(a[0] <= b[0] for a, b in itertools.pairwise(jobs)))
+    assert pool.ring or not same
+
+
+def test_a_pool_is_a_ring_again_once_every_server_is_free() -> None:
+    pool = Pool("p", 3)
+    for t, service in [(0.0, 1.0), (0.1, 2.0), (0.2, 1.0), (0.3, 1.0)]:
+        pool.admit(t, service)   # 2.0 while servers are busy: a heap
+    assert not pool.ring
+    jobs = [(5.0, 1.0), (5.0, 1.0), (5.5, 1.0), (5.6, 1.0), (9.0, 0.5), (9.1, 0.5)]
+    finishes = [pool.admit(t, s) for t, s in jobs]
+    assert pool.ring   # idle at 5.0 and at 9.0
+    assert finishes == [6.0, 6.0, 6.5, 7.0, 9.5, 9.6]

@@ -428,8 +428,9 @@ class Pool:
     a heap (`replace_min`). While every job takes the same service time and arrives no
     earlier than the one before, a job's finish is the latest of all, so the servers free
     up in the order they were taken: ``free`` is then a ring, sorted from ``head``, and
-    the smallest is at ``head`` (no sifting). The first job of another service time, or
-    an earlier one, turns the ring into the heap (sorted, it is one).
+    the smallest is at ``head`` (no sifting). A job of another service time, or an
+    earlier one, turns the ring into the heap (sorted, it is one), unless every server
+    is free when it comes: then any order is the ring's (a heap becomes a ring again).
     """
 
     def __init__(self, name: str, workers: int) -> None:
@@ -437,8 +438,9 @@ class Pool:
         self.free = [0.0] * workers
         self.ring = True
         self.head = 0
-        self.same = 0.0   # the service time of every job so far (while a ring)
-        self.last = -INF  # the latest arrival
+        self.same = 0.0     # the service time of the jobs in the ring
+        self.last = 0.0     # the latest arrival
+        self.latest = 0.0   # the latest finish: every server is free from then on
         self.jobs = 0
         self.wait_time = 0.0
         self.busy_time = 0.0
@@ -446,11 +448,15 @@ class Pool:
         self.max_queue = 0
 
     def admit(self, now: float, service: float) -> float:
-        if self.ring and (service != self.same or now < self.last):
-            if self.jobs:
-                self._heap()
-            else:
+        if not (self.ring and service == self.same and now >= self.last):
+            if now >= self.latest:   # every server is free
+                if not self.ring:
+                    self.free.sort()
+                    self.head = 0
+                    self.ring = True
                 self.same = service
+            elif self.ring:
+                self._heap()
         self.last = now
         free = self.free
         head = self.head
@@ -467,6 +473,8 @@ class Pool:
             self.head = head if head < len(free) else 0
         else:
             replace_min(free, finish)
+        if finish > self.latest:
+            self.latest = finish
         self.jobs += 1
         self.busy_time += service
         return finish
