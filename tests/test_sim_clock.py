@@ -31,7 +31,7 @@ def test_events_run_in_time_then_scheduling_order(before: list[float],
 
     ticks = [next(made)]
 
-    def tick(_: object) -> None:   # in simpy's queue from the start, as traffic is
+    def tick(_: object) -> None:   # in the clock's heap from the start, as traffic is
         record(ticks[-1])
         ticks.append(next(made))
         clock.again(ticker, clock.now + 0.25)

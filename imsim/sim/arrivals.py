@@ -5,7 +5,7 @@ The Poisson model is one merged stream per environment: candidates arrive at rat
 random; it becomes a message when the account is online and passes the thinning
 (profile multiplier of the sender's local hour / max, and elasticity / cap). That is
 exactly a Poisson process of ``rate_per_hour x multiplier`` per online account, at
-one simpy event per candidate (the stream is its own event, `Clock.again`). The
+one event per candidate (the stream is its own event, `Clock.again`). The
 stream is shifted by the network delay, so a candidate's event is its message's
 arrival at the proxy.
 """

@@ -1,6 +1,6 @@
 """The path of a MESSAGE through the proxy and the billing engine, in time.
 
-Events of one message (each a simpy event, see `imsim.sim.core`):
+Events of one message (each an event of the clock, see `imsim.sim.core`):
 
 1. the MESSAGE reaches the proxy (``sent_at + delay``): a proxy transaction, answered
    407 (digest challenge); the client resends with credentials on receiving it;
@@ -44,7 +44,7 @@ ROUTE: Final = 3
 
 
 class Msg(Event):
-    """A message in flight; it is also its own simpy event (`Event`): at its next
+    """A message in flight; it is also its own event (`Event`): at its next
     ``stage`` it calls its path's. Its id is ``msg_id``, or with a ``serial`` (>= 0)
     ``msg_id`` followed by the serial, written out only when something shows it."""
 
