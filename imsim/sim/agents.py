@@ -69,7 +69,8 @@ class Agents:
         site, i = arg
         now = self.clock.now
         assert self.churn is not None
-        crash = self.churn.crash_probability > 0 and self.chance.next() < self.churn.crash_probability
+        odds = self.churn.crash_probability
+        crash = odds > 0 and self.chance.next() < odds
         self.signalling.offline(site, i, now, crash)
         self.clock.at(now + self.offline_for.next(), self._online, (site, i))
 

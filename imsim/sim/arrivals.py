@@ -86,7 +86,8 @@ class PoissonStream(Event):
         if to is None:
             return
         length = int(self.body.next())
-        if self.elasticity is not None and self.chance.next() * self.cap >= self.demand(i, to, length):
+        if self.elasticity is not None and \
+                self.chance.next() * self.cap >= self.demand(i, to, length):
             return
         self.count += 1
         slot = self.where.slot
