@@ -20,7 +20,8 @@ moment the answer is back, and will not go offline before then; softphones never
 fail; nothing is kept row by row. The outcome, the balances and every count are then
 those event 4 would give: a delivered message's accounting moves its hold into the
 balance, which leaves every account's room (balance minus holds) as it was, so no
-other decision can tell when it happened (tests/test_sim_fastlane.py).
+other decision can tell when it happened (tests/test_sim_fastlane.py). The hold and
+its accounting are then one step (`Tab.settle_delivered`, tests/test_billing_tab.py).
 
 Decisions are `imsim.billing`'s; this module only adds time.
 """
