@@ -161,21 +161,30 @@ class Tab:
         self.purse = ledger.purse(self.payer.key) if self.payer is not None else None
         self.payee_purse = ledger.purse(self.payee.key) if self.payee is not None else None
 
+    def _paying(self, ledger: Ledger, payer: Payer) -> Purse | None:
+        """The payer's purse in ``ledger`` (found once per ledger) if its room covers
+        ``amount``, else None."""
+        if ledger is not self.ledger:
+            self._bind(ledger)
+        purse = self.purse
+        assert purse is not None
+        room = purse.room(payer)
+        if room is not None and not self.amount <= room:
+            return None
+        return purse
+
     def settle(self, ledger: Ledger) -> Decision:
         """`settle`: the decision, or a refusal; reserves the charges when it is the
         decision."""
         payer = self.payer
         if payer is None:
             return self.decision
-        if ledger is not self.ledger:
-            self._bind(ledger)
-        purse, amount = self.purse, self.amount
-        assert purse is not None
-        room = purse.room(payer)
-        if room is not None and not amount <= room:
+        purse = self._paying(ledger, payer)
+        if purse is None:
             return CANNOT_PAY
         if not self.ok:
             return self.unpaid
+        amount = self.amount
         purse.hold(amount)
         payee = self.payee
         if payee is not None:
@@ -200,14 +209,10 @@ class Tab:
             if decision is self.decision:
                 self.account(ledger, 200)
             return decision
-        if ledger is not self.ledger:
-            self._bind(ledger)
-        purse, amount = self.purse, self.amount
-        assert purse is not None
-        room = purse.room(payer)
-        if room is not None and not amount <= room:
+        purse = self._paying(ledger, payer)
+        if purse is None:
             return CANNOT_PAY
-        held = purse.held
+        amount, held = self.amount, purse.held
         if held is self.quiet:
             purse.charge(amount, payer.account is not None)
         else:
