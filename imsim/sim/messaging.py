@@ -178,20 +178,20 @@ class MessagePath:
             refusal = engine.authenticate(m.sender, m.password)
         # the answer's way back does not depend on the decision
         back = site.billing.admit(now, self.billing_time.next()) + self.latency
-        folded = False
+        early = False   # event 4 is certain now (when the decision lets it happen)
         if refusal is not None:
             decision = refusal
         else:
             plan = self.plan(m, now, version, key, plan)
             if route >= 0:
                 site.routes[route] = plan
+            early = self.certain and plan.ok and back < self._until and \
+                site.stays(plan.at(site), back)
             tab = plan.tab
             if tab is None:
                 assert m.message is not None
                 decision = engine.settle(m.message, plan.decision, site.ledger)
-            elif self.certain and plan.ok and back < self._until and \
-                    site.stays(plan.at(site), back):
-                folded = True   # delivered, event 4 with it: settled and accounted now
+            elif early:   # delivered: settled and accounted at once
                 decision = tab.settle_delivered(site.ledger)
             else:
                 decision = tab.settle(site.ledger)
@@ -204,12 +204,9 @@ class MessagePath:
                         decision.check)
             return
         m.decision, m.version = decision, version
-        if folded:
+        if early:
             self.early += 1
-            self.deliver(m, back, True)
-        elif self.certain and back < self._until and site.stays(plan.at(site), back):
-            self.early += 1
-            self.deliver(m, back)   # event 4, certain now
+            self.deliver(m, back, plan.tab is not None)   # event 4, certain now
         else:
             self.next(m, back, ROUTE, self.answering)
 
