@@ -158,11 +158,7 @@ class E164Prefetch:
     def known(self) -> dict[str, str | None] | None:
         """The translations that have arrived (user part -> E.164, None: not a number),
         None before the first; takes what the helper has sent, without waiting."""
-        conn = self._conn
-        while conn is not None and conn.poll(0):
-            self._receive()
-            conn = self._conn
-        return self._table
+        return self.wait(0.0)
 
     def wait(self, timeout: float | None = None) -> dict[str, str | None] | None:
         """`known`, waiting up to ``timeout`` seconds (None: no limit) for the rest."""
