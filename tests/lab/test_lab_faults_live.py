@@ -136,7 +136,10 @@ def test_billing_restart_mid_run_fails_closed_then_loses_nothing(lab, tmp_path):
 def test_kamailio_restart_mid_run_reports_the_gap_and_clients_register_again(lab, tmp_path):
     stack, accounts, _ = lab
     started = time.monotonic()
-    outage = later(1.0, lambda: stack.restart_kamailio(pause=1.0))
+    # down longer than a client waits for an answer: the messages sent early in the
+    # outage time out (408) whatever the race between pjsip's retransmissions and the
+    # clients registering again, which alone (480s) can make a gap of only 2 messages
+    outage = later(1.0, lambda: stack.restart_kamailio(pause=2.5))
     made = script_plan(stack, accounts, "k", 100, 0.05, answer_timeout=2.0,
                        watch_interval=0.2)
     records = driver.run_plan(made, tmp_path)
