@@ -3,7 +3,7 @@
 For what-if questions where timing does not matter (no queues, no presence, no
 registration), `synthetic_messages` draws a month of messages from a scenario's
 population and traffic with numpy, and `rate_messages` bills them with
-`imsim.batch.rate_many` under the same rules as the event model:
+`imsim.rules.batch.rate_many` under the same rules as the event model:
 
 - senders: every account of an environment equally active; times uniform over the
   month, thinned by the 24-hour ``traffic.profile`` on the sender's local clock;
@@ -15,7 +15,7 @@ population and traffic with numpy, and `rate_messages` bills them with
 - checks: the customer tariff must rate the destination (check 4, balances are not
   modelled), the recipient must be an account of the environment (check 6); every
   such message is delivered;
-- the customer's bundle (`imsim.billing.BillingEngine.bundle_of`): the first
+- the customer's bundle (`imsim.rules.decide.BillingEngine.bundle_of`): the first
   ``included_messages`` of an account per calendar month in its customer's time zone
   are charged 0, in time order.
 
@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imsim.batch import MICRO, rate_many
-from imsim.billing import BillingEngine
+from imsim.rules.batch import MICRO, rate_many
+from imsim.rules.decide import BillingEngine
 from imsim.config import Environment, ServicePolicy
 from imsim.distributions import Distribution
-from imsim.proxy import recipient_number, select_policy
+from imsim.rules.proxy import recipient_number, select_policy
 from imsim.scenario import Scenario
 from imsim.traffic import Traffic
 

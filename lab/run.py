@@ -37,9 +37,9 @@ import pandas as pd
 
 from imsim import compare, sim
 from imsim import scenario as scenarios
-from imsim.billing import Xdr
 from imsim.errors import UsageError
 from imsim.results import message_frame, xdr_frame
+from imsim.rules.message import Xdr
 from imsim.scenario import Scenario
 from lab import accounting, driver, gap, provision
 from lab import plan as plans

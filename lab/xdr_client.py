@@ -1,4 +1,4 @@
-"""Billed xDRs from a live deployment, in imsim's xDR schema (`imsim.billing.XDR_COLUMNS`).
+"""Billed xDRs from a live deployment, in imsim's xDR schema (`imsim.rules.decide.XDR_COLUMNS`).
 
 Two sources, as in a target file:
 
@@ -7,7 +7,7 @@ Two sources, as in a target file:
   ``/rest/Session/login`` and pages through ``/rest/Account/get_xdr_list``;
 - a PortaBilling-style xDR CSV export: ``read_csv_export(path)``.
 
-Both give `imsim.billing.Xdr` records; ``frame(records)`` makes the shared DataFrame
+Both give `imsim.rules.decide.Xdr` records; ``frame(records)`` makes the shared DataFrame
 (`imsim.results.xdr_frame`).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from imsim.billing import XDR_COLUMNS, Xdr
+from imsim.rules.message import XDR_COLUMNS, Xdr
 
 PAGE = 1000
 # PortaBilling export names that mean one of our columns
