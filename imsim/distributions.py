@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
-
 from pydantic import BeforeValidator, Field, model_validator
 
 from imsim.config import Frozen

@@ -5,12 +5,14 @@
 held to the plain path, message by message in time order: the configuration in effect
 (`imsim.replay.timeline`), `BillingEngine.decide`, `settle` and, for an authorized
 message, `account` of a delivery (200), as the lab billing service settles one; the
-expected values are those xDRs. Every scenario the project ships, and generated ones.
+expected values are those xDRs. Every scenario the project ships, and generated ones
+(``IMSIM_AGREEMENT_EXAMPLES=1000`` for a longer search by hand).
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +36,7 @@ from tests.test_properties import MODERATE
 SHIPPED = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml"))
 FIELDS = ("code", "check", "step", "billed", "units", "rate_code", "charged_amount_micro",
           "cost_micro", "incoming_micro")
+EXAMPLES = int(os.environ.get("IMSIM_AGREEMENT_EXAMPLES", "40"))   # more by hand
 LATER = (0, 45, 290, 310, 600, 3_600, 9 * 3_600, 86_400 + 1, 15 * 86_400, 27 * 86_400)
 
 
@@ -187,7 +190,7 @@ def variants(draw) -> Scenario:
     return HANDBOOK_SCENARIO.model_copy(update={"environments": (varied,)})
 
 
-@settings(MODERATE, max_examples=40)
+@settings(MODERATE, max_examples=EXAMPLES)
 @given(variants(), st.integers(1, 4))
 def test_generated_scenarios_plan_what_the_engine_bills(loaded: Scenario, repeat: int) -> None:
     frame = pd.concat([pairs(loaded)] * repeat, ignore_index=True)

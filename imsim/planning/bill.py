@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from imsim.rules.batch import MICRO, rate_many
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Decision, Message
+from imsim.rules.settle import CANNOT_PAY, Tab, charge
 from imsim.scenario import Scenario
 
 DELIVERED = "delivered"
@@ -72,19 +74,23 @@ def rate_messages(scenario: Scenario, frame: pd.DataFrame,
         since = np.array([at for at, _ in versions[name]])
         version = np.searchsorted(since, seconds[rows], side="right") - 1
         engines = [BillingEngine(env) for _, env in versions[name]]
-        decided = pd.concat([Kinds(engines[v], work.iloc[rows[version == v]]).decided(v)
-                             for v in np.unique(version)]).sort_index()
+        kinds = {int(v): Kinds(engines[v], work.iloc[rows[version == v]])
+                 for v in np.unique(version)}
+        decided = pd.concat([k.decided(v) for v, k in kinds.items()]).sort_index()
         if demand is not None:
             decided = decided[_elasticity(scenario, decided, demand)]
-        parts.append(settle(decided, engines, Ledger.of(scenario.environment(name))))
+        answers = {v: k.answers for v, k in kinds.items()}
+        parts.append(settle(decided, engines, answers, Ledger.of(scenario.environment(name))))
     out = pd.concat(parts).sort_index() if parts else _columns(work.iloc[:0], {})
+    out["check"], out["rate_code"] = (out["check"].astype("category"),
+                                      out["rate_code"].astype("category"))
     out.index = frame.index[out.index.to_numpy()]
-    return out.drop(columns=["_version", "_to_user", "_domain"], errors="ignore")
+    return out.drop(columns=["_version", "_to_user", "_kind"], errors="ignore")
 
 
 def _by_environment(frame: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
     """Each environment's row positions, in frame order."""
-    codes, names = pd.factorize(frame["env"].astype(str))
+    codes, names = pd.factorize(frame["env"])
     for k, name in enumerate(names):
         yield str(name), np.flatnonzero(codes == k)
 
@@ -151,32 +157,37 @@ class Kinds:
         self.accounts = Accounts.of(self.env)
         self.cli = frame["CLI"].to_numpy(dtype=np.int64)
         self.sender = self.accounts.class_of(self.cli)
-        self.to_user = frame["CLD"].astype(str).to_numpy(dtype=object)
         self.domain = (frame["domain"].astype(str).to_numpy(dtype=object) if "domain" in frame
                        else np.full(len(frame), self.env.domain, dtype=object))
-        self.policy, self.number = self._recipients()
+        if "domain" in frame:
+            self.address, addresses = together(frame["CLD"].to_numpy(), self.domain)
+        else:   # one domain: the user parts are the addresses
+            self.address, users = pd.factorize(frame["CLD"].to_numpy())
+            addresses = [(user, self.env.domain) for user in users]
+        self.to_user = np.array([str(user) for user, _ in addresses], dtype=object)
+        self.policy, self.number = self._recipients(addresses)
         self.recipient = self.accounts.class_of(self.number)
         self.money = {c: np.zeros(len(frame), dtype=np.int64) for c in _MONEY}
         self.codes = np.full(len(frame), -1, dtype=np.int64)   # into ``self.code_names``
         self.code_names: list[str] = []
+        self.answers: list[Decision] = []   # the engine's, per kind (`decided`)
 
-    def _recipients(self) -> tuple[np.ndarray, np.ndarray]:
+    def _recipients(self, addresses: list[tuple[object, str]]) -> tuple[np.ndarray, np.ndarray]:
         """Per message: the index of the policy its domain selects (-1: none) and the
         number billing sees (-1: not a number), each distinct address asked once."""
-        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([self.to_user, self.domain]))
         policies = {id(p): i for i, p in enumerate(self.env.service_policies)}
-        policy = np.empty(len(uniques), dtype=np.int64)
-        number = np.empty(len(uniques), dtype=np.int64)
-        for k, (user, domain) in enumerate(uniques):
-            found, translated = self.engine.recipient(user, domain)
+        policy = np.empty(len(addresses), dtype=np.int64)
+        number = np.empty(len(addresses), dtype=np.int64)
+        for k, (user, domain) in enumerate(addresses):
+            found, translated = self.engine.recipient(str(user), domain)
             policy[k] = policies[id(found)] if found is not None else -1
             number[k] = _as_int(translated)
-        return policy[codes], number[codes]
+        return policy[self.address], number[self.address]
 
     # -- the money, vectorised ---------------------------------------------------------
     def _groups(self, klass: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
         """(account class, policy, row positions) of the messages with a number."""
-        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([klass, self.policy]))
+        codes, uniques = together(klass, self.policy)
         for k, (kind, policy) in enumerate(uniques):
             rows = np.flatnonzero((codes == k) & (self.number >= 0))
             if kind >= 0 and policy >= 0 and len(rows):
@@ -256,21 +267,22 @@ class Kinds:
         recipient = np.where(self.number < 0, -2, self.recipient)
         columns = [self.sender, self.policy, recipient, self._customer_states(),
                    self._vendor_states(), self._incoming_states()]
-        codes, _ = pd.factorize(pd.MultiIndex.from_arrays(columns))
-        first = pd.Series(codes).drop_duplicates()
-        return codes, first.index.to_numpy()[np.argsort(first.to_numpy())]
+        codes, uniques = together(*columns)
+        first = np.full(len(uniques), len(codes), dtype=np.int64)
+        np.minimum.at(first, codes, np.arange(len(codes)))
+        return codes, first
 
     def decided(self, version: int) -> pd.DataFrame:
         """The frame with the engine's answer and the money of each message."""
         codes, examples = self.kinds()
-        answers = [self.engine.decide(self._message(row)) for row in examples]
-        frame = self.frame.assign(CLD=self.number, _to_user=self.to_user, _domain=self.domain,
-                                  _version=version)
-        return _columns(frame, self._answers(codes, answers))
+        self.answers = [self.engine.decide(self._message(row)) for row in examples]
+        frame = self.frame.assign(CLD=self.number, _to_user=self.frame["CLD"].to_numpy(),
+                                  _version=version, _kind=codes)
+        return _columns(frame, self._answers(codes, self.answers))
 
     def _message(self, row: int) -> Message:
         at = self.frame["connect_time"].iloc[row].to_pydatetime()
-        return Message(f"plan-{row}", str(self.cli[row]), str(self.to_user[row]),
+        return Message(f"plan-{row}", str(self.cli[row]), str(self.to_user[self.address[row]]),
                        str(self.domain[row]), at, int(self.frame["length"].iloc[row]))
 
     def _answers(self, codes: np.ndarray, answers: list[Decision]) -> dict[str, object]:
@@ -307,6 +319,27 @@ class Kinds:
         return out
 
 
+def together(*columns: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """Per row, the index of its distinct combination of ``columns``' values, and the
+    combinations: the columns' codes as one integer (a small integer column's values
+    are its codes; others are factorized first), factorized."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    levels = []
+    for column in columns:
+        small = column.dtype.kind in "iu" and len(column) > 0
+        low, high = (int(column.min()), int(column.max())) if small else (0, 0)
+        if small and high - low < 1024:   # its values are its codes
+            codes, uniques = column.astype(np.int64) - low, np.arange(low, high + 1)
+        else:
+            codes, uniques = pd.factorize(column)
+        key = key * (len(uniques) + 1) + codes
+        levels.append((codes, uniques))
+    codes, keys = pd.factorize(key)
+    first = np.full(len(keys), len(key), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(key)))
+    return codes, [tuple(uniques[c[i]] for c, uniques in levels) for i in first]
+
+
 def _as_int(number: str | None) -> int:
     return int(number) if number is not None and len(number) <= 18 else -1
 
@@ -329,18 +362,23 @@ def _columns(frame: pd.DataFrame, answers: dict[str, object]) -> pd.DataFrame:
 
 # -- settling ---------------------------------------------------------------------------
 
-def settle(decided: pd.DataFrame, engines: list[BillingEngine], ledger: Ledger) -> pd.DataFrame:
+def settle(decided: pd.DataFrame, engines: list[BillingEngine],
+           answers: dict[int, list[Decision]], ledger: Ledger) -> pd.DataFrame:
     """Settle an environment's decided messages as delivered, in time order: a bundle's
     included messages, then the balances (`imsim.rules.settle`'s rules); adds the float
     money columns."""
-    out = decided.copy()
+    out = decided
     accounts = Accounts.of(engines[-1].env)
     sender = accounts.ids.get_indexer(out["CLI"].to_numpy(dtype=np.int64))
     out["included"] = included_ranks(out, sender, accounts, engines[-1].env)
-    risky = _risky(out, sender, accounts, engines[-1], ledger)
+    risky, slow = _risky(out, sender, accounts, engines[-1], ledger)
     if risky.any():
         order = np.argsort(pd.DatetimeIndex(out["connect_time"]).asi8, kind="stable")
-        _settle_in_order(out, order[risky[order]], engines, ledger)
+        rows = order[risky[order]]
+        if not out["incoming_micro"].to_numpy().any():
+            rows = _past_the_safe_start(out, rows[~slow[rows]], sender, accounts,
+                                        engines[-1], ledger, keep=rows[slow[rows]])
+        InOrder(out, engines, answers, ledger).settle(rows, slow, sender, accounts)
     billed = out["billed"].to_numpy()
     charged = billed & ~out["included"].to_numpy()
     out["charged_amount_micro"] = np.where(charged, out["charged_amount_micro"], 0)
@@ -379,12 +417,13 @@ def included_ranks(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
 
 
 def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: BillingEngine,
-           ledger: Ledger) -> np.ndarray:
+           ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
     """Messages touching a purse whose charges, all made, might not leave room for one of
     its messages: those are settled one by one (a refusal changes what comes after).
     The others cannot be refused for money: every charge they make fits, and so does
     every refused message's rating (a refusal after the customer rating is a balance
-    refusal when its payer cannot pay that rating: check 4 comes first)."""
+    refusal when its payer cannot pay that rating: check 4 comes first). Also which of
+    the risky ones need the engine's whole path."""
     payers = [engine.payer(str(number)) for number in accounts.ids]
     keys, payer_of = np.unique([p.key for p in payers], return_inverse=True)
     billed = out["billed"].to_numpy()
@@ -404,36 +443,119 @@ def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: Bi
     short = np.array([r is not None and total[k] + asked[k] > r * MICRO
                       for k, r in enumerate(room)] + [False])
     risky = short[pays] | (short[gets] & (incoming > 0))
-    bundled = out["allowance"].to_numpy() > 0   # a refusal gives back an included message
-    return risky | (bundled & np.isin(sender, sender[risky & bundled]))
+    # the engine's whole path where the recipient may not pay, and for a sender with a
+    # bundle (whether one is left decides the amount a refusal is checked against)
+    bundled = out["allowance"].to_numpy() > 0
+    slow = (short[gets] & (incoming > 0)) | (risky & bundled)
+    slow |= bundled & np.isin(sender, sender[slow & bundled])   # a refusal gives one back
+    return risky | slow, slow
 
 
-def _settle_in_order(out: pd.DataFrame, rows: np.ndarray, engines: list[BillingEngine],
-                     ledger: Ledger) -> None:
-    """Settle ``rows`` (positions, in time order) one by one through the engine and the
-    ledger, each as a delivered message: as the lab billing service settles them."""
-    version = out["_version"].to_numpy()
-    columns = {c: out[c].to_numpy().copy() for c in ("code", "billed", "included",
-                                                     "charged_amount_micro",
-                                                     "incoming_micro")}
-    checks = np.array(out["check"].astype(object), dtype=object)
-    steps = np.array(out["step"].astype(object), dtype=object)
-    for row in rows:
-        engine = engines[version[row]]
+def _past_the_safe_start(out: pd.DataFrame, rows: np.ndarray, sender: np.ndarray,
+                         accounts: Accounts, engine: BillingEngine, ledger: Ledger,
+                         keep: np.ndarray) -> np.ndarray:
+    """Of a payer's messages in time order, those up to the one whose charges so far,
+    plus the largest refused rating so far, still fit its room cannot be refused: they
+    keep their answers, and their charges are made at once (`imsim.rules.settle.charge`).
+    The rest (and ``keep``), in time order, are left to settle one by one."""
+    billed = out["billed"].to_numpy()[rows]
+    rating = out["charged_amount_micro"].to_numpy()[rows]
+    charged = np.where(billed & ~out["included"].to_numpy()[rows], rating, 0)
+    payers = {int(a): engine.payer(str(accounts.ids[a])) for a in np.unique(sender[rows])}
+    keys = {a: p.key for a, p in payers.items()}
+    purse, names = pd.factorize(np.array([keys[int(a)] for a in sender[rows]], dtype=object))
+    spent = pd.Series(charged).groupby(purse).cumsum().to_numpy()
+    asked = pd.Series(np.where(billed, 0, rating)).groupby(purse).cummax().to_numpy()
+    owner = {key: payers[a] for a, key in keys.items()}
+    room = np.array([_micro_floor(ledger.room(owner[key])) for key in names])[purse]
+    safe = spent + asked <= room
+    totals = pd.Series(np.where(safe, charged, 0)).groupby(purse).sum()
+    for k, total in totals.items():
+        if total:
+            assert charge(ledger, owner[names[k]], Decimal(int(total)).scaleb(-6))
+    rest = np.concatenate([rows[~safe], keep])
+    order = np.argsort(pd.DatetimeIndex(out["connect_time"].iloc[rest]).asi8, kind="stable")
+    return rest[order]
+
+
+def _micro_floor(room: Decimal | None) -> float:
+    return float("inf") if room is None else float(int((room * MICRO).to_integral_value(
+        rounding="ROUND_FLOOR")))
+
+
+class InOrder:
+    """Settle messages one by one, in time order, as the lab billing service settles a
+    delivered message: each through a `Tab` of its kind's answer and its own amount
+    (`Tab.settle_delivered`; a refusal that carries a rating, `Tab.settle`), or,
+    where a recipient may not pay, through the engine's whole path."""
+
+    def __init__(self, out: pd.DataFrame, engines: list[BillingEngine],
+                 answers: dict[int, list[Decision]], ledger: Ledger) -> None:
+        self.out, self.engines, self.answers, self.ledger = out, engines, answers, ledger
+        self.code = out["code"].to_numpy().copy()
+        self.billed = out["billed"].to_numpy().copy()
+        self.included = out["included"].to_numpy().copy()
+        check = pd.Categorical(out["check"])
+        self.check_names = list(check.categories)
+        self.checks = check.codes.astype(np.int16)
+        self.steps = out["step"].fillna(-1).to_numpy(dtype=np.int16)
+        self.tabs: dict[tuple[int, int, int, int], Tab] = {}
+
+    def settle(self, rows: np.ndarray, slow: np.ndarray, sender: np.ndarray,
+               accounts: Accounts) -> None:
+        out = self.out
+        amount = np.where(self.included, 0, out["charged_amount_micro"].to_numpy())
+        payers = [self.engines[-1].payer(str(n)) for n in accounts.ids]
+        columns = zip(rows.tolist(), slow[rows].tolist(), out["_version"].to_numpy()[rows].tolist(),
+                      out["_kind"].to_numpy()[rows].tolist(), sender[rows].tolist(),
+                      amount[rows].tolist(), strict=True)
+        refused: list[int] = []
+        for row, whole, version, kind, account, micro in columns:
+            if whole:
+                self._whole(row, self.engines[version])
+                continue
+            decision = self.answers[version][kind]
+            if decision.customer is None:
+                continue
+            key = (version, kind, account, micro)
+            tab = self.tabs.get(key)
+            if tab is None:
+                charge = ((payers[account], Decimal(micro).scaleb(-6)),)
+                tab = self.tabs[key] = Tab(decision, charge)
+            answer = tab.settle_delivered(self.ledger) if decision.ok else \
+                tab.settle(self.ledger)
+            if answer is CANNOT_PAY:
+                refused.append(row)
+        if refused:
+            self._write(np.array(refused), CANNOT_PAY, included=False)
+        self._done()
+
+    def _whole(self, row: int, engine: BillingEngine) -> None:
+        out = self.out
+        domain = str(out["domain"].iloc[row]) if "domain" in out else engine.env.domain
         msg = Message(f"plan-{row}", str(out["CLI"].iloc[row]), str(out["_to_user"].iloc[row]),
-                      str(out["_domain"].iloc[row]),
-                      out["connect_time"].iloc[row].to_pydatetime(),
+                      domain, out["connect_time"].iloc[row].to_pydatetime(),
                       int(out["length"].iloc[row]))
         decision = engine.decide(msg)
-        answer = engine.settle(msg, decision, ledger)
+        answer = engine.settle(msg, decision, self.ledger)
         if answer.ok:
-            engine.account(msg, answer, 200, "OK", ledger)
-        columns["code"][row], checks[row] = answer.code, DELIVERED if answer.ok else answer.check
-        steps[row] = pd.NA if answer.step is None else answer.step
-        columns["billed"][row] = answer.ok and answer.billed
+            engine.account(msg, answer, 200, "OK", self.ledger)
         # a bundle's included message is settled as another answer: the rating at 0
-        columns["included"][row] = answer.ok and answer is not decision
-    for column, values in columns.items():
-        out[column] = values
-    out["check"] = pd.Categorical(checks)
-    out["step"] = pd.array([None if pd.isna(s) else s for s in steps], dtype="Int16")
+        self._write(row, answer, included=answer.ok and answer is not decision)
+
+    def _write(self, row: int | np.ndarray, answer: Decision, included: bool) -> None:
+        self.code[row] = answer.code
+        check = DELIVERED if answer.ok else answer.check
+        if check not in self.check_names:
+            self.check_names.append(check)
+        self.checks[row] = self.check_names.index(check)
+        self.steps[row] = -1 if answer.step is None else answer.step
+        self.billed[row] = answer.ok and answer.billed
+        self.included[row] = included
+
+    def _done(self) -> None:
+        out = self.out
+        out["code"], out["billed"], out["included"] = self.code, self.billed, self.included
+        out["check"] = pd.Categorical.from_codes(self.checks, self.check_names)
+        out["step"] = pd.array(self.steps, dtype="Int16")
+        out.loc[self.steps < 0, "step"] = pd.NA
