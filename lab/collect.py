@@ -122,4 +122,9 @@ def sent_messages(rows: Iterable[dict[str, Any]],
     -> (CLI, CLD) as the model bills them (else the digits of From and To)."""
     return [Sent(str(row["msg_id"]), str(row.get("call_id") or ""),
                  *numbers.get(str(row["msg_id"]), (str(row["from"]), str(row["to"]))),
-                 float(row["sent_at"])) for row in rows if row.get("sent_at") is not None]
+                 float(row["sent_at"]), _answered(row.get("code")))
+            for row in rows if row.get("sent_at") is not None]
+
+
+def _answered(code: Any) -> bool:
+    return isinstance(code, int) and 200 <= code < 300

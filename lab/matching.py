@@ -13,8 +13,9 @@ message, else the digits of From and To) and the wall time it was sent.
 2. An xDR with a Call-ID bills the message of that Call-ID, and no other.
 3. An xDR without one bills a message between the same CLI and CLD whose send time,
    moved by the remote clock's skew, is within ``tolerance`` seconds of the xDR's
-   connect time. Per (CLI, CLD) both sides are taken in time order and paired greedily,
-   earliest first: the most pairs there can be, never crossed.
+   connect time. Per (CLI, CLD) both sides are taken in time order (xDRs of one second
+   in i_xdr order) and paired greedily, earliest first: the most pairs there can be,
+   never crossed. Messages answered 2xx are paired first, refused ones after.
 
 One xDR per message at most; every xDR left over is an orphan.
 """
@@ -43,6 +44,7 @@ class Sent:
     cli: str
     cld: str
     sent_at: float  # wall time (Unix seconds, the driver's clock)
+    answered: bool = True  # with a 2xx (paired by time before the refused ones)
 
 
 @dataclass
@@ -74,8 +76,12 @@ def match(sent: Sequence[Sent], xdrs: Sequence[Xdr], skew: float = 0.0,
             free.pop(key, None)
         elif how == "time":
             timed.append(index)
-    for index, msg_id in _by_time(free.values(), xdrs, timed, skew, tolerance):
-        found.pairs[index], found.how[index] = msg_id, "time"
+    for round_ in (True, False):  # 2xx messages first: a refused one is rarely billed
+        ready = [s for s in free.values() if s.answered == round_]
+        for index, msg_id in _by_time(ready, xdrs, timed, skew, tolerance):
+            found.pairs[index], found.how[index] = msg_id, "time"
+            timed.remove(index)
+            del free[msg_id]
     found.orphans = [i for i in range(len(xdrs)) if i not in found.pairs]
     return found
 
@@ -102,7 +108,7 @@ def _by_time(free: Iterable[Sent], xdrs: Sequence[Xdr], timed: list[int], skew: 
     for message in sorted(free, key=lambda s: s.sent_at):
         waiting[(digits(message.cli), digits(message.cld))].append(message)
     pairs = []
-    for index in sorted(timed, key=lambda i: xdrs[i].connect_time):
+    for index in sorted(timed, key=lambda i: (xdrs[i].connect_time, xdrs[i].i_xdr)):
         xdr = xdrs[index]
         queue = waiting.get((digits(xdr.CLI), digits(xdr.CLD)), [])
         at = xdr.connect_time.timestamp() - skew
