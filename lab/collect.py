@@ -55,7 +55,7 @@ def remote_xdrs(source: Source, sent: Sequence[Sent], accounts: Iterable[str],
                 awaited: int, skew: float = 0.0) -> Collected:
     """The run's xDRs, matched with its messages (``awaited``: customer xDRs expected)."""
     since, until = window(sent, skew, source.tolerance)
-    fetch = _fetcher(source, sorted(set(accounts)), since, until)
+    fetch = _fetcher(source, sorted(set(accounts)), since, until, {s.msg_id for s in sent})
     deadline = time.monotonic() + source.settle
     while True:
         rows = fetch()
@@ -77,15 +77,15 @@ def window(sent: Sequence[Sent], skew: float, tolerance: float
 
 
 def _fetcher(source: Source, accounts: list[str], since: dt.datetime,
-             until: dt.datetime) -> Callable[[], list[Xdr]]:
+             until: dt.datetime, ids: set[str]) -> Callable[[], list[Xdr]]:
     if source.client is not None:
         client = source.client
         return lambda: [x for account in accounts for x in client.xdrs(account, since, until)]
     assert source.csv is not None
     rows = read_csv_export(source.csv, source.time_zone, columns=source.columns)
     numbers = {matching.digits(a) for a in accounts}
-    kept = [x for x in rows if matching.digits(x.account_id) in numbers
-            and since <= x.connect_time <= until]
+    kept = [x for x in rows if x.msg_id in ids or matching.digits(x.account_id) in numbers
+            and since <= x.connect_time <= until]  # imsim's own export: by msg_id
     return lambda: kept
 
 
