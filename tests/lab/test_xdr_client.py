@@ -53,13 +53,28 @@ def test_all_xdrs_make_the_shared_frame(billed):
 
 def test_wrong_password_is_a_clear_error(billed):
     login, _ = billed.credentials()
-    with pytest.raises(XdrSourceError, match="HTTP 403: wrong login or password"):
+    with pytest.raises(XdrSourceError, match="Session/login: HTTP 403: "
+                       "Server.Session.auth_failed: wrong login or password"):
         XdrClient(billed.url, login, "nope").xdrs()
 
 
 def test_unknown_account_is_a_clear_error(billed):
-    with pytest.raises(XdrSourceError, match="HTTP 404"):
+    with pytest.raises(XdrSourceError, match="no account '19999999999' for this API user"):
         client(billed).xdrs(account_id="19999999999")
+
+
+def test_the_service_speaks_portabillings_dialect(billed):
+    """An access token, i_account from get_account_info, paging by the total: the
+    client code a remote run uses."""
+    api = client(billed)
+    assert [x.msg_id for x in api.xdrs(ALICE, page=3)] == [f"m-{n}" for n in range(5)]
+    assert api.session.generation == "access_token" and api.session.refresh_token
+    assert api.accounts == {ALICE: 1}  # the handbook's accounts in id order
+    rows, total = api.xdr_list(ALICE, limit=3, offset=3)
+    assert (len(rows), total) == (2, 5)
+    api.session.access_token = "expired-or-made-up"
+    assert len(api.xdrs(BOB)) == 2  # renewed with the refresh token
+    assert api.session.access_token != "expired-or-made-up"
 
 
 def test_unreachable_api_is_a_clear_error():
