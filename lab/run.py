@@ -209,6 +209,7 @@ def remote(target: Target) -> Live:
             source.client = XdrClient(api.url, api.login, api.password(target.base),
                                       token=api.token(), verify=api.tls(target.base),
                                       time_zone=xdrs.time_zone)
+            source.client.login()  # wrong credentials or TLS: before anything is played
         except XdrSourceError as exc:
             raise UsageError(f"xDR source: {exc}") from None
     else:

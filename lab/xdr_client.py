@@ -66,6 +66,13 @@ class XdrClient:
         self.url, self.zone = self.session.url, zone(time_zone)
         self.accounts: dict[str, int] = {}
 
+    def login(self) -> None:
+        """Log in now (a run checks its credentials before it plays)."""
+        try:
+            self.session.login()
+        except ApiError as exc:
+            raise XdrSourceError(str(exc)) from None
+
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Any method of the API (``Module/method``, or a path like "/lab/clock")."""
         try:

@@ -136,30 +136,41 @@ def test_the_handbook_agrees_through_portabillings_api(lab, tmp_path, generation
     assert fake.count("Session/login") == 1
 
 
-def test_an_extra_xdr_is_an_orphan_and_bad_credentials_are_one_line(lab, tmp_path):
+def test_a_fault_keeps_the_records_an_orphan_fails_bad_credentials_are_one_line(
+        lab, tmp_path):
     fake, feeder = portabilling("access_token"), Feeder(lab)
     fake.feed = feeder
     out = tmp_path / "out"
     try:
         feeder.align()
         path = target(lab, fake, tmp_path)
-        assert imsim("--target", str(path), "--speed", "200", "--out", str(out),
-                     password=fake.password).returncode == 0
+        fake.fail_next("Account/get_xdr_list", "Server.Account.db_error", "DB is away", 99)
+        faulted = imsim("--target", str(path), "--speed", "200", "--out", str(out),
+                        password=fake.password)
+        fake.faults.clear()
+        rerun = imsim("--target", str(path), "--out", str(out), "--compare-only",
+                      password=fake.password)
         fake.feed = None
-        assert len((out / "lab_xdrs.csv").read_text().splitlines()) == 1 + 3
         sent = max(r["sent_at"] for r in map(json.loads, (out / "records.jsonl").open())
                    if r.get("kind") == "message")
         fake.xdr(ALICE, ALICE, "15551239999", sent, 0.01)  # billed, never played
-        again = imsim("--target", str(path), "--out", str(out), "--compare-only",
-                      password=fake.password)
-        refused = imsim("--target", str(path), "--out", str(out), "--compare-only",
-                        password="wrong")
+        orphaned = imsim("--target", str(path), "--out", str(out), "--compare-only",
+                         password=fake.password)
+        refused = imsim("--target", str(path), "--out", str(tmp_path / "never"),
+                        "--speed", "200", password="wrong")
     finally:
         fake.close()
-    assert again.returncode == 1, again.stdout + again.stderr
-    assert "orphans: 1 xDRs bill no test message: i_xdr" in again.stdout
-    assert "RESULT: MISMATCH" in again.stdout
+    assert faulted.returncode == 2, faulted.stdout + faulted.stderr
+    assert faulted.stderr.strip().endswith("/rest/Account/get_xdr_list: HTTP 500: "
+                                           "Server.Account.db_error: DB is away")
+    assert "Traceback" not in faulted.stderr
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr  # nothing was lost
+    assert "5/5 messages agree (100.0 %)" in rerun.stdout
+    assert orphaned.returncode == 1, orphaned.stdout + orphaned.stderr
+    assert "orphans: 1 xDRs bill no test message: i_xdr" in orphaned.stdout
+    assert "15551230001 -> 15551239999" in orphaned.stdout
+    assert "RESULT: MISMATCH" in orphaned.stdout
     assert refused.returncode == 2, refused.stdout + refused.stderr
     line = refused.stderr.strip()
     assert "\n" not in line and "Session/login: HTTP 500" in line and "Traceback" not in line
-    assert (out / "records.jsonl").exists()  # the played records stay for a rerun
+    assert not (tmp_path / "never" / "records.jsonl").exists()  # refused before playing
