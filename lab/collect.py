@@ -40,6 +40,7 @@ class Source:
     columns: dict[str, str] = field(default_factory=dict)
     tolerance: float = matching.TOLERANCE
     settle: float = 10.0
+    numbers: list[tuple[str, str]] = field(default_factory=list)  # (regex, replacement)
 
 
 @dataclass
@@ -57,9 +58,10 @@ def remote_xdrs(source: Source, sent: Sequence[Sent], accounts: Iterable[str],
     since, until = window(sent, skew, source.tolerance)
     fetch = _fetcher(source, sorted(set(accounts)), since, until, {s.msg_id for s in sent})
     deadline = time.monotonic() + source.settle
+    translate = matching.rewriter(source.numbers)
     while True:
         rows = fetch()
-        found = matching.match(sent, rows, skew, source.tolerance)
+        found = matching.match(sent, rows, skew, source.tolerance, translate)
         if _customer(rows, found.pairs) >= awaited or time.monotonic() >= deadline \
                 or source.client is None:
             return _collected(rows, found, sent, skew)
@@ -80,13 +82,20 @@ def _fetcher(source: Source, accounts: list[str], since: dt.datetime,
              until: dt.datetime, ids: set[str]) -> Callable[[], list[Xdr]]:
     if source.client is not None:
         client = source.client
-        return lambda: [x for account in accounts for x in client.xdrs(account, since, until)]
+        return lambda: [x for account in accounts for x in client.xdrs(account, since, until)
+                        if billed(x)]
     assert source.csv is not None
     rows = read_csv_export(source.csv, source.time_zone, columns=source.columns)
     numbers = {matching.digits(a) for a in accounts}
-    kept = [x for x in rows if x.msg_id in ids or matching.digits(x.account_id) in numbers
-            and since <= x.connect_time <= until]  # imsim's own export: by msg_id
+    kept = [x for x in rows if billed(x) and (x.msg_id in ids or matching.digits(
+        x.account_id) in numbers and since <= x.connect_time <= until)]  # imsim's: msg_id
     return lambda: kept
+
+
+def billed(xdr: Xdr) -> bool:
+    """Not an unsuccessful attempt: PortaBilling's failed xDRs that charge nothing are
+    left out (one that charges is kept, and shows as a difference or an orphan)."""
+    return 200 <= xdr.sip_code < 300 or xdr.charged_amount != 0
 
 
 def _customer(rows: Sequence[Xdr], pairs: dict[int, str]) -> int:

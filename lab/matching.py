@@ -23,9 +23,10 @@ One xDR per message at most; every xDR left over is an orphan.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -63,9 +64,25 @@ def digits(number: str) -> str:
     return "".join(c for c in str(number) if c.isdigit())
 
 
+def rewriter(rules: Iterable[tuple[str, str]]) -> Callable[[str], str]:
+    """A deployment's number translation: its digits, then each (regex, replacement) in
+    order (e.g. ("^0", "44"): a national number to E.164)."""
+    compiled = [(re.compile(pattern), replace) for pattern, replace in rules]
+
+    def translate(number: str) -> str:
+        found = digits(number)
+        for pattern, replace in compiled:
+            found = pattern.sub(replace, found)
+        return found
+
+    return translate
+
+
 def match(sent: Sequence[Sent], xdrs: Sequence[Xdr], skew: float = 0.0,
-          tolerance: float = TOLERANCE) -> Matching:
-    """Pair xDRs with messages: by msg_id, by Call-ID, else by CLI, CLD and time."""
+          tolerance: float = TOLERANCE, translate: Callable[[str], str] = digits
+          ) -> Matching:
+    """Pair xDRs with messages: by msg_id, by Call-ID, else by CLI, CLD and time;
+    ``translate``: an xDR's number as the messages write it (the target's rewrites)."""
     found, free = Matching(), {s.msg_id: s for s in sent}
     by_call = {s.call_id: s.msg_id for s in sent if s.call_id}
     known, timed = set(free), []
@@ -78,7 +95,7 @@ def match(sent: Sequence[Sent], xdrs: Sequence[Xdr], skew: float = 0.0,
             timed.append(index)
     for round_ in (True, False):  # 2xx messages first: a refused one is rarely billed
         ready = [s for s in free.values() if s.answered == round_]
-        for index, msg_id in _by_time(ready, xdrs, timed, skew, tolerance):
+        for index, msg_id in _by_time(ready, xdrs, timed, skew, tolerance, translate):
             found.pairs[index], found.how[index] = msg_id, "time"
             timed.remove(index)
             del free[msg_id]
@@ -101,7 +118,7 @@ def _claim(xdr: Xdr, free: dict[str, Sent], by_call: dict[str, str], known: set[
 
 
 def _by_time(free: Iterable[Sent], xdrs: Sequence[Xdr], timed: list[int], skew: float,
-             tolerance: float) -> list[tuple[int, str]]:
+             tolerance: float, translate: Callable[[str], str]) -> list[tuple[int, str]]:
     """Per (CLI, CLD): both sides in time order, each xDR to the earliest message still
     within reach."""
     waiting: dict[tuple[str, str], list[Sent]] = defaultdict(list)
@@ -110,7 +127,7 @@ def _by_time(free: Iterable[Sent], xdrs: Sequence[Xdr], timed: list[int], skew: 
     pairs = []
     for index in sorted(timed, key=lambda i: (xdrs[i].connect_time, xdrs[i].i_xdr)):
         xdr = xdrs[index]
-        queue = waiting.get((digits(xdr.CLI), digits(xdr.CLD)), [])
+        queue = waiting.get((translate(xdr.CLI), translate(xdr.CLD)), [])
         at = xdr.connect_time.timestamp() - skew
         while queue and queue[0].sent_at < at - tolerance:
             queue.pop(0)  # too early for this xDR and every later one

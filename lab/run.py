@@ -202,13 +202,15 @@ def remote(target: Target) -> Live:
     assert isinstance(spec, Remote)
     xdrs = spec.xdrs
     source = collect.Source(time_zone=xdrs.time_zone, columns=dict(xdrs.columns),
-                            tolerance=xdrs.tolerance, settle=xdrs.settle)
+                            tolerance=xdrs.tolerance, settle=xdrs.settle,
+                            numbers=[(r.pattern, r.replace) for r in xdrs.numbers])
     if xdrs.api is not None:
         api = xdrs.api
         try:
             source.client = XdrClient(api.url, api.login, api.password(target.base),
                                       token=api.token(), verify=api.tls(target.base),
-                                      time_zone=xdrs.time_zone)
+                                      time_zone=xdrs.time_zone,
+                                      service_type=xdrs.service_type)
             source.client.login()  # wrong credentials or TLS: before anything is played
         except XdrSourceError as exc:
             raise UsageError(f"xDR source: {exc}") from None

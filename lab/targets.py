@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -109,6 +110,22 @@ class Api(_Strict):
             else text
 
 
+class Rewrite(_Strict):
+    """One step of a deployment's number translation, on the digits of an xDR's CLI and
+    CLD: ``{pattern: "^0", replace: "44"}`` (Python regex and replacement)."""
+
+    pattern: str = Field(min_length=1)
+    replace: str = ""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Rewrite:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+        return self
+
+
 class Xdrs(_Strict):
     api: Api | None = None
     csv: Path | None = None
@@ -116,6 +133,8 @@ class Xdrs(_Strict):
     columns: dict[str, str] = {}  # an export's column names -> ours (lab.xdr_client)
     tolerance: float = Field(default=3.0, gt=0, le=600)  # send -> xDR time (lab.matching)
     settle: float = Field(default=10.0, ge=0, le=600)  # seconds to wait for late xDRs
+    service_type: int | None = Field(default=None, gt=0)  # i_service_type of Messaging
+    numbers: list[Rewrite] = []  # the deployment's number translation, in order
 
     @model_validator(mode="after")
     def _one_source(self) -> Xdrs:

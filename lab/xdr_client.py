@@ -19,7 +19,9 @@ Both give `imsim.billing.Xdr` records; ``frame(records)`` makes the shared DataF
     call_id -> call_id (an export's h323_conf_id too)   charged_quantity -> charged_quantity
     charged_amount (a JSON number or text) -> charged_amount; unit_price = amount / units
     failed, disconnect_cause, disconnect_reason -> sip_code, reason
-    description, i_service, i_service_type, bit_flags: kept by the API rows only
+    description -> reason (without a disconnect_reason)
+    i_service, i_service_type, bit_flags: not kept (``service_type`` asks only one
+    service's xDRs)
 
 A deployment's xDRs carry no imsim ``msg_id``, ``tariff`` or ``rate_code``: those stay
 empty (`lab.matching` pairs the xDRs with the test messages).
@@ -58,13 +60,15 @@ class XdrClient:
 
     def __init__(self, url: str, login: str, password: str | None = None,
                  timeout: float = 10.0, token: str | None = None,
-                 verify: bool | str | Path = True, time_zone: str = "UTC") -> None:
+                 verify: bool | str | Path = True, time_zone: str = "UTC",
+                 service_type: int | None = None) -> None:
         try:
             self.session = Session(url, login, password, token, timeout, verify)
         except ApiError as exc:
             raise XdrSourceError(str(exc)) from None
         self.url, self.zone = self.session.url, zone(time_zone)
         self.accounts: dict[str, int] = {}
+        self.service_type = service_type  # i_service_type: only this service's xDRs
 
     def login(self) -> None:
         """Log in now (a run checks its credentials before it plays)."""
@@ -99,6 +103,8 @@ class XdrClient:
         params: dict[str, Any] = {"limit": limit, "offset": offset, "get_total": 1}
         if account_id is not None:
             params["i_account"] = self.i_account(account_id)
+        if self.service_type is not None:
+            params["i_service_type"] = self.service_type
         for name, moment in (("from_date", since), ("to_date", until)):
             if moment is not None:
                 params[name] = moment.astimezone(self.zone).strftime(DATE)

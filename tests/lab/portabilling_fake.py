@@ -108,13 +108,14 @@ class PortaBillingFake:
 
     def xdr(self, account_id: str, CLI: str, CLD: str, at: float,  # noqa: N803
             charged_amount: float, charged_quantity: int = 1, call_id: str | None = None,
-            failed: bool = False) -> dict[str, Any]:
+            failed: bool = False, i_service_type: int = 21) -> dict[str, Any]:
         """One xDR of the account at Unix time ``at``, inserted at a random place."""
         row = {"i_xdr": 100_000 + len(self.xdrs), "account_id": account_id, "CLI": CLI,
                "CLD": CLD, "connect_time": self.local(at), "disconnect_time": self.local(at),
                "charged_amount": charged_amount, "charged_quantity": charged_quantity,
                "h323_conf_id": secrets.token_hex(16).upper(), "i_service": 3,
-               "i_service_type": 21, "description": "Messaging", "failed": int(failed),
+               "i_service_type": i_service_type, "description": "Messaging",
+               "failed": int(failed),
                "bit_flags": 0, "disconnect_cause": "", "disconnect_reason": ""}
         if call_id is not None:
             row["call_id"] = call_id
@@ -222,8 +223,10 @@ class PortaBillingFake:
         since, until = (self.moment(params, name) for name in ("from_date", "to_date"))
         owner = next((a for a, info in self.accounts.items()
                       if info["i_account"] == i_account), None)
+        service = params.get("i_service_type")
         rows = [x for x in self.xdrs if x["account_id"] == owner
-                and since <= self.moment(x, "connect_time") <= until]
+                and since <= self.moment(x, "connect_time") <= until
+                and service in (None, x["i_service_type"])]
         offset, limit = int(params.get("offset", 0)), int(params.get("limit", 0)) or None
         page = rows[offset:offset + limit if limit else None]
         answer: dict[str, Any] = {"xdr_list": [dict(x) for x in page]}

@@ -82,3 +82,23 @@ def test_driver_rows_become_sent_messages_with_the_models_numbers():
             {"msg_id": "m9", "from": CAROL, "to": ALICE, "sent_at": None}]
     assert sent_messages(rows, {"m2": (BOB, ALICE)}) == [
         Sent("m2", "x@h", BOB, ALICE, T0, True), Sent("m4", "", CAROL, ALICE, T0, False)]
+
+
+NATIONAL = """\
+Id,Account,From,To,Start,Call ID,Units,Charged,result
+1,15551230001,5551230001,5551230002,2026-12-03 10:00:10,,1,0.01,200
+2,15551230002,5551230002,5551230001,2026-12-03 10:00:20,,1,0.00,403
+3,15551230002,5551230002,5551230001,2026-12-03 10:00:21,,1,0.01,
+4,15551230003,5551230003,5551230001,2026-12-03 10:00:40,,1,0.02,403
+"""
+
+
+def test_the_targets_number_translation_and_failed_attempts(tmp_path):
+    """National numbers rewritten to E.164; a failed attempt that charges nothing left
+    out, one that charges kept (here: billed for a refused message)."""
+    found = remote_xdrs(source(tmp_path, NATIONAL, numbers=[("^555", "1555")]), SENT,
+                        [ALICE, BOB, CAROL], awaited=3)
+    assert [(x.i_xdr, x.msg_id) for x in found.xdrs] == [(1, "m1"), (3, "m2"), (4, "m4")]
+    assert found.orphans == []
+    untranslated = remote_xdrs(source(tmp_path, NATIONAL), SENT, [ALICE, BOB, CAROL], 3)
+    assert untranslated.xdrs == [] and len(untranslated.orphans) == 3

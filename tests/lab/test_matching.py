@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imsim.billing import Xdr
-from lab.matching import TOLERANCE, Sent, match, measured_skew
+from lab.matching import TOLERANCE, Sent, match, measured_skew, rewriter
 
 NUMBERS = ("15551230001", "15551230002", "15551230003")
 STRANGER = "447700900123"  # a number no test message uses
@@ -142,3 +142,9 @@ def test_the_skew_is_measured_from_the_proxys_date_headers(skew, fractions):
 
 def test_no_date_header_means_no_skew():
     assert measured_skew([{"kind": "message", "answered_at": T0, "date": None}]) == 0.0
+
+
+def test_a_targets_rewrites_apply_in_order_to_the_digits():
+    translate = rewriter([("^00", ""), ("^0", "44")])
+    assert [translate(n) for n in ("+1 (555) 123-0001", "0044 7700 900123", "07700900123")] \
+        == ["15551230001", "447700900123", "447700900123"]

@@ -205,3 +205,13 @@ def test_tls_is_verified_by_default(tls_fake):
     assert XdrClient(fake.url, fake.login, fake.password, verify=cert).xdrs(ALICE, *DAY) == []
     assert XdrClient(fake.url, fake.login, fake.password, verify=False).xdrs(ALICE, *DAY) \
         == []
+
+
+def test_only_the_messaging_service_is_asked_for_when_told(fake):
+    fake.xdr(ALICE, ALICE, BOB, T0, 0.01)  # Messaging (i_service_type 21 in the fake)
+    fake.xdr(ALICE, ALICE, BOB, T0 + 1, 0.30, i_service_type=3)  # a voice call
+    assert len(client(fake).xdrs(ALICE, *DAY)) == 2
+    found = client(fake, service_type=21).xdrs(ALICE, *DAY)
+    assert [x.charged_amount for x in found] == [Decimal("0.01")]
+    assert [p.get("i_service_type") for m, p in fake.calls
+            if m == "Account/get_xdr_list"] == [None, 21]

@@ -32,6 +32,8 @@ def test_the_shipped_targets_load():
     ("kind: remote\nproxy: {host: h}\nxdrs: {api: {url: 'http://x', login: a, "
      "password_env: P, token_env: T}}\n",
      "xdrs.api: give exactly one of password_env, password_file, token_env"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, numbers: [{pattern: '('}]}\n",
+     "xdrs.numbers.0: not a regular expression (missing ), unterminated subpattern"),
     ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, tolerance: 0}\n",
      "xdrs.tolerance: Input should be greater than 0"),
     ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, columns: {a: [1]}}\n",
