@@ -140,12 +140,7 @@ def zone(name: str) -> ZoneInfo:
 def from_record(row: Mapping[str, Any], time_zone: str = "UTC", currency: str = "USD",
                 number: int = 0, columns: Mapping[str, str] | None = None) -> Xdr:
     """One xDR from API or CSV fields; missing optional columns get neutral defaults."""
-    names = {**ALIASES, **(columns or {})}
-    fields = {names.get(name, name): value for name, value in row.items()
-              if (value not in (None, "") or name in XDR_COLUMNS)
-              and row.get(names.get(name, name)) in (None, "")}  # our own name wins
-    fields.update({name: value for name, value in row.items()
-                   if value not in (None, "") and names.get(name, name) == name})
+    fields = renamed(row, {**ALIASES, **(columns or {})})
     if fields.get("unix_connect_time") not in (None, ""):
         fields["connect_time"] = fields["unix_connect_time"]
     missing = [name for name in REQUIRED if fields.get(name) in (None, "")]
@@ -156,6 +151,19 @@ def from_record(row: Mapping[str, Any], time_zone: str = "UTC", currency: str = 
         return _xdr(fields, time_zone, currency, number)
     except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:
         raise XdrSourceError(f"xDR {label}: {exc}") from None
+
+
+def renamed(row: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The row's fields under our names; a field of our own name beats an alias of it."""
+    fields: dict[str, Any] = {}
+    for name, value in row.items():
+        ours = names.get(name, name)
+        if value in (None, ""):
+            if name in XDR_COLUMNS:
+                fields.setdefault(ours, value)
+        elif ours == name or row.get(ours) in (None, ""):
+            fields[ours] = value
+    return fields
 
 
 def _xdr(fields: dict[str, Any], time_zone: str, currency: str, number: int) -> Xdr:

@@ -12,7 +12,14 @@ import pytest
 from imsim import scenario
 from imsim.billing import XDR_COLUMNS
 from lab import provision
-from lab.xdr_client import XdrClient, XdrSourceError, frame, read_csv_export
+from lab.xdr_client import (
+    API_COLUMNS,
+    XdrClient,
+    XdrSourceError,
+    frame,
+    from_record,
+    read_csv_export,
+)
 from tests.lab.billing_fixtures import ALICE, BOB, HANDBOOK, Service, contract
 
 
@@ -141,3 +148,13 @@ def test_billing_command_ends_with_the_db_path(tmp_path):
     assert argv[:3] == [sys.executable, "-m", "lab.billing_service"]
     assert argv[-2:] == ["--db", str((tmp_path / "x.sqlite").resolve())]
     assert "alice-secret" not in " ".join(argv)
+
+
+def test_a_call_id_beats_the_conference_id_which_the_api_never_takes_for_one():
+    row = {"i_xdr": 5, "account_id": "1", "CLI": "1", "CLD": "2", "charged_amount": 0.01,
+           "unix_connect_time": 1796000000, "connect_time": "1999-01-01 00:00:00"}
+    both = from_record({**row, "h323_conf_id": "9F2C", "call_id": "a@h"})
+    export = from_record({**row, "call_id": "", "h323_conf_id": "9F2C"})
+    api = from_record({**row, "h323_conf_id": "9F2C"}, columns=API_COLUMNS)
+    assert (both.call_id, export.call_id, api.call_id) == ("a@h", "9F2C", "")
+    assert both.connect_time == dt.datetime.fromtimestamp(1796000000, dt.UTC)
