@@ -29,8 +29,16 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -135,6 +143,16 @@ class Xdrs(_Strict):
     settle: float = Field(default=10.0, ge=0, le=600)  # seconds to wait for late xDRs
     service_type: int | None = Field(default=None, gt=0)  # i_service_type of Messaging
     numbers: list[Rewrite] = []  # the deployment's number translation, in order
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name like "
+                             "Europe/Prague)") from None
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> Xdrs:

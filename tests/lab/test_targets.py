@@ -34,6 +34,8 @@ def test_the_shipped_targets_load():
      "xdrs.api: give exactly one of password_env, password_file, token_env"),
     ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, numbers: [{pattern: '('}]}\n",
      "xdrs.numbers.0: not a regular expression (missing ), unterminated subpattern"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, time_zone: Mars/Olympus}\n",
+     "xdrs.time_zone: unknown time zone 'Mars/Olympus'"),
     ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, tolerance: 0}\n",
      "xdrs.tolerance: Input should be greater than 0"),
     ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, columns: {a: [1]}}\n",
