@@ -1,6 +1,7 @@
-"""A remote run's billed xDRs: fetched for the run's accounts and window, then matched.
+"""A run's billed xDRs: fetched, then matched with its test messages (`lab.matching`).
 
-    found = remote_xdrs(source, sent, accounts, awaited=3)
+    found = remote_xdrs(source, sent, accounts, awaited=3)   # a remote target
+    found = gather(fetch, sent, awaited=3, settle=3.0)        # any source (the local one)
     found.xdrs        # the xDRs that bill a test message, with its msg_id and Call-ID
     found.orphans     # the others, described (each fails the comparison)
     found.uncompared  # fields the source does not hold
@@ -9,7 +10,9 @@
 one ``get_xdr_list`` per account, only the run's window) or a CSV export (its rows of the
 run's accounts and window). The window is the run's send times on the remote clock
 (`lab.matching.measured_skew`) widened by the tolerance; the API is asked again until
-every awaited customer xDR is in or ``settle`` seconds have passed.
+every awaited customer xDR is in or ``settle`` seconds have passed. The embedded stack
+(`lab.run`) fetches every xDR its service stored since the run began and goes through
+the same `gather`: its xDRs pair by imsim's msg_id, and any other is an orphan.
 """
 
 from __future__ import annotations
@@ -57,15 +60,24 @@ def remote_xdrs(source: Source, sent: Sequence[Sent], accounts: Iterable[str],
     """The run's xDRs, matched with its messages (``awaited``: customer xDRs expected)."""
     since, until = window(sent, skew, source.tolerance)
     fetch = _fetcher(source, sorted(set(accounts)), since, until, {s.msg_id for s in sent})
-    deadline = time.monotonic() + source.settle
-    translate = matching.rewriter(source.numbers)
+    settle = source.settle if source.client is not None else 0.0  # an export is complete
+    return gather(fetch, sent, awaited, skew, source.tolerance, settle,
+                  matching.rewriter(source.numbers))
+
+
+def gather(fetch: Callable[[], list[Xdr]], sent: Sequence[Sent], awaited: int,
+           skew: float = 0.0, tolerance: float = matching.TOLERANCE, settle: float = 0.0,
+           translate: Callable[[str], str] = matching.digits, poll: float = POLL
+           ) -> Collected:
+    """Fetch and match until ``awaited`` customer xDRs are matched or ``settle`` seconds
+    have passed (a local run and a remote one alike; only their ``fetch`` differs)."""
+    deadline = time.monotonic() + settle
     while True:
         rows = fetch()
-        found = matching.match(sent, rows, skew, source.tolerance, translate)
-        if _customer(rows, found.pairs) >= awaited or time.monotonic() >= deadline \
-                or source.client is None:
+        found = matching.match(sent, rows, skew, tolerance, translate)
+        if _customer(rows, found.pairs) >= awaited or time.monotonic() >= deadline:
             return _collected(rows, found, sent, skew)
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def window(sent: Sequence[Sent], skew: float, tolerance: float

@@ -268,10 +268,11 @@ def collect_xdrs(live: Live, plan: plans.Plan, records: list[dict[str, Any]],
     ``numbers``: msg_id -> (CLI, CLD) as the model bills it (for matching by time)."""
     awaited = _answered(records, unbilled)
     try:
-        if live.source is None:  # the embedded stack: its xDRs carry imsim's msg_id
-            rows = _settled(live, {m.msg_id for m in plan.messages}, awaited)
-            return collect.Collected(rows, [], ())
         sent = collect.sent_messages(driver.messages(records), numbers or {})
+        if live.source is None:  # the embedded stack: its xDRs carry imsim's msg_id
+            found = collect.gather(lambda: _stored(live), sent, awaited,
+                                   settle=SETTLE_SECONDS, poll=0.1)
+            return dataclasses.replace(found, uncompared=())
         skew = matching.measured_skew(records)
         return collect.remote_xdrs(live.source, sent, senders(plan), awaited, skew)
     except XdrSourceError as exc:
@@ -307,23 +308,10 @@ def _answered(records: list[dict[str, Any]], unbilled: set[str]) -> int:
                and isinstance(r.get("code"), int) and 200 <= r["code"] < 300)
 
 
-def _settled(live: Live, ids: set[str], answered: int) -> list[Xdr]:
-    """This run's xDRs once at least one customer xDR per 2xx is in (or time is up)."""
+def _stored(live: Live) -> list[Xdr]:
+    """The embedded service's xDRs stored since this run began (every account's)."""
     assert live.client is not None
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        rows = [x for x in _xdrs(live.client) if x.i_xdr > live.after_xdr and x.msg_id in ids]
-        if sum(x.direction == "outgoing" for x in rows) >= answered \
-                or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
-
-
-def _xdrs(client: XdrClient) -> list[Xdr]:
-    try:
-        return client.xdrs()
-    except XdrSourceError as exc:
-        raise UsageError(f"xDR source: {exc}") from None
+    return [x for x in live.client.xdrs() if x.i_xdr > live.after_xdr]
 
 
 def collect_accounting(live: Live, plan: plans.Plan) -> list[dict[str, str]] | None:
