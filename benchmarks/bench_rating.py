@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imsim.batch import BatchTable, rate_many
 from imsim.config import OffPeakPeriod, Rate, Tariff
-from imsim.rating import RateTable
+from imsim.rules.batch import BatchTable, rate_many
+from imsim.rules.rating import RateTable
 
 SEED = 20260105
 START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)

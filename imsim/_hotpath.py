@@ -29,9 +29,11 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES: tuple[str, ...] = (
-    "imsim/rating.py",
-    "imsim/ledger.py",
-    "imsim/billing.py",
+    "imsim/rules/rating.py",
+    "imsim/rules/ledger.py",
+    "imsim/rules/message.py",
+    "imsim/rules/settle.py",
+    "imsim/rules/decide.py",
     "imsim/sim/core.py",
     "imsim/sim/records.py",
     "imsim/sim/site.py",

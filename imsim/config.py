@@ -2,8 +2,8 @@
 
 Every object is an immutable pydantic model: the scenario loader validates a YAML
 document into these, the setup trainer rebuilds them step by step with
-``model_copy(update=...)``, and the decision modules (`imsim.proxy`,
-`imsim.billing`) read them. Nothing here knows about YAML, time or pandas.
+``model_copy(update=...)``, and the decision modules (`imsim.rules.proxy`,
+`imsim.rules.decide`) read them. Nothing here knows about YAML, time or pandas.
 
 Handbook steps (``../shared/handbook/instant-messaging-setup.txt``):
 
@@ -212,7 +212,7 @@ class Product(Frozen):
     ``included_messages``: a bundle of outgoing messages included per account and
     calendar month (in the customer's time zone); while an account has some left, a
     delivered message is charged 0, afterwards the usage charge's tariff applies
-    (`imsim.billing.BillingEngine.settle` holds the rule). 0: no bundle.
+    (`imsim.rules.settle.BundleTab` holds the rule). 0: no bundle.
     """
 
     name: Name

@@ -2,7 +2,7 @@
 
 `diagnose` reads the configuration as the journal left it (and, for timing, the
 timeline and the test messages). Each `Finding` names the message-path check it
-breaks (the same names `imsim.billing` puts in its decisions), so the trainer can
+breaks (the same names `imsim.rules.decide` puts in its decisions), so the trainer can
 prove the diagnosis with test messages: a refused message is explained by a finding
 with the same check.
 """
@@ -13,9 +13,9 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imsim.billing import BillingEngine
 from imsim.config import WILDCARD, AppliedTo, Environment, Service, ServicePolicy, Tariff
-from imsim.proxy import recipient_number, select_policy
+from imsim.rules.decide import BillingEngine
+from imsim.rules.proxy import recipient_number, select_policy
 
 if TYPE_CHECKING:
     from imsim.scenario import Scenario

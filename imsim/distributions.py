@@ -1,13 +1,16 @@
 """Random distributions as a scenario writes them: ``{dist: exponential, mean: 2.0}``.
 
 A plain number or a duration string ('5m') is a constant. Each kind takes exactly
-its own parameters; anything else is refused at load time. Sampling lives in
-`imsim.sim.random`; this module only describes and validates.
+its own parameters; anything else is refused at load time. `draws` samples them with
+numpy, for the simulator (`imsim.sim.core.sampler`) and planning alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
+
+import numpy as np
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -94,3 +97,31 @@ def constant(value: float) -> Distribution:
 
 def exponential(mean: float) -> Distribution:
     return Distribution(dist="exponential", mean=mean)
+
+
+def draws(d: Distribution, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
+    """A function giving ``n`` values of ``d`` from ``rng`` at a time (a normal is
+    clipped at 0; a lognormal's ``mean`` and ``sd`` are its own, not the log's)."""
+    mean = float(d.mean or 0.0)
+    if d.dist == "constant":
+        value = float(d.value or 0.0)
+        return lambda n: np.full(n, value)
+    if d.dist == "exponential":
+        return lambda n: rng.exponential(mean, n)
+    if d.dist == "uniform":
+        return lambda n: rng.uniform(float(d.low or 0.0), float(d.high or 0.0), n)
+    if d.dist == "normal":
+        return lambda n: np.maximum(rng.normal(mean, float(d.sd or 0.0), n), 0.0)
+    if d.dist == "lognormal":
+        sigma2 = float(np.log1p((float(d.sd or 0.0) / mean) ** 2))
+        mu = float(np.log(mean)) - sigma2 / 2
+        return lambda n: rng.lognormal(mu, sigma2 ** 0.5, n)
+    if d.dist == "gamma":
+        shape = float(d.shape or 1.0)
+        return lambda n: rng.gamma(shape, mean / shape, n)
+    if d.dist == "geometric":
+        p = d.p if d.p is not None else 1.0 / mean
+        return lambda n: rng.geometric(p, n).astype(float)
+    if d.dist == "poisson":
+        return lambda n: rng.poisson(mean, n).astype(float)
+    raise ValueError(f"no sampler for {d.dist}")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from imsim.billing import XDR_COLUMNS
+from imsim.rules.message import XDR_COLUMNS
 
 STR = "str"
 XDR_DTYPES: dict[str, str] = {
@@ -64,7 +64,7 @@ def frame(records: Iterable[Sequence[Any]], dtypes: dict[str, str]) -> pd.DataFr
 
 def xdr_frame(records: Iterable[Sequence[Any]],
               money: Literal["float", "decimal"] = "float") -> pd.DataFrame:
-    """xDRs (`imsim.billing.Xdr` tuples, or rows in `XDR_COLUMNS` order) as a frame."""
+    """xDRs (`imsim.rules.decide.Xdr` tuples, or rows in `XDR_COLUMNS` order) as a frame."""
     dtypes = dict(XDR_DTYPES)
     if money == "decimal":
         for column in MONEY_COLUMNS:

@@ -37,7 +37,7 @@ from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
-from imsim.billing import Xdr
+from imsim.rules.message import Xdr
 from lab.httpd import Deferred, Reply, Request, error
 from lab.xdr_store import XdrStore
 

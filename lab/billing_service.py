@@ -3,7 +3,7 @@
     python -m lab.billing_service --scenario scenarios/handbook.yaml --port 8070 \\
         --db lab/run/xdr.sqlite [--speed 1] [--epoch UNIX_TIME]
 
-Every decision comes from `imsim.billing.BillingEngine`, the very code the simulator
+Every decision comes from `imsim.rules.decide.BillingEngine`, the very code the simulator
 runs; this module only turns HTTP bodies into `Message`s and `Decision`s back into
 JSON, keeps the balances (`Ledger`) of each virtual billing environment, and stores
 the xDRs (`lab.xdr_store`, durable before /account is answered).
@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from imsim import scenario as scenarios
-from imsim.billing import BillingEngine, Decision, Ledger, Message
 from imsim.config import Environment
 from imsim.errors import UsageError
 from imsim.replay import timeline
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Decision, Message
+from imsim.rules.settle import charge
 from imsim.scenario import Scenario, ScenarioError
 from lab import httpd
 from lab.billing_api import Api, BadInput, json_object
@@ -175,7 +178,7 @@ class BillingService:
     def _release(self, call_id: str) -> None:
         stale = self.pending.pop(call_id, None)
         if stale is not None:
-            stale.ledger.release(call_id)
+            stale.engine.release(stale.message, stale.ledger)
 
     # /account ----------------------------------------------------------------------
     def account(self, body: dict[str, Any]) -> Reply | Deferred:
@@ -269,14 +272,12 @@ class BillingService:
         for xdr in self.store.xdrs():
             if xdr.direction not in ("outgoing", "incoming") or xdr.env not in self.envs.ledgers:
                 continue
-            found = self.envs.engines[xdr.env][-1].accounts.get(xdr.account_id)
-            ledger = self.envs.ledgers[xdr.env]
-            key = f"replay:{xdr.i_xdr}"
-            if found is None or not ledger.reserve(key, *found, xdr.charged_amount):
+            engine = self.envs.engines[xdr.env][-1]
+            if xdr.account_id not in engine.accounts or not charge(
+                    self.envs.ledgers[xdr.env], engine.payer(xdr.account_id),
+                    xdr.charged_amount):
                 log.warning("stored xDR %d cannot be charged again to %s", xdr.i_xdr,
                             xdr.account_id)
-                continue
-            ledger.commit(key)
 
 
 def _fields(document: dict[str, Any], spec: dict[str, type]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imsim.billing import Xdr
+from imsim.rules.message import Xdr
 from lab import matching
 from lab.matching import Sent
 from lab.xdr_client import XdrClient, read_csv_export

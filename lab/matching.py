@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from imsim.billing import Xdr
+from imsim.rules.message import Xdr
 
 TOLERANCE = 3.0  # seconds: 1 s of 'HH:MM:SS' truncation, 1 s of Date, network and queues
 

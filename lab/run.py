@@ -40,9 +40,9 @@ import pandas as pd
 
 from imsim import compare, sim
 from imsim import scenario as scenarios
-from imsim.billing import Xdr
 from imsim.errors import UsageError
 from imsim.results import message_frame, xdr_frame
+from imsim.rules.message import Xdr
 from imsim.scenario import Scenario
 from lab import accounting, collect, driver, gap, matching, provision
 from lab import plan as plans

@@ -1,4 +1,4 @@
-"""Billed xDRs from a live deployment, in imsim's xDR schema (`imsim.billing.XDR_COLUMNS`).
+"""Billed xDRs from a live deployment, in imsim's xDR schema (`imsim.rules.message.XDR_COLUMNS`).
 
 Two sources, as in a target file:
 
@@ -11,7 +11,7 @@ Two sources, as in a target file:
   ``get_total``);
 - an xDR CSV export: ``read_csv_export(path, columns={...})``.
 
-Both give `imsim.billing.Xdr` records; ``frame(records)`` makes the shared DataFrame
+Both give `imsim.rules.message.Xdr` records; ``frame(records)`` makes the shared DataFrame
 (`imsim.results.xdr_frame`). PortaBilling's fields and what they become:
 
     i_xdr -> i_xdr               CLI, CLD -> CLI, CLD       account_id -> account_id
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from imsim.billing import XDR_COLUMNS, Xdr
+from imsim.rules.message import XDR_COLUMNS, Xdr
 from lab.portabilling import ApiError, Session
 
 PAGE = 1000

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from imsim.billing import XDR_COLUMNS, Xdr
+from imsim.rules.message import XDR_COLUMNS, Xdr
 
 log = logging.getLogger("imsim.billing_service")
 

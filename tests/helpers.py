@@ -10,7 +10,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from imsim import scenario
-from imsim.billing import Message
+from imsim.rules.message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDBOOK = ROOT / "scenarios" / "handbook.yaml"

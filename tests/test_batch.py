@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imsim.batch import COLUMNS, MICRO, BatchTable, rate_many
 from imsim.config import OffPeakPeriod, Rate, Tariff
-from imsim.rating import RateTable
+from imsim.rules.batch import COLUMNS, MICRO, BatchTable, rate_many
+from imsim.rules.rating import RateTable
 from imsim.scenario import load
 from tests.helpers import HANDBOOK
 

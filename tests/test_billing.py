@@ -5,7 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from imsim.billing import BillingEngine, Ledger
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
 from tests.helpers import START, handbook_document, load_document, message
 
 ALICE, BOB, CAROL = "15551230001", "15551230002", "15551230003"

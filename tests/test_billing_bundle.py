@@ -6,7 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from imsim.billing import BillingEngine, Ledger, bundle_period
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.settle import bundle_period
 from imsim.scenario import ScenarioError
 from tests.helpers import START, handbook_document, load_document, message
 

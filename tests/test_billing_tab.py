@@ -6,8 +6,10 @@ xDRs `account` writes."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim.billing import BillingEngine, Ledger, Message
 from imsim.config import Product
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Message
 from tests.test_properties import HANDBOOK_ENV, MODERATE, T0, environments, messages
 
 

@@ -1,4 +1,4 @@
-"""E.164 translations worked out ahead in a helper process (`imsim.proxy.E164Prefetch`):
+"""E.164 translations worked out ahead in a helper process (`imsim.sim.prefetch.E164Prefetch`):
 the same numbers as `to_e164`, and a run that takes them from there gives the same
 results as one that translates each recipient itself."""
 
@@ -10,8 +10,9 @@ import sys
 import pandas as pd
 import pytest
 
-from imsim.proxy import E164Prefetch, to_e164
+from imsim.rules.proxy import to_e164
 from imsim.sim import World, site
+from imsim.sim.prefetch import E164Prefetch
 from tests.helpers import handbook_document, load_document
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the helper is forked")

@@ -117,12 +117,12 @@ def test_a_stale_build_is_passed_over_in_a_new_process(tmp_path: Path) -> None:
             "with warnings.catch_warnings(record=True) as seen:\n"
             "    warnings.simplefilter('always')\n"
             "    _hotpath.guard()\n"
-            "import imsim.sim.site, imsim.billing\n"
-            "print(imsim.sim.site.__file__, imsim.billing.__file__, len(seen))")
+            "import imsim.sim.site, imsim.rules.decide\n"
+            "print(imsim.sim.site.__file__, imsim.rules.decide.__file__, len(seen))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=120,
                          env={k: v for k, v in os.environ.items() if k != _hotpath.PURE})
     assert out.returncode == 0, out.stderr
     site, billing, warned = out.stdout.split()
-    assert site.endswith("imsim/sim/site.py") and billing.endswith("imsim/billing.py")
+    assert site.endswith("imsim/sim/site.py") and billing.endswith("imsim/rules/decide.py")
     assert warned == "1"

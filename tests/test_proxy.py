@@ -1,7 +1,7 @@
 import pytest
 
 from imsim.config import ServicePolicy
-from imsim.proxy import domain_matches, recipient_number, select_policy, to_e164
+from imsim.rules.proxy import domain_matches, recipient_number, select_policy, to_e164
 
 
 @pytest.mark.parametrize(("pattern", "domain", "expected"), [

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imsim.billing import XDR_COLUMNS
 from imsim.cli import main
+from imsim.rules.message import XDR_COLUMNS
 from tests.helpers import HANDBOOK, ROOT
 
 

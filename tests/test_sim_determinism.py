@@ -9,7 +9,8 @@ import pandas as pd
 from pandas.testing import assert_frame_equal
 
 from imsim import scenario, sim
-from imsim.billing import BillingEngine, Message
+from imsim.rules.decide import BillingEngine
+from imsim.rules.message import Message
 from imsim.sim.periods import breakpoints
 from imsim.sim.site import Version
 from tests.helpers import HANDBOOK, ROOT

@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 from imsim import scenario
-from imsim.billing import BillingEngine, Ledger, Message
 from imsim.errors import UsageError
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Message
 
 
 def register(sub: Any, name: str) -> None:

@@ -1,7 +1,7 @@
 """The discrete-event model: a simpy world of registrar, presence, proxy and billing.
 
 ``run(scenario)`` plays a scenario's traffic through the same decision logic as the
-billing engine (`imsim.proxy`, `imsim.billing`) and adds what only time shows:
+billing engine (`imsim.rules.proxy`, `imsim.rules.decide`) and adds what only time shows:
 network and processing delays, queues, propagation of admin changes, presence
 fan-out, softphones coming and going. Modules:
 

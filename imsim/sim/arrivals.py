@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from imsim.billing import Message
+from imsim.rules.message import Message
 from imsim.scenario import Scenario
 from imsim.sim.core import Clock, Draws, Event, Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath

@@ -26,7 +26,7 @@ from typing import Any, Final
 import numpy as np
 import simpy
 
-from imsim.distributions import Distribution
+from imsim.distributions import Distribution, draws
 from imsim.memory import paused_gc
 
 NORMAL: Final = simpy.core.NORMAL   # Final: compiled, no module lookup per use
@@ -387,30 +387,7 @@ def sampler(dist: Distribution, rng: np.random.Generator) -> Draws:
     """Values of ``dist`` (``next()``; a constant draws nothing)."""
     if dist.is_constant:
         return Fixed(float(dist.value or 0.0))
-    return Draws(_batch(dist, rng))
-
-
-def _batch(d: Distribution, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
-    mean = float(d.mean or 0.0)
-    if d.dist == "exponential":
-        return lambda n: rng.exponential(mean, n)
-    if d.dist == "uniform":
-        return lambda n: rng.uniform(float(d.low or 0.0), float(d.high or 0.0), n)
-    if d.dist == "normal":
-        return lambda n: np.maximum(rng.normal(mean, float(d.sd or 0.0), n), 0.0)
-    if d.dist == "lognormal":
-        sigma2 = float(np.log1p((float(d.sd or 0.0) / mean) ** 2))
-        mu = float(np.log(mean)) - sigma2 / 2
-        return lambda n: rng.lognormal(mu, sigma2 ** 0.5, n)
-    if d.dist == "gamma":
-        shape = float(d.shape or 1.0)
-        return lambda n: rng.gamma(shape, mean / shape, n)
-    if d.dist == "geometric":
-        p = d.p if d.p is not None else 1.0 / mean
-        return lambda n: rng.geometric(p, n).astype(float)
-    if d.dist == "poisson":
-        return lambda n: rng.poisson(mean, n).astype(float)
-    raise ValueError(f"no sampler for {d.dist}")
+    return Draws(draws(dist, rng))
 
 
 def uniforms(rng: np.random.Generator) -> Draws:

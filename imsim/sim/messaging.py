@@ -23,7 +23,7 @@ balance, which leaves every account's room (balance minus holds) as it was, so n
 other decision can tell when it happened (tests/test_sim_fastlane.py). The hold and
 its accounting are then one step (`Tab.settle_delivered`, tests/test_billing_tab.py).
 
-Decisions are `imsim.billing`'s; this module only adds time.
+Decisions are `imsim.rules.decide`'s; this module only adds time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any, Final
 
-from imsim.billing import Decision, Message
+from imsim.rules.message import Decision, Message
 from imsim.settings import SimSettings
 from imsim.sim.core import Clock, Event, Lane, Streams, sampler, uniforms
 from imsim.sim.records import Recorder

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from imsim.billing import Xdr
 from imsim.results import (
     MESSAGE_DTYPES,
     PRESENCE_DTYPES,
@@ -25,6 +24,7 @@ from imsim.results import (
     message_frame,
     xdr_frame,
 )
+from imsim.rules.message import Xdr
 from imsim.settings import RecordSettings
 
 Trace = list[tuple[float, str, str]]

@@ -15,12 +15,15 @@ import datetime as dt
 from bisect import bisect_right
 from decimal import Decimal
 
-from imsim.billing import BillingEngine, Decision, Ledger, Message, Tab
 from imsim.config import Environment
-from imsim.proxy import E164Prefetch
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Decision, Message
+from imsim.rules.settle import Tab
 from imsim.settings import METHODS
 from imsim.sim.core import INF, Pool
 from imsim.sim.periods import breakpoints
+from imsim.sim.prefetch import E164Prefetch
 from imsim.sim.records import Recorder
 
 MEMO_LIMIT = 4_000_000
@@ -28,7 +31,7 @@ MEMO_LIMIT = 4_000_000
 pair of a million accounts with two buddies each. Past it the memo starts again."""
 PREFETCH_MIN = 5_000
 """From this many accounts, a site has their numbers translated to E.164 in a helper
-process while it runs (`imsim.proxy.E164Prefetch`): each engine takes them from there."""
+process while it runs (`imsim.sim.prefetch.E164Prefetch`): each engine takes them from there."""
 MemoKey = tuple[str, str, int, int]
 Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
 
@@ -85,7 +88,7 @@ class Version:
     @property
     def engine(self) -> BillingEngine:
         if self._engine is None:
-            self._engine = BillingEngine(self.env, self.prefetch)
+            self._engine = BillingEngine(self.env)
             self.periods = breakpoints(self.env, self._start, self._until)
         return self._engine
 
@@ -108,6 +111,9 @@ class Version:
         """Decide ``msg`` (a memo miss) and keep its plan under ``key``."""
         if len(self.memo) >= MEMO_LIMIT:
             self.memo.clear()
+        prefetch = self.prefetch
+        if prefetch is not None and prefetch.country == self.env.country:
+            self.engine.numbers = prefetch.known()   # the translations arrived so far
         found = self.memo[key] = Plan(self.engine, msg.sender, self.engine.decide(msg),
                                       self.moneys)
         found.owner = self

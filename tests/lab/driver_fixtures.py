@@ -14,7 +14,7 @@ import pytest
 from conftest import ACCOUNTS, ROOT
 from fake_billing import FakeBilling
 
-from imsim.proxy import to_e164
+from imsim.rules.proxy import to_e164
 from imsim.scenario import Scenario, load
 from lab.stack import Stack
 

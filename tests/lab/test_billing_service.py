@@ -17,7 +17,9 @@ from decimal import Decimal
 import pytest
 
 from imsim import scenario
-from imsim.billing import BillingEngine, Ledger, Message
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Message
 from tests.lab.billing_fixtures import (
     ALICE,
     BOB,
@@ -48,7 +50,7 @@ def stored(db, call_id: str) -> list[tuple]:
 
 
 def model(call_id: str, sender: str = ALICE, to: str = BOB, length: int = 5):
-    """What imsim.billing decides and bills for the same message."""
+    """What imsim.rules.decide decides and bills for the same message."""
     engine, ledger = BillingEngine(HANDBOOK_ENV), Ledger.of(HANDBOOK_ENV)
     at = dt.datetime(2026, 1, 5, 9, 0, 1, tzinfo=dt.UTC)
     message = Message("m", sender, to, HANDBOOK_ENV.domain, at, length, call_id)
@@ -361,3 +363,26 @@ def test_a_slow_client_does_not_hold_up_kamailios_requests(service):
             assert service.post("/authorize", contract(f"c-beside-slow-{n}"))[1]["code"] == 200
             assert time.monotonic() - started < 0.5
             time.sleep(0.1)
+
+
+def test_an_authorization_whose_account_never_came_gives_its_hold_back(tmp_path):
+    """The hold is the settlement's (`imsim.rules.settle`): found by the message, so a
+    stale authorization (expired, or its Call-ID authorized again) releases it."""
+    from lab.billing_service import BillingService, Clock
+    from lab.xdr_store import XdrStore
+
+    loaded = scenario.load(HANDBOOK)
+    store = XdrStore(tmp_path / "xdrs.db")
+    try:
+        service = BillingService(loaded, store, Clock(loaded.start, time.time()), "qa", "pw")
+        ledger = service.envs.ledgers[HANDBOOK_ENV.name]
+        alice = f"account:{ALICE}"
+        assert service.authorize(contract("c-stale", msg_id="m1")).payload["code"] == 200
+        assert ledger.reserved[alice] == Decimal("0.01")
+        assert service.authorize(contract("c-stale", msg_id="m2")).payload["code"] == 200
+        assert ledger.reserved[alice] == Decimal("0.01")   # the first one's hold went back
+        assert service.expire(now=time.monotonic() + 10**6) == 1
+        assert ledger.reserved[alice] == 0 and not ledger.holds
+        assert ledger.debit[ALICE] == HANDBOOK_ENV.customers[0].accounts[0].balance
+    finally:
+        store.close()

@@ -1,7 +1,7 @@
 """The full live stack: Kamailio + the real imsim billing service, handbook scenario.
 
 Live results must equal the model's: the same SIP code and reason, the same xDRs
-(tariff, rate code, units, unit price, amount) as `imsim.billing` computes for the
+(tariff, rate code, units, unit price, amount) as `imsim.rules.decide` computes for the
 same message at the same moment.
 """
 
@@ -16,7 +16,9 @@ import time
 import pytest
 
 from imsim import scenario
-from imsim.billing import BillingEngine, Ledger, Message
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Message
 from lab import accounting, load, provision, sip
 from lab.stack import Stack
 from lab.xdr_client import XdrClient

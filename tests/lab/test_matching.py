@@ -15,7 +15,7 @@ from email.utils import formatdate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim.billing import Xdr
+from imsim.rules.message import Xdr
 from lab.matching import TOLERANCE, Sent, match, measured_skew, rewriter
 
 NUMBERS = ("15551230001", "15551230002", "15551230003")

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from imsim import scenario
-from imsim.billing import XDR_COLUMNS
+from imsim.rules.message import XDR_COLUMNS
 from lab import provision
 from lab.xdr_client import (
     API_COLUMNS,

@@ -12,7 +12,7 @@ Rules (PortaBilling's):
 - units = ceil(length / billing_unit_size), at least 1; every message is one unit
   when the policy sets no unit size.
 
-`RateTable` rates one message; `imsim.batch.rate_many` rates a whole DataFrame with
+`RateTable` rates one message; `imsim.rules.batch.rate_many` rates a whole DataFrame with
 the same rules.
 """
 

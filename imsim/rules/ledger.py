@@ -1,17 +1,21 @@
 """Balances of one virtual billing environment: debit accounts and credit customers.
 
-Authorization reserves a message's charge (a hold), accounting commits it when the
-message was delivered or releases it when it failed; a bundle's included messages are
-held the same way. Plain data: `imsim.billing` decides what is charged to whom.
+Authorization holds a message's charge, accounting commits it when the message was
+delivered or releases it when it failed; a bundle's included messages are held the
+same way. Plain data: `imsim.rules.settle` moves the money, `imsim.rules.decide`
+decides what is charged to whom.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from imsim.config import Account, BalanceModel, Customer, Environment
+
+if TYPE_CHECKING:
+    from imsim.rules.settle import Tab
 
 ZERO: Final = Decimal(0)
 ACCOUNT, CUSTOMER = "account:", "customer:"
@@ -74,15 +78,16 @@ class Purse:
 @dataclass
 class Ledger:
     """Balances: debit accounts hold money (never below 0); credit customers owe money
-    (never past their credit limit). Authorization reserves; accounting commits.
+    (never past their credit limit). Authorization holds; accounting commits.
 
     One `Purse` per payer, under its key (`Ledger.key`); ``debit``, ``owed`` and
     ``reserved`` show them as dicts (by account id, by customer name, by key)."""
 
     purses: dict[str, Purse] = field(default_factory=dict)
-    holds: dict[str, list[tuple[str, Decimal]]] = field(default_factory=dict)
+    holds: dict[str, Tab] = field(default_factory=dict)
+    """Settlements in progress, by message (`Message.hold`): held at authorization,
+    committed or released at accounting (`imsim.rules.settle`)."""
     included: dict[str, int] = field(default_factory=dict)   # bundle messages used (held)
-    included_holds: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, env: Environment) -> Ledger:
@@ -134,41 +139,6 @@ class Ledger:
     def room(self, payer: Payer) -> Decimal | None:
         """`available` for a payer found once."""
         return self.purse(payer.key).room(payer)
-
-    def can_pay(self, customer: Customer, account: Account, amount: Decimal) -> bool:
-        room = self.available(customer, account)
-        return room is None or amount <= room
-
-    def reserve(self, call_id: str, customer: Customer, account: Account,
-                amount: Decimal) -> bool:
-        if not self.can_pay(customer, account, amount):
-            return False
-        key = self.key(customer, account)
-        self.purse(key).hold(amount)
-        self.holds.setdefault(call_id, []).append((key, amount))
-        return True
-
-    def take_included(self, call_id: str, key: str, allowance: int) -> bool:
-        """Hold one included message of the bundle ``key`` if fewer than ``allowance``
-        are used or held; released with the charge when the message fails."""
-        used = self.included.get(key, 0)
-        if used >= allowance:
-            return False
-        self.included[key] = used + 1
-        self.included_holds[call_id] = key
-        return True
-
-    def release(self, call_id: str) -> None:
-        for key, amount in self.holds.pop(call_id, []):
-            self.purses[key].close(amount, False, key.startswith(ACCOUNT))
-        bundle = self.included_holds.pop(call_id, None)
-        if bundle is not None:
-            self.included[bundle] -= 1
-
-    def commit(self, call_id: str) -> None:
-        self.included_holds.pop(call_id, None)
-        for key, amount in self.holds.pop(call_id, []):
-            self.purses[key].close(amount, True, key.startswith(ACCOUNT))
 
     def balance(self, customer: Customer, account: Account) -> Decimal:
         found = self.purses.get(self.key(customer, account))

@@ -2,7 +2,8 @@
 
 This is the one place where the message-path rules of DESIGN.md live. The simulator
 wraps `BillingEngine` in simpy processes; the lab billing service calls the same
-methods behind HTTP. Plain Python: no simpy, no I/O, no pandas.
+methods behind HTTP; planning and re-rating call `decide` once per kind of message.
+Plain Python: no simpy, no I/O, no pandas. Money moves in `imsim.rules.settle`.
 
 Checks, in order (the first failing one decides the answer to the sender):
 
@@ -23,10 +24,10 @@ Registration (480) and the recipient's own answer are the proxy's business.
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import Final
 
 from imsim.config import (
     PORTASIP,
@@ -40,222 +41,30 @@ from imsim.config import (
     ServicePolicy,
     Tariff,
 )
-from imsim.ledger import Ledger, Payer, Purse
-from imsim.proxy import E164Prefetch, recipient_number, select_policy
-from imsim.rating import RateTable, Rating, zone
+from imsim.rules.ledger import Ledger, Payer
+from imsim.rules.message import OK_REASON, Decision, Message, Xdr, refuse
+from imsim.rules.proxy import recipient_number, select_policy
+from imsim.rules.rating import RateTable, Rating
+from imsim.rules.settle import BundleTab, Tab, bundle_period
 
-OK_REASON: Final = "OK"
-ZERO: Final = Decimal(0)
 _UNKNOWN: Final = "\x00unknown"
-"""Not found in a prefetched table (no user part is this string: it is not a number)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One MESSAGE as the proxy sees it after authentication."""
-
-    msg_id: str
-    sender: str
-    to_user: str
-    to_domain: str
-    at: dt.datetime
-    length: int = 0
-    call_id: str = ""
-
-    @property
-    def hold(self) -> str:
-        """The ledger key of this message's reservation: one per message, even when
-        messages share a Call-ID (or leave it empty)."""
-        return f"{self.call_id}\x1f{self.msg_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer to a MESSAGE: SIP code, reason phrase naming the check, handbook step."""
-
-    code: int
-    reason: str
-    step: int | None
-    check: str
-    recipient: str | None = None
-    billed: bool = False
-    customer: Rating | None = None
-    vendor: Rating | None = None
-    incoming: Rating | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.code < 300
-
-
-def refuse(code: int, check: str, step: int | None, reason: str) -> Decision:
-    return Decision(code, reason, step, check)
-
-
-CANNOT_PAY: Final = refuse(403, "balance", None, "Forbidden (insufficient balance or credit)")
-RECIPIENT_CANNOT_PAY: Final = refuse(403, "balance", None, "Forbidden (recipient has insufficient "
-                              "balance for incoming messages)")
-
-
-class Xdr(NamedTuple):
-    """One billing record, PortaBilling column names (DESIGN.md)."""
-
-    i_xdr: int
-    env: str
-    account_id: str
-    CLI: str
-    CLD: str
-    connect_time: dt.datetime
-    call_id: str
-    msg_id: str
-    service: str
-    direction: str
-    tariff: str
-    rate_code: str
-    charged_quantity: int
-    unit_price: Decimal
-    charged_amount: Decimal
-    currency: str
-    sip_code: int
-    reason: str
-
-
-XDR_COLUMNS: tuple[str, ...] = Xdr._fields
+"""Not found in the numbers known ahead (no user part is this string: it is not a
+number)."""
 Line = tuple[str, str, Rating]
 """One xDR of a delivered message before its message fields: account_id, direction,
 rating (`BillingEngine.lines`)."""
 
 
-class Tab:
-    """`BillingEngine.settle` and `account` of one `decide` answer for one sender, with
-    the payers and amounts found once: the simulator keeps a tab with its memoized
-    decision. Same rules, same ledger balances (tests/test_billing_tab.py); no holds
-    are written, the caller keeps the tab instead. Built by `BillingEngine.tab`, never
-    for a sender with a bundle (that answer depends on the month). The sender pays
-    ``amount`` (``payer``); with an incoming rating the recipient pays ``incoming``
-    (``payee``). Their purses are found once per ledger."""
-
-    __slots__ = ("decision", "ok", "billed", "unpaid", "payer", "amount", "payee", "incoming",
-                 "ledger", "purse", "payee_purse", "quiet")
-
-    def __init__(self, decision: Decision, charges: tuple[tuple[Payer, Decimal], ...]) -> None:
-        self.decision, self.ok, self.billed = decision, decision.ok, decision.billed
-        self.unpaid = decision if decision.ok else replace(decision, customer=None)
-        self.payer: Payer | None = None
-        self.payee: Payer | None = None
-        self.amount = self.incoming = ZERO
-        if charges:
-            self.payer, self.amount = charges[0]
-        if len(charges) > 1:
-            self.payee, self.incoming = charges[1]
-        self.ledger: Ledger | None = None
-        self.purse: Purse | None = None
-        self.payee_purse: Purse | None = None
-        self.quiet: Decimal | None = None
-        """A value of the payer's ``held`` that holding and closing ``amount`` gave back
-        as it was (same digits and exponent; the purse keeps that object): from it,
-        `settle_delivered` skips both."""
-
-    def _bind(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.purse = ledger.purse(self.payer.key) if self.payer is not None else None
-        self.payee_purse = ledger.purse(self.payee.key) if self.payee is not None else None
-
-    def _paying(self, ledger: Ledger, payer: Payer) -> Purse | None:
-        """The payer's purse in ``ledger`` (found once per ledger) if its room covers
-        ``amount``, else None."""
-        if ledger is not self.ledger:
-            self._bind(ledger)
-        purse = self.purse
-        assert purse is not None
-        room = purse.room(payer)
-        if room is not None and not self.amount <= room:
-            return None
-        return purse
-
-    def settle(self, ledger: Ledger) -> Decision:
-        """`settle`: the decision, or a refusal; reserves the charges when it is the
-        decision."""
-        payer = self.payer
-        if payer is None:
-            return self.decision
-        purse = self._paying(ledger, payer)
-        if purse is None:
-            return CANNOT_PAY
-        if not self.ok:
-            return self.unpaid
-        amount = self.amount
-        purse.hold(amount)
-        payee = self.payee
-        if payee is not None:
-            other, incoming = self.payee_purse, self.incoming
-            assert other is not None
-            room = other.room(payee)
-            if room is not None and not incoming <= room:
-                purse.close(amount, False, payer.account is not None)
-                return RECIPIENT_CANNOT_PAY
-            other.hold(incoming)
-        return self.decision
-
-    def settle_delivered(self, ledger: Ledger) -> Decision:
-        """`settle`, then, when it gives the decision, `account` of a delivery (200): for a
-        caller that knows the message is delivered before anything else touches the
-        ledger. Same decision, same balances, to the exponent. The hold and its closing
-        leave ``held`` as it was once they have (``quiet``: decimal arithmetic gives the
-        same result for the same operands), so from then on only the charge is made."""
-        payer = self.payer
-        if payer is None or self.payee is not None or not self.ok:
-            decision = self.settle(ledger)
-            if decision is self.decision:
-                self.account(ledger, 200)
-            return decision
-        purse = self._paying(ledger, payer)
-        if purse is None:
-            return CANNOT_PAY
-        amount, held = self.amount, purse.held
-        if held is self.quiet:
-            purse.charge(amount, payer.account is not None)
-        else:
-            purse.hold(amount)
-            purse.close(amount, True, payer.account is not None)
-            after = purse.held
-            if after == held and after.as_tuple() == held.as_tuple():
-                purse.held = self.quiet = held   # the same digits: the same object, so
-                #                                  the purse's other tabs find theirs
-        return self.decision
-
-    def account(self, ledger: Ledger, code: int) -> bool:
-        """`account` after `settle` gave the decision (on the same ledger): commit
-        (delivered, True) or release the charges."""
-        delivered = 200 <= code < 300 and self.ok and self.billed
-        if not self.ok or self.payer is None:
-            return delivered
-        if ledger is not self.ledger:
-            self._bind(ledger)
-        assert self.purse is not None
-        self.purse.close(self.amount, delivered, self.payer.account is not None)
-        if self.payee is not None:
-            assert self.payee_purse is not None
-            self.payee_purse.close(self.incoming, delivered, self.payee.account is not None)
-        return delivered
-
-
-def bundle_period(at: dt.datetime, time_zone: str) -> str:
-    """The calendar month of ``at`` in ``time_zone`` (a bundle's period), 'YYYY-MM'."""
-    local = at.astimezone(zone(time_zone))
-    return f"{local.year:04d}-{local.month:02d}"
-
-
 class BillingEngine:
     """One virtual billing environment's configuration, compiled for fast decisions."""
 
-    def __init__(self, env: Environment, prefetch: E164Prefetch | None = None) -> None:
-        """``prefetch``: E.164 translations of user parts worked out ahead (for
-        ``env.country``), used once they have arrived."""
+    def __init__(self, env: Environment) -> None:
         self.env = env
-        self._prefetch = prefetch if prefetch is not None and \
-            prefetch.country == env.country else None
-        self.prefetched = 0   # recipients whose number came from the prefetch
+        self.numbers: Mapping[str, str | None] | None = None
+        """E.164 translations of user parts (for ``env.country``) worked out ahead by a
+        caller (the simulator's `imsim.sim.prefetch.E164Prefetch`): used where they
+        have one, the same answers as translating here."""
+        self.prefetched = 0   # recipients whose number came from ``numbers``
         self.accounts = env.accounts()
         self._passwords = {number: account.password
                            for number, (_, account) in self.accounts.items()}
@@ -296,7 +105,7 @@ class BillingEngine:
         if not self.env.config_server.messaging_enabled:
             return refuse(403, "messaging_enabled", 1,
                           "Forbidden (Messaging service not enabled on the configuration server)")
-        policy, number = self._recipient(msg.to_user, msg.to_domain)
+        policy, number = self.recipient(msg.to_user, msg.to_domain)
         if policy is None:
             return refuse(403, "service_policy", 2,
                           f"Forbidden (no messaging service policy matches domain {msg.to_domain})")
@@ -323,45 +132,53 @@ class BillingEngine:
                         customer_rating, vendor_rating, incoming)
 
     def settle(self, msg: Message, decision: Decision, ledger: Ledger | None = None) -> Decision:
-        """The balance part of check 4 for a `decide` answer: refuse when the sender
-        cannot pay; else, with a ledger, reserve the charge under ``msg.hold``. While the
-        sender's product bundle has included messages left (`bundle_of`), the customer
-        rating is charged 0 and one included message is held with the charge."""
-        rating = decision.customer
-        if rating is None:
-            return decision
-        customer, account = self.accounts[msg.sender]
-        bundle = self._bundle_left(ledger, customer, account, msg.at)
-        if bundle is not None:
-            rating = replace(rating, unit_price=Decimal(0), amount=Decimal(0))
-        if ledger is not None and not ledger.can_pay(customer, account, rating.amount):
-            return CANNOT_PAY
-        if not decision.ok:
-            return replace(decision, customer=None)
-        assert decision.recipient is not None
-        if ledger is not None and not self._reserve(ledger, msg, customer, account, rating,
-                                                    decision.recipient, decision.incoming):
-            return RECIPIENT_CANNOT_PAY
-        if bundle is not None and ledger is not None:
-            ledger.take_included(msg.hold, *bundle)
-            return replace(decision, customer=rating)
-        return decision
+        """The balance part of check 4 for a `decide` answer (`imsim.rules.settle`):
+        refuse when the sender (or, for charged incoming messages, the recipient) cannot
+        pay; else hold the charges in ``ledger`` under ``msg.hold`` until `account`.
+        Without a ledger there are no balances: the answer, without its charge when it
+        is a refusal."""
+        if ledger is None:
+            return decision if decision.ok else replace(decision, customer=None)
+        tab = self.tab(msg.sender, decision) or self.bundle_tab(msg, decision)
+        answer = tab.settle(ledger)
+        if answer.ok and tab.payer is not None:
+            ledger.holds[msg.hold] = tab
+        return answer
 
     def tab(self, sender: str, decision: Decision) -> Tab | None:
-        """A `Tab` of a `decide` answer for ``sender``; None when the sender's product
-        has a bundle."""
-        rating = decision.customer
-        if rating is None:
+        """The `Tab` that settles a `decide` answer for ``sender`` (the same for every
+        message with that answer); None when the sender's product has a bundle
+        (`bundle_tab`: one per message)."""
+        if decision.customer is None:
             return Tab(decision, ())
-        account = self.accounts[sender][1]
-        product = self._products.get(account.product)
-        if product is not None and product.included_messages:
+        if self.bundle_of(sender) is not None:
             return None
-        charges = [(self.payer(sender), rating.amount)]
+        return Tab(decision, self._charges(sender, decision))
+
+    def bundle_tab(self, msg: Message, decision: Decision) -> BundleTab:
+        """The settlement of ``msg`` whose sender's product has a bundle."""
+        found = self.bundle_of(msg.sender)
+        assert found is not None
+        customer, allowance = found
+        key = f"{msg.sender}\x1f{bundle_period(msg.at, customer.time_zone)}"
+        return BundleTab(decision, self._charges(msg.sender, decision), key, allowance)
+
+    def _charges(self, sender: str, decision: Decision) -> tuple[tuple[Payer, Decimal], ...]:
+        assert decision.customer is not None
+        charges = [(self.payer(sender), decision.customer.amount)]
         if decision.ok and decision.incoming is not None:
             assert decision.recipient is not None
             charges.append((self.payer(decision.recipient), decision.incoming.amount))
-        return Tab(decision, tuple(charges))
+        return tuple(charges)
+
+    def bundle_of(self, sender: str) -> tuple[Customer, int] | None:
+        """The sender's customer and the messages its product includes each calendar
+        month (customer's time zone), or None when the product has no bundle."""
+        customer, account = self.accounts[sender]
+        product = self._products.get(account.product)
+        if product is None or not product.included_messages:
+            return None
+        return customer, product.included_messages
 
     def payer(self, number: str) -> Payer:
         """The `Payer` of an account (found once)."""
@@ -370,28 +187,7 @@ class BillingEngine:
             found = self._payers[number] = Payer.of(*self.accounts[number])
         return found
 
-    def _bundle_left(self, ledger: Ledger | None, customer: Customer, account: Account,
-                     at: dt.datetime) -> tuple[str, int] | None:
-        bundle = self.bundle_of(customer, account, at) if ledger is not None else None
-        if bundle is None or ledger is None or ledger.included.get(bundle[0], 0) >= bundle[1]:
-            return None
-        return bundle
-
-    def bundle_of(self, customer: Customer, account: Account,
-                  at: dt.datetime) -> tuple[str, int] | None:
-        """The sender's bundle this month, (ledger key, included messages), or None.
-
-        The rule: an account's first ``Product.included_messages`` delivered messages of
-        each calendar month (customer's time zone) are charged 0; a refused or failed
-        message gives its included message back. Bundles need a ledger (the state);
-        `imsim.planning` applies the same rule to whole months with numpy."""
-        product = self.env.product(account.product)
-        if product is None or not product.included_messages:
-            return None
-        return (f"{account.id}\x1f{bundle_period(at, customer.time_zone)}",
-                product.included_messages)
-
-    def _recipient(self, to_user: str, domain: str) -> tuple[ServicePolicy | None, str | None]:
+    def recipient(self, to_user: str, domain: str) -> tuple[ServicePolicy | None, str | None]:
         """The service policy of ``domain`` and the number ``to_user`` stands for
         (found once each: the policy depends on the domain only)."""
         numbers = self._numbers.get(domain)
@@ -413,12 +209,12 @@ class BillingEngine:
         return policy, number
 
     def _prefetched(self, to_user: str) -> str | None:
-        """The prefetched E.164 number of ``to_user`` (None: not a number), or _UNKNOWN
-        (no table yet, or not in it)."""
-        table = self._prefetch.known() if self._prefetch is not None else None
-        if table is None:
+        """The E.164 number of ``to_user`` known ahead (None: not a number), or
+        _UNKNOWN."""
+        numbers = self.numbers
+        if numbers is None:
             return _UNKNOWN
-        found = table.get(to_user, _UNKNOWN)
+        found = numbers.get(to_user, _UNKNOWN)
         if found is not _UNKNOWN:
             self.prefetched += 1
         return found
@@ -510,29 +306,26 @@ class BillingEngine:
         return self.tables[tariff.name].rate(msg.sender, msg.at, msg.length,
                                              policy.billing_unit_size, customer.time_zone)
 
-    def _reserve(self, ledger: Ledger, msg: Message, customer: Customer, account: Account,
-                 rating: Rating, number: str, incoming: Rating | None) -> bool:
-        if not ledger.reserve(msg.hold, customer, account, rating.amount):
-            return False
-        if incoming is not None:
-            r_customer, r_account = self.accounts[number]
-            if not ledger.reserve(msg.hold, r_customer, r_account, incoming.amount):
-                ledger.release(msg.hold)
-                return False
-        return True
-
     # -- accounting --------------------------------------------------------------
     def account(self, msg: Message, decision: Decision, code: int, reason: str,
                 ledger: Ledger | None = None, first_xdr: int = 1) -> list[Xdr]:
-        """The xDRs of a MESSAGE's final answer ``code``; commits or releases the hold."""
+        """The xDRs of a MESSAGE's final answer ``code``; commits or releases its hold."""
         delivered = 200 <= code < 300 and decision.ok and decision.billed
-        if ledger is not None:
-            (ledger.commit if delivered else ledger.release)(msg.hold)
+        tab = ledger.holds.pop(msg.hold, None) if ledger is not None else None
+        if tab is not None:
+            assert ledger is not None
+            tab.account(ledger, code)
         if not delivered:
             return []
         assert decision.recipient is not None
         return self.xdrs(msg, decision.recipient, self.lines(msg.sender, decision), code,
                          reason, first_xdr)
+
+    def release(self, msg: Message, ledger: Ledger) -> None:
+        """Give back what ``msg``'s authorization held (its answer never came)."""
+        tab = ledger.holds.pop(msg.hold, None)
+        if tab is not None:
+            tab.account(ledger, 0)
 
     def lines(self, sender: str, decision: Decision) -> list[Line]:
         """The xDRs a delivered message writes: the sender's, the vendor's, the

@@ -1,6 +1,6 @@
 """Rate a whole DataFrame of messages at once, for planning runs.
 
-`rate_many` applies exactly the rules of `imsim.rating.RateTable.rate` (longest code,
+`rate_many` applies exactly the rules of `imsim.rules.rating.RateTable.rate` (longest code,
 ``|`` last, latest ``effective_from`` in effect with fallback to a shorter code,
 off-peak prices in the customer's time zone, forbidden rates flagged, units from the
 policy's unit size) to every row, with numpy instead of a Python loop:
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imsim.config import WEEKDAYS, WILDCARD, OffPeakPeriod, RateStatus, Tariff
-from imsim.rating import RateTable, zone
+from imsim.rules.rating import RateTable, zone
 
 MICRO = 1_000_000
 MAX_DIGITS = 18            # every 18-digit number fits in int64

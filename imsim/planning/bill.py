@@ -1,0 +1,439 @@
+"""Bill a frame of messages through the rulebook, vectorised: planning and re-rating.
+
+The billing engine decides; this module only finds out which messages it needs to ask
+about. A message's answer depends on (`imsim.rules.decide`):
+
+- the configuration version in effect at its time (the setup journal, propagated);
+- the sender's account: its customer, product and whether it is blocked;
+- the recipient domain, through the service policy it selects;
+- the recipient: not a number, no account of this environment, or an account (and
+  its customer and product, for charged incoming messages);
+- whether the customer tariff, the vendor tariff and (for charged incoming messages)
+  the recipient's tariff rate the number at that time, and whether that rate is
+  forbidden.
+
+Messages alike in all of these get the same answer: `BillingEngine.decide` is asked
+once per kind (one message stands for its kind), and only the money is vectorised
+(`imsim.rules.batch.rate_many`: rate code, units, prices, in micro-units).
+
+Settlement follows `imsim.rules.settle`, each message settled as delivered in time
+order (planning has no timing, so holds never overlap): a bundle's first included
+messages of each account-month are charged 0 (`included_ranks`); a payer whose
+charges could outrun its balance or credit limit has its messages settled one by one
+through the engine and the ledger themselves (`_settle_in_order`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imsim.config import Environment, Tariff
+from imsim.replay import timeline
+from imsim.rules.batch import MICRO, rate_many
+from imsim.rules.decide import BillingEngine
+from imsim.rules.ledger import Ledger
+from imsim.rules.message import Decision, Message
+from imsim.scenario import Scenario
+
+DELIVERED = "delivered"
+"""The ``check`` of a message billing authorized (planning has no timing: delivered)."""
+_NONE, _RATED, _FORBIDDEN = 0, 1, 2   # what a tariff says of a number (`_rate_state`)
+_MONEY = ("units", "unit_price_micro", "charged_amount_micro", "cost_micro",
+          "incoming_micro")
+
+
+
+def rate_messages(scenario: Scenario, frame: pd.DataFrame,
+                  demand: np.random.Generator | None = None) -> pd.DataFrame:
+    """Bill every message of ``frame`` (env, CLI, CLD, connect_time, length; optionally
+    ``domain``, the recipient's, by default the environment's) as the message path
+    would, timing aside.
+
+    Adds ``code``, ``check`` ('delivered' when billing authorized the message, else
+    the engine's check), ``step`` (the handbook step; <NA> when none), ``billed``,
+    ``rate_code``, ``units``, ``unit_price_micro`` (the customer rate's price),
+    ``included``, ``charged_amount_micro`` (charged: 0 when included or not billed),
+    ``cost_micro`` (the vendor's) and ``incoming_micro`` (charged to the recipient);
+    money also as floats (``charged_amount``, ``cost``). ``CLD`` becomes the number
+    billing sees (E.164 when the policy translates; -1 when not a number). With
+    ``demand``, candidates are first thinned by the scenario's elasticity (as the
+    simulator's Poisson stream does)."""
+    work = frame.reset_index(drop=True)
+    versions = timeline(scenario)
+    seconds = _seconds(work["connect_time"], scenario.start)
+    parts = []
+    for name, rows in _by_environment(work):
+        since = np.array([at for at, _ in versions[name]])
+        version = np.searchsorted(since, seconds[rows], side="right") - 1
+        engines = [BillingEngine(env) for _, env in versions[name]]
+        decided = pd.concat([Kinds(engines[v], work.iloc[rows[version == v]]).decided(v)
+                             for v in np.unique(version)]).sort_index()
+        if demand is not None:
+            decided = decided[_elasticity(scenario, decided, demand)]
+        parts.append(settle(decided, engines, Ledger.of(scenario.environment(name))))
+    out = pd.concat(parts).sort_index() if parts else _columns(work.iloc[:0], {})
+    out.index = frame.index[out.index.to_numpy()]
+    return out.drop(columns=["_version", "_to_user", "_domain"], errors="ignore")
+
+
+def _by_environment(frame: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
+    """Each environment's row positions, in frame order."""
+    codes, names = pd.factorize(frame["env"].astype(str))
+    for k, name in enumerate(names):
+        yield str(name), np.flatnonzero(codes == k)
+
+
+def _seconds(times: pd.Series, start: dt.datetime) -> np.ndarray:
+    """Seconds since the scenario's start of each time (the journal's clock)."""
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        raise ValueError(f"connect_time must be tz-aware datetime64, not {times.dtype}")
+    us = pd.DatetimeIndex(times).as_unit("us").asi8
+    return (us - int(start.timestamp() * MICRO)) / MICRO
+
+
+def _elasticity(scenario: Scenario, out: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """Keep a candidate with probability demand / cap (the simulator's thinning)."""
+    elasticity = scenario.traffic.elasticity
+    if elasticity is None:
+        return np.ones(len(out), dtype=bool)
+    price = out["unit_price_micro"].to_numpy() / MICRO
+    rated = out["rate_code"].notna().to_numpy()
+    with np.errstate(divide="ignore"):
+        demand = np.where(price > 0, (np.maximum(price, 1e-12) / elasticity.reference_price)
+                          ** elasticity.coefficient, elasticity.cap)
+    demand = np.where(rated, demand, 1.0)
+    return rng.random(len(out)) * elasticity.cap < demand
+
+
+# -- deciding, one message per kind ------------------------------------------------------
+
+@dataclass
+class Accounts:
+    """An environment's accounts as arrays: E.164 ids and each one's class (accounts of
+    one customer with the same product and blocked flag get the same answers); per
+    class, its customer (index), product and blocked flag."""
+
+    ids: pd.Index
+    klass: np.ndarray
+    classes: list[tuple[int, str, bool]]
+
+    @classmethod
+    def of(cls, env: Environment) -> Accounts:
+        pairs = [(c, a) for c, customer in enumerate(env.customers) for a in customer.accounts]
+        classes = list(dict.fromkeys((c, a.product, a.blocked) for c, a in pairs))
+        index = {k: i for i, k in enumerate(classes)}
+        return cls(pd.Index(np.array([int(a.id) for _, a in pairs], dtype=np.int64)),
+                   np.array([index[(c, a.product, a.blocked)] for c, a in pairs], np.int64),
+                   classes)
+
+    def class_of(self, numbers: np.ndarray) -> np.ndarray:
+        """Per number, its account's class; -1 when it is no account here."""
+        found = self.ids.get_indexer(numbers)
+        return np.where(found >= 0, self.klass[np.maximum(found, 0)], -1)
+
+    def customer_of(self) -> np.ndarray:
+        """Per account, its customer's index."""
+        return np.array([c for c, _, _ in self.classes], dtype=np.int64)[self.klass]
+
+
+class Kinds:
+    """The messages of one configuration version, sorted into kinds (what the answer
+    depends on) and decided by the engine once per kind."""
+
+    def __init__(self, engine: BillingEngine, frame: pd.DataFrame) -> None:
+        self.engine, self.frame, self.env = engine, frame, engine.env
+        self.accounts = Accounts.of(self.env)
+        self.cli = frame["CLI"].to_numpy(dtype=np.int64)
+        self.sender = self.accounts.class_of(self.cli)
+        self.to_user = frame["CLD"].astype(str).to_numpy(dtype=object)
+        self.domain = (frame["domain"].astype(str).to_numpy(dtype=object) if "domain" in frame
+                       else np.full(len(frame), self.env.domain, dtype=object))
+        self.policy, self.number = self._recipients()
+        self.recipient = self.accounts.class_of(self.number)
+        self.money = {c: np.zeros(len(frame), dtype=np.int64) for c in _MONEY}
+        self.codes = np.full(len(frame), -1, dtype=np.int64)   # into ``self.code_names``
+        self.code_names: list[str] = []
+
+    def _recipients(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per message: the index of the policy its domain selects (-1: none) and the
+        number billing sees (-1: not a number), each distinct address asked once."""
+        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([self.to_user, self.domain]))
+        policies = {id(p): i for i, p in enumerate(self.env.service_policies)}
+        policy = np.empty(len(uniques), dtype=np.int64)
+        number = np.empty(len(uniques), dtype=np.int64)
+        for k, (user, domain) in enumerate(uniques):
+            found, translated = self.engine.recipient(user, domain)
+            policy[k] = policies[id(found)] if found is not None else -1
+            number[k] = _as_int(translated)
+        return policy[codes], number[codes]
+
+    # -- the money, vectorised ---------------------------------------------------------
+    def _groups(self, klass: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(account class, policy, row positions) of the messages with a number."""
+        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([klass, self.policy]))
+        for k, (kind, policy) in enumerate(uniques):
+            rows = np.flatnonzero((codes == k) & (self.number >= 0))
+            if kind >= 0 and policy >= 0 and len(rows):
+                yield int(kind), int(policy), rows
+
+    def _rate(self, rows: np.ndarray, tariff: Tariff, numbers: np.ndarray, policy: int,
+              time_zone: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """`rate_many` of ``rows`` (to ``numbers``), and what the tariff says of each."""
+        part = self.frame.iloc[rows]
+        rated = rate_many(pd.DataFrame({"CLD": numbers, "connect_time": part["connect_time"].array,
+                                        "length": part["length"].to_numpy()}),
+                          tariff, unit_size=self.env.service_policies[policy].billing_unit_size,
+                          time_zone=time_zone)
+        state = np.where(~rated["matched"].to_numpy(), _NONE,
+                         np.where(rated["forbidden"].to_numpy(), _FORBIDDEN, _RATED))
+        return rated, state
+
+    def _usage(self, klass: int, direction: str) -> tuple[Tariff | None, str]:
+        """A class's usage tariff for ``direction`` and its customer's time zone."""
+        customer, product_name, _ = self.accounts.classes[klass]
+        product = self.env.product(product_name)
+        tariff = self.engine.usage_tariff(product, direction) if product else None
+        return tariff, self.env.customers[customer].time_zone
+
+    def _customer_states(self) -> np.ndarray:
+        """What the sender's customer tariff says of the number; its money and code."""
+        state = np.zeros(len(self.frame), dtype=np.int64)
+        for klass, policy, rows in self._groups(self.sender):
+            tariff, time_zone = self._usage(klass, "outgoing")
+            if tariff is None:
+                continue
+            rated, state[rows] = self._rate(rows, tariff, self.number[rows], policy, time_zone)
+            for column in ("units", "unit_price_micro", "charged_amount_micro"):
+                self.money[column][rows] = rated[column].to_numpy()
+            self.codes[rows] = self._code_ids(rated["rate_code"])
+        return state
+
+    def _code_ids(self, rate_code: pd.Series) -> np.ndarray:
+        """Categorical rate codes as indexes into ``code_names`` (-1: none)."""
+        mapping = np.array([self._code_id(str(c)) for c in rate_code.cat.categories],
+                           dtype=np.int64)
+        local = rate_code.cat.codes.to_numpy()
+        return np.where(local >= 0, mapping[np.maximum(local, 0)] if len(mapping) else -1, -1)
+
+    def _code_id(self, name: str) -> int:
+        if name not in self.code_names:
+            self.code_names.append(name)
+        return self.code_names.index(name)
+
+    def _vendor_states(self) -> np.ndarray:
+        """What the vendor tariff of the policy's connection says of the number; the cost."""
+        state = np.zeros(len(self.frame), dtype=np.int64)
+        for policy in np.unique(self.policy[self.policy >= 0]):
+            connection = self.engine.vendor_connection(self.env.service_policies[policy])
+            tariff = self.env.tariff(connection.tariff) if connection and connection.tariff \
+                else None
+            rows = np.flatnonzero((self.policy == policy) & (self.number >= 0))
+            if tariff is not None and len(rows):
+                rated, state[rows] = self._rate(rows, tariff, self.number[rows], int(policy),
+                                                "UTC")
+                self.money["cost_micro"][rows] = rated["charged_amount_micro"].to_numpy()
+        return state
+
+    def _incoming_states(self) -> np.ndarray:
+        """What the recipient's incoming tariff says of the sender; its charge."""
+        state = np.zeros(len(self.frame), dtype=np.int64)
+        for klass, policy, rows in self._groups(self.recipient):
+            tariff, time_zone = self._usage(klass, "incoming")
+            if tariff is not None:
+                rated, state[rows] = self._rate(rows, tariff, self.cli[rows], policy, time_zone)
+                self.money["incoming_micro"][rows] = rated["charged_amount_micro"].to_numpy()
+        return state
+
+    # -- the kinds ---------------------------------------------------------------------
+    def kinds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per message its kind (0..k-1), and one message (a row position) per kind."""
+        recipient = np.where(self.number < 0, -2, self.recipient)
+        columns = [self.sender, self.policy, recipient, self._customer_states(),
+                   self._vendor_states(), self._incoming_states()]
+        codes, _ = pd.factorize(pd.MultiIndex.from_arrays(columns))
+        first = pd.Series(codes).drop_duplicates()
+        return codes, first.index.to_numpy()[np.argsort(first.to_numpy())]
+
+    def decided(self, version: int) -> pd.DataFrame:
+        """The frame with the engine's answer and the money of each message."""
+        codes, examples = self.kinds()
+        answers = [self.engine.decide(self._message(row)) for row in examples]
+        frame = self.frame.assign(CLD=self.number, _to_user=self.to_user, _domain=self.domain,
+                                  _version=version)
+        return _columns(frame, self._answers(codes, answers))
+
+    def _message(self, row: int) -> Message:
+        at = self.frame["connect_time"].iloc[row].to_pydatetime()
+        return Message(f"plan-{row}", str(self.cli[row]), str(self.to_user[row]),
+                       str(self.domain[row]), at, int(self.frame["length"].iloc[row]))
+
+    def _answers(self, codes: np.ndarray, answers: list[Decision]) -> dict[str, object]:
+        def per_kind(values: list[Any], dtype: Any = bool) -> np.ndarray:
+            return np.array(values, dtype=dtype)[codes]
+        ok = per_kind([a.ok for a in answers])
+        rated = per_kind([a.customer is not None for a in answers])
+        checks = list(dict.fromkeys(DELIVERED if a.ok else a.check for a in answers))
+        money = dict(self.money)
+        for column in ("units", "unit_price_micro", "charged_amount_micro"):
+            money[column] = np.where(rated, money[column], 0)
+        money["cost_micro"] = np.where(per_kind([a.vendor is not None for a in answers]) & ok,
+                                       money["cost_micro"], 0)
+        money["incoming_micro"] = np.where(per_kind([a.incoming is not None for a in answers])
+                                           & ok, money["incoming_micro"], 0)
+        return {"code": per_kind([a.code for a in answers], np.int16),
+                "check": pd.Categorical.from_codes(per_kind(
+                    [checks.index(DELIVERED if a.ok else a.check) for a in answers], np.int8),
+                    checks),
+                "step": per_kind([-1 if a.step is None else a.step for a in answers], np.int16),
+                "billed": ok & per_kind([a.billed for a in answers]),
+                "rate_code": pd.Categorical.from_codes(np.where(rated, self.codes, -1),
+                                                       self.code_names or ["|"]),
+                "allowance": self._allowances()[np.maximum(self.accounts.ids.get_indexer(
+                    self.cli), 0)] * (self.sender >= 0),
+                **money}
+
+    def _allowances(self) -> np.ndarray:
+        """Per account, the messages its product includes each month (0: no bundle)."""
+        out = np.zeros(max(len(self.accounts.ids), 1), dtype=np.int64)
+        for i, number in enumerate(self.accounts.ids):
+            bundle = self.engine.bundle_of(str(number))
+            out[i] = bundle[1] if bundle is not None else 0
+        return out
+
+
+def _as_int(number: str | None) -> int:
+    return int(number) if number is not None and len(number) <= 18 else -1
+
+
+def _columns(frame: pd.DataFrame, answers: dict[str, object]) -> pd.DataFrame:
+    """``frame`` with the answer columns (their empty forms for an empty frame)."""
+    n = len(frame)
+    step = pd.array(answers.get("step", np.full(n, -1, np.int16)), dtype="Int16")
+    step[step < 0] = pd.NA
+    return frame.assign(
+        code=answers.get("code", np.zeros(n, np.int16)),
+        check=answers.get("check", pd.Categorical([DELIVERED] * n)),
+        step=step,
+        billed=answers.get("billed", np.zeros(n, bool)),
+        rate_code=answers.get("rate_code", pd.Categorical([None] * n, categories=["|"])),
+        allowance=answers.get("allowance", np.zeros(n, np.int64)),
+        included=np.zeros(n, dtype=bool),
+        **{c: answers.get(c, np.zeros(n, np.int64)) for c in _MONEY})
+
+
+# -- settling ---------------------------------------------------------------------------
+
+def settle(decided: pd.DataFrame, engines: list[BillingEngine], ledger: Ledger) -> pd.DataFrame:
+    """Settle an environment's decided messages as delivered, in time order: a bundle's
+    included messages, then the balances (`imsim.rules.settle`'s rules); adds the float
+    money columns."""
+    out = decided.copy()
+    accounts = Accounts.of(engines[-1].env)
+    sender = accounts.ids.get_indexer(out["CLI"].to_numpy(dtype=np.int64))
+    out["included"] = included_ranks(out, sender, accounts, engines[-1].env)
+    risky = _risky(out, sender, accounts, engines[-1], ledger)
+    if risky.any():
+        order = np.argsort(pd.DatetimeIndex(out["connect_time"]).asi8, kind="stable")
+        _settle_in_order(out, order[risky[order]], engines, ledger)
+    billed = out["billed"].to_numpy()
+    charged = billed & ~out["included"].to_numpy()
+    out["charged_amount_micro"] = np.where(charged, out["charged_amount_micro"], 0)
+    out["cost_micro"] = np.where(billed, out["cost_micro"], 0)
+    out["incoming_micro"] = np.where(billed, out["incoming_micro"], 0)
+    out["charged_amount"] = out["charged_amount_micro"] / MICRO
+    out["cost"] = out["cost_micro"] / MICRO
+    return out.drop(columns="allowance")
+
+
+def included_ranks(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
+                   env: Environment) -> np.ndarray:
+    """`BundleTab`'s rule over a frame settled as delivered in time order: an account's
+    first ``allowance`` billed messages of each calendar month (its customer's time
+    zone) are included (tests/test_planning_agreement.py holds it to the engine)."""
+    rows = np.flatnonzero(out["billed"].to_numpy() & (out["allowance"].to_numpy() > 0)
+                          & (sender >= 0))
+    included = np.zeros(len(out), dtype=bool)
+    if not len(rows):
+        return included
+    times = pd.DatetimeIndex(out["connect_time"].iloc[rows])
+    customer = accounts.customer_of()[sender[rows]]
+    month = np.zeros(len(rows), dtype=np.int64)
+    for c in np.unique(customer):
+        mine = np.flatnonzero(customer == c)
+        local = times[mine].tz_convert(env.customers[c].time_zone)
+        month[mine] = local.year * 12 + local.month
+    order = np.lexsort((times.asi8, month, sender[rows]))
+    account, month_of = sender[rows][order], month[order]
+    first = np.r_[True, (account[1:] != account[:-1]) | (month_of[1:] != month_of[:-1])]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.arange(len(order)) - start
+    limit = out["allowance"].to_numpy()[rows][order]
+    included[rows[order[rank < limit]]] = True
+    return included
+
+
+def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: BillingEngine,
+           ledger: Ledger) -> np.ndarray:
+    """Messages touching a purse whose charges, all made, might not leave room for one of
+    its messages: those are settled one by one (a refusal changes what comes after).
+    The others cannot be refused for money: every charge they make fits, and so does
+    every refused message's rating (a refusal after the customer rating is a balance
+    refusal when its payer cannot pay that rating: check 4 comes first)."""
+    payers = [engine.payer(str(number)) for number in accounts.ids]
+    keys, payer_of = np.unique([p.key for p in payers], return_inverse=True)
+    billed = out["billed"].to_numpy()
+    rating = out["charged_amount_micro"].to_numpy()
+    charged = np.where(billed & ~out["included"].to_numpy(), rating, 0)
+    incoming = np.where(billed, out["incoming_micro"].to_numpy(), 0)
+    recipient = accounts.ids.get_indexer(out["CLD"].to_numpy(dtype=np.int64))
+    pays = np.where(sender >= 0, payer_of[np.maximum(sender, 0)], len(keys))
+    gets = np.where(recipient >= 0, payer_of[np.maximum(recipient, 0)], len(keys))
+    total = np.zeros(len(keys) + 1, dtype=np.int64)   # the last: no payer
+    np.add.at(total, pays, charged)
+    np.add.at(total, gets, incoming)
+    asked = np.zeros(len(keys) + 1, dtype=np.int64)   # the largest refused rating
+    np.maximum.at(asked, pays, np.where(billed, 0, rating))
+    first = np.unique(payer_of, return_index=True)[1]
+    room = [ledger.room(payers[int(i)]) for i in first]
+    short = np.array([r is not None and total[k] + asked[k] > r * MICRO
+                      for k, r in enumerate(room)] + [False])
+    risky = short[pays] | (short[gets] & (incoming > 0))
+    bundled = out["allowance"].to_numpy() > 0   # a refusal gives back an included message
+    return risky | (bundled & np.isin(sender, sender[risky & bundled]))
+
+
+def _settle_in_order(out: pd.DataFrame, rows: np.ndarray, engines: list[BillingEngine],
+                     ledger: Ledger) -> None:
+    """Settle ``rows`` (positions, in time order) one by one through the engine and the
+    ledger, each as a delivered message: as the lab billing service settles them."""
+    version = out["_version"].to_numpy()
+    columns = {c: out[c].to_numpy().copy() for c in ("code", "billed", "included",
+                                                     "charged_amount_micro",
+                                                     "incoming_micro")}
+    checks = np.array(out["check"].astype(object), dtype=object)
+    steps = np.array(out["step"].astype(object), dtype=object)
+    for row in rows:
+        engine = engines[version[row]]
+        msg = Message(f"plan-{row}", str(out["CLI"].iloc[row]), str(out["_to_user"].iloc[row]),
+                      str(out["_domain"].iloc[row]),
+                      out["connect_time"].iloc[row].to_pydatetime(),
+                      int(out["length"].iloc[row]))
+        decision = engine.decide(msg)
+        answer = engine.settle(msg, decision, ledger)
+        if answer.ok:
+            engine.account(msg, answer, 200, "OK", ledger)
+        columns["code"][row], checks[row] = answer.code, DELIVERED if answer.ok else answer.check
+        steps[row] = pd.NA if answer.step is None else answer.step
+        columns["billed"][row] = answer.ok and answer.billed
+        # a bundle's included message is settled as another answer: the rating at 0
+        columns["included"][row] = answer.ok and answer is not decision
+    for column, values in columns.items():
+        out[column] = values
+    out["check"] = pd.Categorical(checks)
+    out["step"] = pd.array([None if pd.isna(s) else s for s in steps], dtype="Int16")
