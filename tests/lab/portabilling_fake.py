@@ -18,6 +18,8 @@ Written from public sources only, never from imsim's billing service:
 
 What the public sources do not say is chosen here and marked "(ours)": the fault code of
 a refused login, the text of the faults, the exact lifetime answer of ``expires_at``.
+Not modelled: the older PHP wrapper posts ``auth_info`` and ``params`` as form fields
+holding JSON text; the fake (like the client) speaks the JSON body only.
 
     fake = PortaBillingFake(generation="access_token", time_zone="Europe/Prague").start()
     fake.account("15551230001", i_account=7001)
