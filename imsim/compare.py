@@ -51,11 +51,16 @@ class Comparison:
     # messages lost to an outage of the proxy or billing (lab.gap): a summary line and
     # its own report section, beside the per-message diff
     gap: dict[str, Any] | None = None
+    # fields the lab's xDR source does not hold (a remote deployment's: tariff, ...)
+    uncompared: tuple[str, ...] = ()
+    # the lab's xDRs that bill no test message (`lab.matching`), described
+    orphans: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         clean = self.reconciliation is None or self.reconciliation["clean"]
-        return bool(self.summary["mismatched"] == 0 and self.summary["messages"] > 0 and clean)
+        return bool(self.summary["mismatched"] == 0 and self.summary["messages"] > 0 and clean
+                    and not self.orphans)
 
 
 def money(value: Any) -> Decimal | None:
@@ -90,21 +95,26 @@ def side(messages: pd.DataFrame, xdrs: pd.DataFrame) -> dict[str, dict[str, Any]
 def compare(model_messages: pd.DataFrame, model_xdrs: pd.DataFrame,
             lab_messages: pd.DataFrame, lab_xdrs: pd.DataFrame,
             accounting: Iterable[Mapping[str, str]] | None = None,
-            meta: Mapping[str, Any] | None = None) -> Comparison:
-    """Join both sides on msg_id; reconcile the lab's xDRs with its accounting lines."""
+            meta: Mapping[str, Any] | None = None, uncompared: Iterable[str] = (),
+            orphans: Iterable[str] = ()) -> Comparison:
+    """Join both sides on msg_id; reconcile the lab's xDRs with its accounting lines.
+    ``uncompared``: fields the lab's source cannot tell (shown, never a mismatch);
+    ``orphans``: lab xDRs that bill no test message (each one fails the run)."""
     model, lab = side(model_messages, model_xdrs), side(lab_messages, lab_xdrs)
     ids = list(model) + [m for m in lab if m not in model]
-    rows = [_row(msg_id, model.get(msg_id), lab.get(msg_id)) for msg_id in ids]
+    skipped = tuple(name for name in FIELDS if name in set(uncompared))
+    rows = [_row(msg_id, model.get(msg_id), lab.get(msg_id), skipped) for msg_id in ids]
     columns = ["msg_id"] + [f"{who}_{name}" for name in (*FIELDS, "latency_ms", "delivery_ms")
                             for who in ("model", "lab")] + ["match", "diff"]
     frame = pd.DataFrame(rows, columns=columns, dtype=object).astype({"match": bool})
     unbilled = {m for m, row in model.items() if row["code"] // 100 == 2 and not row["xdrs"]}
     recon = None if accounting is None else reconcile(lab_xdrs, accounting, unbilled)
-    return Comparison(frame, _summary(frame), recon, dict(meta or {}))
+    return Comparison(frame, _summary(frame), recon, dict(meta or {}), uncompared=skipped,
+                      orphans=list(orphans))
 
 
-def _row(msg_id: str, model: dict[str, Any] | None, lab: dict[str, Any] | None
-         ) -> dict[str, Any]:
+def _row(msg_id: str, model: dict[str, Any] | None, lab: dict[str, Any] | None,
+         skipped: tuple[str, ...] = ()) -> dict[str, Any]:
     row: dict[str, Any] = {"msg_id": msg_id}
     for name in (*FIELDS, "latency_ms", "delivery_ms"):
         row[f"model_{name}"] = None if model is None else _clean(model[name])
@@ -114,7 +124,8 @@ def _row(msg_id: str, model: dict[str, Any] | None, lab: dict[str, Any] | None
     else:
         row["diff"] = "; ".join(f"{name} {_show(row[f'model_{name}'])} != "
                                 f"{_show(row[f'lab_{name}'])}"
-                                for name in FIELDS if row[f"model_{name}"] != row[f"lab_{name}"])
+                                for name in FIELDS if name not in skipped
+                                and row[f"model_{name}"] != row[f"lab_{name}"])
     row["match"] = not row["diff"]
     return row
 
@@ -187,6 +198,12 @@ def summary_lines(result: Comparison) -> list[str]:
                      f"{recon['customer_xdrs']} customer xDRs; lost {len(recon['lost'])}, "
                      f"duplicated {len(recon['duplicated'])}, orphans {len(recon['orphans'])}"
                      f", unbilled by design {len(recon['unbilled'])}")
+    if result.uncompared:
+        lines.append(f"not compared (the xDR source does not hold them): "
+                     f"{', '.join(result.uncompared)}")
+    if result.orphans:
+        lines.append(f"orphans: {len(result.orphans)} xDRs bill no test message: "
+                     f"{'; '.join(result.orphans[:5])}")
     if result.gap:
         lines.append(str(result.gap.get("line") or f"gap: {result.gap['messages']} messages "
                                                       "failed during an outage"))

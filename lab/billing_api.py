@@ -1,12 +1,22 @@
-"""The PortaBilling-style JSON API of the billing service: sessions and xDR lists.
+"""The billing service's JSON API, in PortaBilling's dialect: sessions and xDR lists.
 
     POST /rest/Session/login         {"params": {"login": ..., "password": ...}}
-                                     -> {"session_id": ...}
-    POST /rest/Account/get_xdr_list  {"params": {"account_id"?, "from_date"?, "to_date"?,
-                                      "limit"?, "offset"?}}
+                                     -> {"access_token", "refresh_token", "expires_at",
+                                         "session_id"} (one value: the older dialect's too)
+    POST /rest/Session/refresh_access_token  {"params": {"refresh_token": ...}} -> the same
+    POST /rest/Account/get_account_info      {"params": {"id": "15551230001"}}
+                                     -> {"account_info": {"i_account": 1, "id": ...}}, or {}
+    POST /rest/Account/get_xdr_list  {"params": {"i_account"? or "account_id"?,
+                                      "from_date"?, "to_date"?, "limit"?, "offset"?,
+                                      "get_total"?}}
                                      session: header "Authorization: Bearer <id>",
                                      header "X-Session-Id", or body "auth_info": {"session_id"}
-                                     -> {"xdr_list": [{i_xdr, env, account_id, CLI, CLD, ...}]}
+                                     -> {"xdr_list": [{i_xdr, env, account_id, CLI, CLD, ...}],
+                                         "total"?}
+
+An account's ``i_account`` is its place among the scenario's accounts in id order (from
+1), the same after a restart. Unlike PortaBilling (HTTP 500 for every fault), faults keep
+telling HTTP statuses apart; their faultcodes are PortaBilling's where it has one.
 
 Dates are "YYYY-MM-DD HH:MM:SS" (UTC, PortaBilling's format) or ISO 8601 with a zone;
 ``connect_time`` comes back as ISO 8601, money as exact decimal strings. Errors are JSON
@@ -65,12 +75,18 @@ class Api:
         self.store, self.login_name, self.password = store, login, password
         self.accounts = accounts
         self.sessions: OrderedDict[str, float] = OrderedDict()
+        self.refresh_tokens: OrderedDict[str, float] = OrderedDict()
+        self.i_accounts = {account: n for n, account in enumerate(sorted(accounts), 1)}
 
     def handle(self, request: Request) -> Reply | Deferred | None:
         """The answer for an API path, or None when the path is not the API's."""
         try:
             if request.path == "/rest/Session/login":
                 return self.login(request)
+            if request.path == "/rest/Session/refresh_access_token":
+                return self.refresh(request)
+            if request.path == "/rest/Account/get_account_info":
+                return self.get_account_info(request)
             if request.path == "/rest/Account/get_xdr_list":
                 return self.get_xdr_list(request)
         except BadInput as bad:
@@ -89,12 +105,28 @@ class Api:
         if not good:
             log.warning("api login refused for %r", login[:64])
             return error(403, "Server.Session.auth_failed", "wrong login or password")
-        session_id = secrets.token_hex(16)
-        self.sessions[session_id] = time.monotonic() + SESSION_SECONDS
-        while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
         log.info("api login %r: session opened", login)
-        return Reply(200, {"session_id": session_id})
+        return Reply(200, self.open())
+
+    def refresh(self, request: Request) -> Reply:
+        token = _params(json_object(request)).get("refresh_token")
+        expires = self.refresh_tokens.pop(token, None) if isinstance(token, str) else None
+        if expires is None or expires < time.monotonic():
+            return error(403, "Server.Session.check_auth.auth_failed",
+                         "refresh token unknown, used or expired: log in again")
+        return Reply(200, self.open())
+
+    def open(self) -> dict[str, Any]:
+        """A new session: its access token (also the older dialect's session_id)."""
+        token, refresh = secrets.token_hex(16), secrets.token_hex(16)
+        until = time.monotonic() + SESSION_SECONDS
+        self.sessions[token], self.refresh_tokens[refresh] = until, until + SESSION_SECONDS
+        for table in (self.sessions, self.refresh_tokens):
+            while len(table) > MAX_SESSIONS:
+                table.popitem(last=False)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=SESSION_SECONDS)
+        return {"access_token": token, "refresh_token": refresh,
+                "expires_at": expires.strftime("%Y-%m-%d %H:%M:%S"), "session_id": token}
 
     def check_session(self, request: Request, document: dict[str, Any]) -> None:
         session_id = _session_id(request, document)
@@ -107,22 +139,51 @@ class Api:
             raise BadInput(403, "Server.Session.check_auth.auth_failed",
                            "session unknown or expired: log in again")
 
-    # xDRs --------------------------------------------------------------------------
+    # accounts and xDRs --------------------------------------------------------------
+    def get_account_info(self, request: Request) -> Reply:
+        document = json_object(request)
+        self.check_session(request, document)
+        account = str(_params(document).get("id", "")).strip().lstrip("+")
+        if account not in self.i_accounts:
+            return Reply(200, {})  # as PortaBilling: no account_info
+        return Reply(200, {"account_info": {"i_account": self.i_accounts[account],
+                                            "id": account}})
+
     def get_xdr_list(self, request: Request) -> Deferred:
         document = json_object(request)
         self.check_session(request, document)
         params = _params(document)
-        account_id = _account(params.get("account_id"), self.accounts)
+        account_id = self.account_of(params)
         since, until = _date(params, "from_date"), _date(params, "to_date")
         limit = _count(params, "limit", 1000, 1, MAX_LIMIT)
         offset = _count(params, "offset", 0, 0, 2**62)
-        work = asyncio.to_thread(self.store.query, account_id, since, until, limit, offset)
+        total = bool(params.get("get_total"))
+        work = asyncio.to_thread(self._page, account_id, since, until, limit, offset, total)
         return Deferred.of(_as_reply(work))
+
+    def account_of(self, params: dict[str, Any]) -> str | None:
+        """The account an xDR list is asked for: by i_account, or by account_id."""
+        number = params.get("i_account")
+        if number is None:
+            return _account(params.get("account_id"), self.accounts)
+        found = [a for a, n in self.i_accounts.items() if n == number and
+                 not isinstance(number, bool)]
+        if not found:
+            raise BadInput(404, "Client.Account.not_found", f"no i_account {str(number)[:20]}")
+        return found[0]
+
+    def _page(self, account_id: str | None, since: dt.datetime | None,
+              until: dt.datetime | None, limit: int, offset: int,
+              total: bool) -> dict[str, Any]:
+        rows = self.store.query(account_id, since, until, limit, offset)
+        answer: dict[str, Any] = {"xdr_list": [xdr_json(x) for x in rows]}
+        if total:
+            answer["total"] = self.store.count(account_id, since, until)
+        return answer
 
 
 async def _as_reply(work: Any) -> Reply:
-    rows: list[Xdr] = await work
-    return Reply(200, {"xdr_list": [xdr_json(x) for x in rows]})
+    return Reply(200, await work)
 
 
 def xdr_json(xdr: Xdr) -> dict[str, Any]:

@@ -253,6 +253,14 @@ def describe(exc: BaseException) -> str:
     return info() if callable(info) else repr(exc)
 
 
+def header(message: str, name: str, compact: str | None = None) -> str | None:
+    """A header's value in a whole SIP message (long or compact name); None if absent."""
+    names = re.escape(name) + (f"|{re.escape(compact)}" if compact else "")
+    found = re.search(rf"^(?:{names})[ \t]*:[ \t]*(.*?)[ \t]*\r?$", message or "",
+                      re.I | re.M)
+    return found.group(1) if found else None
+
+
 def msg_id_header(msg_id: str) -> pj.SipHeader:
     header = pj.SipHeader()
     header.hName, header.hValue = MSG_ID_HEADER, msg_id

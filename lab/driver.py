@@ -20,7 +20,8 @@ Records (JSON lines, written as they happen; see `lab.clients.Recorder`): every 
 kind, proc, wall (epoch s) and t (scenario s, None before the start).
 - register: user, domain, code, reason, expires (0: unregistered)
 - sent: msg_id, from, to, domain, sent_at, sent_t
-- message: msg_id, from, to, domain, sent_at, sent_t, code, reason, answered_at
+- message: msg_id, from, to, domain, sent_at, sent_t, code, reason, answered_at,
+  call_id and date (the SIP answer's Call-ID and Date headers; None when absent)
 - received: msg_id (from the X-IMSIM-Msg-Id header), from, to, domain, length,
   delivered_at, delivered_t
 - presence: watcher, domain, buddy, status (online/offline/unknown), text, sub_state
@@ -57,7 +58,8 @@ STARTUP_TIMEOUT = 20.0  # driver processes up, accounts registered
 START_MARGIN = 0.2  # between `go` and scenario second 0, so all processes start together
 STOP_TIMEOUT = 8.0  # offline, un-REGISTER, exit
 MESSAGE_COLUMNS = ("msg_id", "from", "to", "domain", "sent_at", "sent_t", "code", "reason",
-                   "answered_at", "delivered_at", "delivered_t", "latency")
+                   "answered_at", "delivered_at", "delivered_t", "latency", "call_id",
+                   "date")
 
 
 # child entry point ------------------------------------------------------------------
@@ -229,7 +231,8 @@ def messages(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             row.update({k: record.get(k) for k in MESSAGE_COLUMNS[:6]})
             if kind == "message":
                 row.update(code=record["code"], reason=record["reason"],
-                           answered_at=record["answered_at"])
+                           answered_at=record["answered_at"],
+                           call_id=record.get("call_id"), date=record.get("date"))
     for record in records:
         if record.get("kind") == "received" and record.get("msg_id") in rows:
             row = rows[record["msg_id"]]

@@ -12,8 +12,11 @@ propagation happen at the same scenario seconds as in the model, and balances st
 provisioned. This run's xDRs are the ones stored after that moment.
 
 Remote target: the clients play against its proxy (domain and passwords from the
-target); xDRs come from its JSON API (those stored after the run began) or a CSV export
-(by msg_id); Kamailio accounting only when the target names its files.
+target); xDRs come from PortaBilling's JSON API (each sending account's, in the run's
+window) or a CSV export, and are matched with the test messages by Call-ID, else by
+CLI, CLD and time (`lab.collect`, `lab.matching`); xDRs that bill no test message are
+orphans and fail the run; fields the source does not hold are named, not compared.
+Kamailio accounting only when the target names its files.
 
 Everything lands in ``out``: records.jsonl (and the per-process records, plans and logs),
 lab_messages.csv, lab_xdrs.csv, accounting.jsonl, model/ (the simulator's frames),
@@ -41,11 +44,11 @@ from imsim.errors import UsageError
 from imsim.results import message_frame, xdr_frame
 from imsim.rules.message import Xdr
 from imsim.scenario import Scenario
-from lab import accounting, driver, gap, provision
+from lab import accounting, collect, driver, gap, matching, provision
 from lab import plan as plans
 from lab.stack import Stack, StackError
 from lab.targets import Remote, Target
-from lab.xdr_client import XdrClient, XdrSourceError, read_csv_export
+from lab.xdr_client import XdrClient, XdrSourceError
 
 XDR_DB = "xdr.sqlite"
 INFO = "lab.json"
@@ -65,10 +68,9 @@ class Live:
     """Where this run plays and how it collects (filled by `local` or `remote`)."""
 
     proxy: tuple[str, int, str]
-    client: XdrClient | None = None
+    client: XdrClient | None = None  # the embedded stack's billing service
     acc_dir: Path | None = None
-    csv: Path | None = None
-    time_zone: str = "UTC"
+    source: collect.Source | None = None  # a remote target's xDRs
     align_clock: bool = False
     after_xdr: int = 0  # this run's xDRs have a larger i_xdr
     start: float | None = None  # wall time of scenario second 0
@@ -98,10 +100,12 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
     live.end = max((r.get("answered_at") or 0 for r in records), default=None)
     unbilled = set(model.messages.loc[model.messages["code"] // 100 == 2, "msg_id"]) \
         - set(model.xdrs["msg_id"])
-    lab_xdrs = collect_xdrs(live, plan, records, unbilled)
+    found = collect_xdrs(live, plan, records, unbilled, billed_numbers(model.xdrs))
+    lab_xdrs = xdr_frame(found.xdrs, money="decimal")
     acc = collect_accounting(live, plan)
     result = compare.compare(model.messages, model.xdrs, lab_messages(records, loaded),
-                             lab_xdrs, acc, meta(scenario_path, loaded, target, speed, seed))
+                             lab_xdrs, acc, meta(scenario_path, loaded, target, speed, seed)
+                             | matched(found, live), found.uncompared, found.orphans)
     result.gap = outage_gap(records, model.messages)
     save(folder, result, lab_xdrs, acc, records, loaded)
     echo(compare.table(result))
@@ -196,15 +200,24 @@ def api_client(folder: Path, port: int) -> XdrClient:
 def remote(target: Target) -> Live:
     spec = target.spec
     assert isinstance(spec, Remote)
-    live = Live(spec.proxy.address(), time_zone=spec.xdrs.time_zone,
-                acc_dir=target.path(spec.accounting) if spec.accounting else None)
-    if spec.xdrs.api is not None:
-        api = spec.xdrs.api
-        live.client = XdrClient(api.url, api.login, api.password(target.base))
-        live.after_xdr = max((x.i_xdr for x in _xdrs(live.client)), default=0)
+    xdrs = spec.xdrs
+    source = collect.Source(time_zone=xdrs.time_zone, columns=dict(xdrs.columns),
+                            tolerance=xdrs.tolerance, settle=xdrs.settle,
+                            numbers=[(r.pattern, r.replace) for r in xdrs.numbers])
+    if xdrs.api is not None:
+        api = xdrs.api
+        try:
+            source.client = XdrClient(api.url, api.login, api.password(target.base),
+                                      token=api.token(), verify=api.tls(target.base),
+                                      time_zone=xdrs.time_zone,
+                                      service_type=xdrs.service_type)
+            source.client.login()  # wrong credentials or TLS: before anything is played
+        except XdrSourceError as exc:
+            raise UsageError(f"xDR source: {exc}") from None
     else:
-        live.csv = target.path(spec.xdrs.csv)  # type: ignore[arg-type]
-    return live
+        source.csv = target.path(xdrs.csv)  # type: ignore[arg-type]
+    return Live(spec.proxy.address(), source=source,
+                acc_dir=target.path(spec.accounting) if spec.accounting else None)
 
 
 def retarget(plan: plans.Plan, target: Target) -> plans.Plan:
@@ -249,17 +262,45 @@ def play(plan: plans.Plan, live: Live, folder: Path, processes: int,
 
 
 def collect_xdrs(live: Live, plan: plans.Plan, records: list[dict[str, Any]],
-                 unbilled: set[str] = frozenset()) -> pd.DataFrame:  # type: ignore[assignment]
-    """This run's billed xDRs; ``unbilled``: 2xx messages no xDR is awaited for."""
-    ids = {m.msg_id for m in plan.messages}
+                 unbilled: set[str] = frozenset(),  # type: ignore[assignment]
+                 numbers: dict[str, tuple[str, str]] | None = None) -> collect.Collected:
+    """This run's billed xDRs; ``unbilled``: 2xx messages no xDR is awaited for;
+    ``numbers``: msg_id -> (CLI, CLD) as the model bills it (for matching by time)."""
+    awaited = _answered(records, unbilled)
     try:
-        if live.csv is not None:
-            rows = [x for x in read_csv_export(live.csv, live.time_zone) if x.msg_id in ids]
-        else:
-            rows = _settled(live, ids, _answered(records, unbilled))
+        sent = collect.sent_messages(driver.messages(records), numbers or {})
+        if live.source is None:  # the embedded stack: its xDRs carry imsim's msg_id
+            found = collect.gather(lambda: _stored(live), sent, awaited,
+                                   settle=SETTLE_SECONDS, poll=0.1)
+            return dataclasses.replace(found, uncompared=())
+        skew = matching.measured_skew(records)
+        return collect.remote_xdrs(live.source, sent, senders(plan), awaited, skew)
     except XdrSourceError as exc:
         raise UsageError(f"xDR source: {exc}") from None
-    return xdr_frame(rows, money="decimal")
+
+
+def senders(plan: plans.Plan) -> set[str]:
+    """The scenario's accounts that send in the script (whose xDR lists are read)."""
+    own = {i.user for i in plan.identities if i.register}
+    return {m.sender for m in plan.messages if m.sender in own}
+
+
+def billed_numbers(model_xdrs: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """msg_id -> (CLI, CLD) of the model's customer xDRs: the numbers after the
+    handbook's translation, as a deployment's xDRs write them."""
+    customer = model_xdrs[model_xdrs["direction"] == compare.CUSTOMER]
+    return {str(m): (str(cli), str(cld)) for m, cli, cld in
+            zip(customer["msg_id"], customer["CLI"], customer["CLD"], strict=True)}
+
+
+def matched(found: collect.Collected, live: Live) -> dict[str, Any]:
+    """The report's lines on how a remote run's xDRs were paired with its messages."""
+    if live.source is None:
+        return {}
+    ways = ", ".join(f"{n} by {how}" for how, n in found.by.items() if n)
+    return {"xDRs matched": f"{len(found.xdrs)} ({ways or 'none'}); orphans "
+                            f"{len(found.orphans)}",
+            "remote clock skew": f"{found.skew:+.3f} s (from the proxy's Date headers)"}
 
 
 def _answered(records: list[dict[str, Any]], unbilled: set[str]) -> int:
@@ -267,23 +308,10 @@ def _answered(records: list[dict[str, Any]], unbilled: set[str]) -> int:
                and isinstance(r.get("code"), int) and 200 <= r["code"] < 300)
 
 
-def _settled(live: Live, ids: set[str], answered: int) -> list[Xdr]:
-    """This run's xDRs once at least one customer xDR per 2xx is in (or time is up)."""
+def _stored(live: Live) -> list[Xdr]:
+    """The embedded service's xDRs stored since this run began (every account's)."""
     assert live.client is not None
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        rows = [x for x in _xdrs(live.client) if x.i_xdr > live.after_xdr and x.msg_id in ids]
-        if sum(x.direction == "outgoing" for x in rows) >= answered \
-                or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
-
-
-def _xdrs(client: XdrClient) -> list[Xdr]:
-    try:
-        return client.xdrs()
-    except XdrSourceError as exc:
-        raise UsageError(f"xDR source: {exc}") from None
+    return [x for x in live.client.xdrs() if x.i_xdr > live.after_xdr]
 
 
 def collect_accounting(live: Live, plan: plans.Plan) -> list[dict[str, str]] | None:
@@ -331,5 +359,6 @@ def save(folder: Path, result: compare.Comparison, lab_xdrs: pd.DataFrame,
             handle.writelines(json.dumps(row) + "\n" for row in acc)
     compare.write_reports(result, folder)
     summary = {"ok": result.ok, "summary": result.summary,
-               "reconciliation": result.reconciliation, "gap": result.gap, "meta": result.meta}
+               "reconciliation": result.reconciliation, "gap": result.gap, "meta": result.meta,
+               "uncompared": result.uncompared, "orphans": result.orphans}
     (folder / "run.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")

@@ -125,13 +125,19 @@ class Driver:
         if entry is None:
             self.expired.pop(key, None)  # the late answer of a message given up on
             return
-        self.answered(entry, prm.code, prm.reason)
+        whole = prm.rdata.wholeMsg if prm.rdata is not None else ""
+        self.answered(entry, prm.code, prm.reason, whole)
 
-    def answered(self, entry: tuple[Any, Any, float], code: int, reason: str) -> None:
+    def answered(self, entry: tuple[Any, Any, float], code: int, reason: str,
+                 answer: str = "") -> None:
+        """The message record; ``answer``: the whole SIP response, for its Call-ID and the
+        proxy's Date (matching xDRs that carry no imsim id, `lab.matching`)."""
         msg, _token, sent = entry
         self.rec.write("message", msg_id=msg.msg_id, **{"from": msg.sender}, to=msg.to,
                        domain=msg.domain, sent_at=sent, sent_t=self.rec.scenario_t(sent),
-                       code=code, reason=reason, answered_at=time.time())
+                       code=code, reason=reason, answered_at=time.time(),
+                       call_id=clients.header(answer, "Call-ID", "i"),
+                       date=clients.header(answer, "Date"))
 
     # outages -----------------------------------------------------------------------
     def check(self, now: float) -> None:

@@ -10,7 +10,10 @@
     credentials: {file: accounts.csv}   # optional: "account_id,password" lines
     xdrs:
       api: {url: https://..., login: qa, password_env: IMSIM_XDR_PASSWORD}
-      # or: csv: exports/xdrs.csv
+      #    token_env instead of a password; ca_bundle: ca.pem or verify: false for TLS
+      # or: csv: exports/xdrs.csv, with columns: {their name: ours} when they differ
+      time_zone: Europe/Prague         # the API user's (or the export's) time zone
+      tolerance: 3                     # seconds between a send and its xDR's time
     accounting: /var/log/kamailio/acc   # optional: Kamailio flatstore files to reconcile
 
 Files are checked at the door (pydantic): an unknown key or a bad value is one line
@@ -23,10 +26,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -51,21 +63,43 @@ class Proxy(_Strict):
 
 
 class Api(_Strict):
-    """A PortaBilling-style JSON API; the password from an environment variable or a file
-    (plain text, or JSON with "password", like the lab's billing_api.secret)."""
+    """PortaBilling's JSON API; the password from an environment variable or a file
+    (plain text, or JSON with "password", like the lab's billing_api.secret), or an API
+    token (Session/login's ``token``) from an environment variable. TLS certificates are
+    verified (the system's CAs, or ``ca_bundle``) unless ``verify: false``."""
 
     url: str = Field(pattern=r"^https?://")
     login: str = Field(min_length=1)
     password_env: str | None = None
     password_file: Path | None = None
+    token_env: str | None = None
+    verify: bool = True
+    ca_bundle: Path | None = None
 
     @model_validator(mode="after")
     def _one_password(self) -> Api:
-        if (self.password_env is None) == (self.password_file is None):
-            raise ValueError("give exactly one of password_env, password_file")
+        given = [self.password_env, self.password_file, self.token_env]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of password_env, password_file, token_env")
         return self
 
-    def password(self, base: Path) -> str:
+    def token(self) -> str | None:
+        if self.token_env is None:
+            return None
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise UsageError(f"xdrs.api.token_env: ${self.token_env} is not set")
+        return value
+
+    def tls(self, base: Path) -> bool | Path:
+        """What `lab.portabilling.tls_context` takes: True, False or a CA bundle."""
+        if self.ca_bundle is not None:
+            return self.ca_bundle if self.ca_bundle.is_absolute() else base / self.ca_bundle
+        return self.verify
+
+    def password(self, base: Path) -> str | None:
+        if self.token_env is not None:
+            return None
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
             if not value:
@@ -84,10 +118,41 @@ class Api(_Strict):
             else text
 
 
+class Rewrite(_Strict):
+    """One step of a deployment's number translation, on the digits of an xDR's CLI and
+    CLD: ``{pattern: "^0", replace: "44"}`` (Python regex and replacement)."""
+
+    pattern: str = Field(min_length=1)
+    replace: str = ""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Rewrite:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+        return self
+
+
 class Xdrs(_Strict):
     api: Api | None = None
     csv: Path | None = None
-    time_zone: str = "UTC"  # of the export's 'YYYY-MM-DD HH:MM:SS' times
+    time_zone: str = "UTC"  # of the API user's or the export's 'YYYY-MM-DD HH:MM:SS'
+    columns: dict[str, str] = {}  # an export's column names -> ours (lab.xdr_client)
+    tolerance: float = Field(default=3.0, gt=0, le=600)  # send -> xDR time (lab.matching)
+    settle: float = Field(default=10.0, ge=0, le=600)  # seconds to wait for late xDRs
+    service_type: int | None = Field(default=None, gt=0)  # i_service_type of Messaging
+    numbers: list[Rewrite] = []  # the deployment's number translation, in order
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name like "
+                             "Europe/Prague)") from None
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> Xdrs:

@@ -173,13 +173,27 @@ class XdrStore:
               until: dt.datetime | None = None, limit: int = 1000, offset: int = 0
               ) -> list[Xdr]:
         """xDRs of one account (or all), connect_time in [since, until), by i_xdr."""
-        where, args = ["1=1"], []
-        for clause, value in (("account_id = ?", account_id),
-                              ("connect_ts >= ?", since and since.timestamp()),
-                              ("connect_ts < ?", until and until.timestamp())):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = f"{SELECT} WHERE {' AND '.join(where)} ORDER BY i_xdr LIMIT ? OFFSET ?"
+        where, args = _where(account_id, since, until)
+        sql = f"{SELECT} WHERE {where} ORDER BY i_xdr LIMIT ? OFFSET ?"
         with closing(self.reader()) as conn:
             return [from_row(row) for row in conn.execute(sql, [*args, limit, offset])]
+
+    def count(self, account_id: str | None = None, since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> int:
+        """How many xDRs `query` pages through (PortaBilling's ``total``)."""
+        where, args = _where(account_id, since, until)
+        with closing(self.reader()) as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM xdr WHERE {where}", args)
+                       .fetchone()[0])
+
+
+def _where(account_id: str | None, since: dt.datetime | None,
+           until: dt.datetime | None) -> tuple[str, list[Any]]:
+    where, args = ["1=1"], []
+    for clause, value in (("account_id = ?", account_id),
+                          ("connect_ts >= ?", since and since.timestamp()),
+                          ("connect_ts < ?", until and until.timestamp())):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return " AND ".join(where), args

@@ -82,3 +82,26 @@ def test_reports_are_written(model, tmp_path):
 def test_money_is_exact_to_six_places():
     assert compare.money(0.1 + 0.2) == compare.money("0.3") == compare.money(0.3)
     assert compare.money(float("nan")) is None
+
+
+def test_what_the_source_does_not_hold_is_named_not_compared(model):
+    """A deployment's account list: customer xDRs only, no tariff, no rate code."""
+    lab = model.xdrs[model.xdrs["direction"] == "outgoing"].assign(tariff="", rate_code="")
+    strict = compare.compare(model.messages, model.xdrs, model.messages, lab)
+    assert strict.summary["fields"] == {"xdrs": 3, "tariff": 3, "rate_code": 3}
+    result = compare.compare(model.messages, model.xdrs, model.messages, lab,
+                             uncompared=["rate_code", "xdrs", "tariff"])
+    assert result.ok and result.uncompared == ("xdrs", "tariff", "rate_code")
+    assert "not compared (the xDR source does not hold them): xdrs, tariff, rate_code" \
+        in compare.table(result)
+    cheaper = lab.assign(charged_amount=lambda f: f["charged_amount"] / 2)
+    assert not compare.compare(model.messages, model.xdrs, model.messages, cheaper,
+                               uncompared=["xdrs", "tariff", "rate_code"]).ok
+
+
+def test_an_orphan_fails_the_run_and_is_named(model):
+    result = compare.compare(model.messages, model.xdrs, model.messages, model.xdrs,
+                             orphans=["i_xdr 9 15551230001 -> 447700900123"])
+    assert result.summary["mismatched"] == 0 and not result.ok
+    assert "orphans: 1 xDRs bill no test message: i_xdr 9 15551230001 -> 447700900123" \
+        in compare.markdown(result)

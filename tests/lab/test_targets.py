@@ -29,6 +29,17 @@ def test_the_shipped_targets_load():
     ("kind: remote\nproxy: {host: h, transport: sctp}\nxdrs: {csv: a.csv}\n",
      "proxy.transport: Input should be 'udp' or 'tcp'"),
     ("- just a list\n", "must be a mapping"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {api: {url: 'http://x', login: a, "
+     "password_env: P, token_env: T}}\n",
+     "xdrs.api: give exactly one of password_env, password_file, token_env"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, numbers: [{pattern: '('}]}\n",
+     "xdrs.numbers.0: not a regular expression (missing ), unterminated subpattern"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, time_zone: Mars/Olympus}\n",
+     "xdrs.time_zone: unknown time zone 'Mars/Olympus'"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, tolerance: 0}\n",
+     "xdrs.tolerance: Input should be greater than 0"),
+    ("kind: remote\nproxy: {host: h}\nxdrs: {csv: a.csv, columns: {a: [1]}}\n",
+     "xdrs.columns.a: Input should be a valid string"),
 ])
 def test_bad_files_are_one_line_naming_the_key(tmp_path, text, message):
     path = tmp_path / "target.yaml"
@@ -52,3 +63,21 @@ def test_passwords_and_relative_paths(tmp_path, monkeypatch):
     env = targets.Api(url="http://x", login="a", password_env="NOPE")
     with pytest.raises(UsageError, match=r"\$NOPE is not set"):
         env.password(tmp_path)
+
+
+def test_tokens_tls_and_column_mappings(tmp_path, monkeypatch):
+    path = tmp_path / "t.yaml"
+    path.write_text("kind: remote\nproxy: {host: h}\nxdrs:\n  api: {url: 'https://x', "
+                    "login: a, token_env: PB_TOKEN, ca_bundle: ca.pem}\n"
+                    "  time_zone: Europe/Prague\n  columns: {Charged: charged_amount}\n")
+    target = targets.load(path)
+    api = target.spec.xdrs.api
+    monkeypatch.setenv("PB_TOKEN", "t0k3n")
+    assert (api.password(target.base), api.token(), api.tls(target.base)) == (
+        None, "t0k3n", tmp_path / "ca.pem")
+    assert target.spec.xdrs.columns == {"Charged": "charged_amount"}
+    assert targets.Api(url="http://x", login="a", password_env="P", verify=False).tls(
+        tmp_path) is False
+    monkeypatch.delenv("PB_TOKEN")
+    with pytest.raises(UsageError, match=r"\$PB_TOKEN is not set"):
+        api.token()

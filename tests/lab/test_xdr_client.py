@@ -12,7 +12,14 @@ import pytest
 from imsim import scenario
 from imsim.rules.message import XDR_COLUMNS
 from lab import provision
-from lab.xdr_client import XdrClient, XdrSourceError, frame, read_csv_export
+from lab.xdr_client import (
+    API_COLUMNS,
+    XdrClient,
+    XdrSourceError,
+    frame,
+    from_record,
+    read_csv_export,
+)
 from tests.lab.billing_fixtures import ALICE, BOB, HANDBOOK, Service, contract
 
 
@@ -53,13 +60,28 @@ def test_all_xdrs_make_the_shared_frame(billed):
 
 def test_wrong_password_is_a_clear_error(billed):
     login, _ = billed.credentials()
-    with pytest.raises(XdrSourceError, match="HTTP 403: wrong login or password"):
+    with pytest.raises(XdrSourceError, match="Session/login: HTTP 403: "
+                       "Server.Session.auth_failed: wrong login or password"):
         XdrClient(billed.url, login, "nope").xdrs()
 
 
 def test_unknown_account_is_a_clear_error(billed):
-    with pytest.raises(XdrSourceError, match="HTTP 404"):
+    with pytest.raises(XdrSourceError, match="no account '19999999999' for this API user"):
         client(billed).xdrs(account_id="19999999999")
+
+
+def test_the_service_speaks_portabillings_dialect(billed):
+    """An access token, i_account from get_account_info, paging by the total: the
+    client code a remote run uses."""
+    api = client(billed)
+    assert [x.msg_id for x in api.xdrs(ALICE, page=3)] == [f"m-{n}" for n in range(5)]
+    assert api.session.generation == "access_token" and api.session.refresh_token
+    assert api.accounts == {ALICE: 1}  # the handbook's accounts in id order
+    rows, total = api.xdr_list(ALICE, limit=3, offset=3)
+    assert (len(rows), total) == (2, 5)
+    api.session.access_token = "expired-or-made-up"
+    assert len(api.xdrs(BOB)) == 2  # renewed with the refresh token
+    assert api.session.access_token != "expired-or-made-up"
 
 
 def test_unreachable_api_is_a_clear_error():
@@ -126,3 +148,13 @@ def test_billing_command_ends_with_the_db_path(tmp_path):
     assert argv[:3] == [sys.executable, "-m", "lab.billing_service"]
     assert argv[-2:] == ["--db", str((tmp_path / "x.sqlite").resolve())]
     assert "alice-secret" not in " ".join(argv)
+
+
+def test_a_call_id_beats_the_conference_id_which_the_api_never_takes_for_one():
+    row = {"i_xdr": 5, "account_id": "1", "CLI": "1", "CLD": "2", "charged_amount": 0.01,
+           "unix_connect_time": 1796000000, "connect_time": "1999-01-01 00:00:00"}
+    both = from_record({**row, "h323_conf_id": "9F2C", "call_id": "a@h"})
+    export = from_record({**row, "call_id": "", "h323_conf_id": "9F2C"})
+    api = from_record({**row, "h323_conf_id": "9F2C"}, columns=API_COLUMNS)
+    assert (both.call_id, export.call_id, api.call_id) == ("a@h", "9F2C", "")
+    assert both.connect_time == dt.datetime.fromtimestamp(1796000000, dt.UTC)
