@@ -13,7 +13,6 @@ Both give `imsim.billing.Xdr` records; ``frame(records)`` makes the shared DataF
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import urllib.error
@@ -25,13 +24,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from imsim.billing import XDR_COLUMNS, Xdr
+from imsim.exports import ALIASES, REQUIRED, ExportError, csv_rows
 
 PAGE = 1000
-# PortaBilling export names that mean one of our columns
-ALIASES = {"h323_conf_id": "call_id", "bill_time": "connect_time",
-           "used_quantity": "charged_quantity", "i_account": "account_id",
-           "price": "unit_price", "result": "sip_code"}
-REQUIRED = ("account_id", "CLI", "CLD", "connect_time", "charged_amount")
 
 
 class XdrSourceError(ValueError):
@@ -148,18 +143,10 @@ def read_csv_export(path: Path | str, time_zone: str = "UTC", currency: str = "U
                     delimiter: str = ",") -> list[Xdr]:
     """A PortaBilling-style xDR CSV export (header row; PortaBilling or imsim names)."""
     try:
-        with Path(path).open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            if not reader.fieldnames:
-                raise XdrSourceError(f"{path}: empty export (no header row)")
-            columns = {ALIASES.get(name.strip(), name.strip()) for name in reader.fieldnames}
-            absent = [name for name in REQUIRED if name not in columns]
-            if absent:
-                raise XdrSourceError(f"{path}: no column {', '.join(absent)} in the header")
-            return [from_record({k.strip(): v for k, v in row.items() if k}, time_zone,
-                                currency, number) for number, row in enumerate(reader, 1)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise XdrSourceError(f"{path}: cannot read the export ({exc})") from None
+        return [from_record(row, time_zone, currency, number)
+                for number, row in enumerate(csv_rows(path, delimiter), 1)]
+    except ExportError as exc:
+        raise XdrSourceError(str(exc)) from None
 
 
 def frame(records: Iterable[Xdr]) -> Any:
