@@ -1,0 +1,327 @@
+"""Re-rate real traffic: xDR exports under candidate scenarios, side by side, on Dask.
+
+```python
+chosen = rerate.variants("scenarios/planning.yaml", ["dearer=dearer.yaml"],
+                         ["environments[0].tariffs[1].rates[0].price=0.01,0.02"])
+report = rerate.run(["exports/*.csv.gz"], chosen, "runs/rerate", workers=2)
+report.summary, report.tables["rate_code"], report.winners_losers
+```
+
+Every outgoing message of the exports (`imsim.exports.outgoing`) is billed again under
+each variant by `imsim.planning.rate_messages`, the planning path's rules (decide per
+group of messages, `imsim.batch.rate_many` for money, bundles per account-month,
+off-peak in the customer's zone); nothing here rates, authorizes or applies a bundle.
+The variant ``base`` is the ``--scenario`` itself; ``--variant NAME=FILE`` adds a
+scenario file; each combination of ``--vary`` factors (`imsim.sweep.parse_vary`)
+adds the base changed by them.
+
+Partitioning (why results do not depend on the cluster): the input is shuffled by the
+sender's number (``CLI``, dask's hash partitioning) into ``partitions`` parts (default:
+as many as the input has, a property of the files, never of the workers), so every
+message of an account, and so of each account-month bundle, is in one part. Within a
+part, messages are sorted by (CLI, connect_time, i_xdr, call_id) before rating, so the
+first messages of a month are the same ones on any cluster. Totals are sums of integer
+micro-units, exact in any order.
+
+Memory: a worker holds one part at a time: about 0.5 KB per message and variant
+(a 64 MB CSV block or a Parquet row group of about 1M rows: under 1 GiB with two
+variants). ``memory_limit`` (default 2 GiB) is the LocalCluster's per-worker bound;
+keep Parquet row groups at 1-2M rows or lower ``blocksize`` to stay under it.
+
+What is written into ``out``: ``summary.csv`` (per variant: messages, refused,
+revenue before and after, cost, margin, lost revenue), ``by_rate_code.csv``,
+``by_product.csv``, ``by_customer.csv``, ``by_day.csv`` (day in UTC),
+``refusals.csv`` (per variant and refusing check: messages and the revenue they
+earned before, now lost), ``winners_losers.csv`` (the customers whose bill falls,
+winners, or rises, losers, most) and ``deltas/NAME/part-NNNNN.parquet``, one
+row per message and variant. Output folders must be shared with a remote cluster.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imsim import exports
+from imsim import scenario as scenario_mod
+from imsim.errors import UsageError
+from imsim.planning import rate_messages
+from imsim.proxy import select_policy
+from imsim.scenario import Scenario
+
+MICRO = 1_000_000
+ORDER = ["CLI", "connect_time", "i_xdr", "call_id"]
+DIMENSIONS = ("rate_code", "product", "customer", "day")
+SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro")
+UNKNOWN = "(unknown)"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A candidate configuration: its name and scenario, and who each account is."""
+
+    name: str
+    scenario: Scenario
+    accounts: pd.DataFrame = field(repr=False)   # CLI (int64), env, customer, product
+
+    @classmethod
+    def of(cls, name: str, loaded: Scenario) -> Variant:
+        rows = [(int(a.id), env.name, c.name, a.product) for env in loaded.environments
+                for c in env.customers for a in c.accounts]
+        accounts = pd.DataFrame(rows, columns=["CLI", "env", "customer", "product"])
+        return cls(name, loaded, accounts.drop_duplicates("CLI").astype({"CLI": "int64"}))
+
+
+def variants(base: str | Path, named: Sequence[str] = (),
+             vary: Sequence[str] = ()) -> list[Variant]:
+    """``base``, each ``NAME=FILE.yaml`` and each combination of ``vary`` on the base."""
+    from imsim import sweep
+
+    found = [Variant.of("base", scenario_mod.load(base))]
+    for spec in named:
+        name, sep, path = (part.strip() for part in spec.partition("="))
+        if not sep or not name or not path:
+            raise UsageError(f"--variant {spec!r}: write NAME=FILE.yaml")
+        found.append(Variant.of(name, scenario_mod.load(path)))
+    if vary:
+        planned = sweep.plan(base, vary)
+        for item in planned.runs:
+            label = ", ".join(f"{f.name}={v}" for f, v in zip(planned.factors, item.values,
+                                                              strict=True))
+            found.append(Variant.of(label, planned.scenarios[item.combination]))
+    names = [v.name for v in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--variant: the name {twice[0]!r} is used twice (name each once)")
+    return found
+
+
+def unit_sizes(loaded: Scenario) -> dict[str, int]:
+    """Per environment, the billing unit size its exports were rated with (0: none)."""
+    sizes = {}
+    for env in loaded.environments:
+        policy = select_policy(env.service_policies, env.domain)
+        sizes[env.name] = int(policy.billing_unit_size or 0) if policy else 0
+    return sizes
+
+
+# -- one part ------------------------------------------------------------------------------
+
+def messages(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> pd.DataFrame:
+    """The part as `rate_messages` input (env, CLI, CLD, connect_time, length): the
+    export's env when the variant has it, else the sender's home (else the first);
+    the length when exported, else ``charged_quantity`` units of the base's size."""
+    accounts = variant.accounts
+    home = pd.Index(accounts["CLI"]).get_indexer(part["CLI"].to_numpy())
+    names = [e.name for e in variant.scenario.environments]
+    env = np.where(home >= 0, accounts["env"].to_numpy()[np.maximum(home, 0)], names[0])
+    env = np.where(part["env"].isin(names).to_numpy(), part["env"].to_numpy(), env)
+    size = pd.Series(part["env"].to_numpy()).map(sizes).fillna(0).to_numpy(dtype=np.int64)
+    size = np.where(size > 0, size, pd.Series(env).map(sizes).fillna(0).to_numpy(np.int64))
+    length = part["length"].to_numpy()
+    length = np.where(length >= 0, length, part["charged_quantity"].to_numpy() * size)
+    return pd.DataFrame({"env": env.astype(str), "CLI": part["CLI"].to_numpy(),
+                         "CLD": part["CLD"].to_numpy(),
+                         "connect_time": part["connect_time"].array, "length": length})
+
+
+def rerated(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> pd.DataFrame:
+    """One row per message of ``part`` under ``variant``: before, after, the delta."""
+    rated = rate_messages(variant.scenario, messages(part, variant, sizes))
+    accounts = variant.accounts
+    home = pd.Index(accounts["CLI"]).get_indexer(part["CLI"].to_numpy())
+    before = part["charged_amount_micro"].to_numpy()
+    after = rated["charged_amount_micro"].to_numpy()
+    refused = (rated["check"] != "delivered").to_numpy()
+    out = pd.DataFrame({
+        "variant": variant.name, "i_xdr": part["i_xdr"].to_numpy(),
+        "call_id": part["call_id"].to_numpy(), "account_id": part["account_id"].to_numpy(),
+        "env": rated["env"].astype(str).to_numpy(), "CLI": part["CLI"].to_numpy(),
+        "CLD": part["CLD"].to_numpy(), "connect_time": part["connect_time"].array,
+        "customer": _lookup(accounts["customer"], home),
+        "product": _lookup(accounts["product"], home),
+        "rate_code": rated["rate_code"].astype(str).fillna("").to_numpy(),
+        "check": rated["check"].astype(str).to_numpy(), "billed": rated["billed"].to_numpy(),
+        "refused": refused, "before_micro": before, "revenue_micro": after,
+        "cost_micro": rated["cost_micro"].to_numpy(), "delta_micro": after - before,
+        "lost_micro": np.where(refused, before, 0)})
+    for extra in ("code", "step"):   # the refusal's SIP code and handbook step, if given
+        if extra in rated.columns:
+            out[extra] = rated[extra].to_numpy()
+    return out
+
+
+def _lookup(column: pd.Series, home: np.ndarray) -> np.ndarray:
+    values = column.to_numpy(dtype=object)
+    return np.where(home >= 0, values[np.maximum(home, 0)], UNKNOWN) if len(values) else \
+        np.full(len(home), UNKNOWN, dtype=object)
+
+
+def partial(delta: pd.DataFrame) -> pd.DataFrame:
+    """Integer sums per (variant, dimension, key); ``by='reason'`` counts refusals."""
+    frame = delta.assign(messages=1, day=delta["connect_time"].dt.strftime("%Y-%m-%d"),
+                         total="all", reason=delta["check"].where(delta["refused"], ""))
+    frames = []
+    for by in ("total", *DIMENSIONS, "reason"):
+        rows = frame if by != "reason" else frame[frame["refused"]]
+        sums = rows.groupby(["variant", by], sort=False)[list(SUMS)].sum()
+        frames.append(sums.reset_index().rename(columns={by: "key"}).assign(by=by))
+    return pd.concat(frames, ignore_index=True)
+
+
+def rerate_part(part: pd.DataFrame, chosen: Sequence[Variant], sizes: Mapping[str, int],
+                out: str, index: int) -> pd.DataFrame:
+    """Re-rate one part under every variant, write its deltas, return its sums."""
+    if part.empty:
+        return pd.DataFrame(columns=["variant", "key", "by", *SUMS])
+    part = part.sort_values(ORDER, kind="stable", ignore_index=True)
+    sums = []
+    for variant in chosen:
+        delta = rerated(part, variant, sizes)
+        folder = Path(out) / "deltas" / _slug(variant.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        delta.to_parquet(folder / f"part-{index:05d}.parquet", index=False)
+        sums.append(partial(delta))
+    return pd.concat(sums, ignore_index=True)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.,=" else "_" for c in name)
+
+
+# -- the whole run ------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """Per variant: the summary, the tables by dimension, refusals, winners and losers."""
+
+    summary: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    refusals: pd.DataFrame
+    winners_losers: pd.DataFrame
+    peak_rss: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sums: pd.DataFrame, order: Sequence[str], top: int = 10) -> Report:
+        total = sums.groupby(["variant", "by", "key"], sort=True)[list(SUMS)].sum()
+        total = total.reset_index()
+        rank = {name: k for k, name in enumerate(order)}
+        total = total.sort_values(["variant", "key"], key=lambda c: c.map(rank)
+                                  if c.name == "variant" else c, kind="stable")
+        pick = {by: money(total[total["by"] == by].drop(columns="by")) for by in
+                ("total", *DIMENSIONS, "reason")}
+        summary = pick.pop("total").drop(columns="key").reset_index(drop=True)
+        refusals = pick.pop("reason").rename(columns={"key": "reason"})
+        refusals = refusals[["variant", "reason", "messages", "lost_revenue"]]
+        return cls(summary, pick, refusals.reset_index(drop=True),
+                   winners_losers(pick["customer"], top))
+
+    def write(self, out: str | Path) -> list[Path]:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        frames = {"summary": self.summary, "refusals": self.refusals,
+                  "winners_losers": self.winners_losers,
+                  **{f"by_{by}": table for by, table in self.tables.items()}}
+        for name, frame in frames.items():
+            frame.to_csv(folder / f"{name}.csv", index=False)
+        return [folder / f"{name}.csv" for name in frames]
+
+
+def money(table: pd.DataFrame) -> pd.DataFrame:
+    """Micro-unit sums as amounts, with margin (revenue - cost) and delta."""
+    out = table.drop(columns=[c for c in table.columns if c.endswith("_micro")])
+    for name in ("before", "revenue", "cost", "lost"):
+        out[name if name != "lost" else "lost_revenue"] = table[f"{name}_micro"] / MICRO
+    out["margin"] = (table["revenue_micro"] - table["cost_micro"]) / MICRO
+    out["delta"] = (table["revenue_micro"] - table["before_micro"]) / MICRO
+    return out.rename(columns={"before": "revenue_before"}).reset_index(drop=True)
+
+
+def winners_losers(by_customer: pd.DataFrame, top: int) -> pd.DataFrame:
+    """Per variant, the ``top`` customers whose bill falls most (winners) and rises
+    most (losers); a customer whose bill does not change is neither."""
+    rows = []
+    for _, table in by_customer.groupby("variant", sort=False):
+        changed = table[table["delta"] != 0]
+        rows.append(changed[changed["delta"] < 0].nsmallest(top, "delta").assign(side="winner"))
+        rows.append(changed[changed["delta"] > 0].nlargest(top, "delta").assign(side="loser"))
+    columns = ["variant", "side", "key", "revenue_before", "revenue", "delta", "messages"]
+    if not rows:
+        return pd.DataFrame(columns=columns).rename(columns={"key": "customer"})
+    return pd.concat(rows)[columns].rename(columns={"key": "customer"}).reset_index(drop=True)
+
+
+def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Path,
+        workers: int = 2, scheduler: str | None = None, client: Any = None,
+        partitions: int | None = None, progress: bool = False,
+        mapping: Mapping[str, str] | None = None, time_zone: str = "UTC",
+        i_service: str | None = None, top: int = 10, blocksize: str | int = "64MB",
+        memory_limit: str = "2GiB", processes: bool = True) -> Report:
+    """Re-rate every outgoing message of ``sources`` under ``chosen``; write into
+    ``out`` (see the module docstring); the report. On a LocalCluster of ``workers``
+    (``processes=False``: threads of this process), the cluster at ``scheduler``, or
+    a given ``client``."""
+    frame = exports.read(sources, mapping, time_zone, blocksize)
+    frame = frame.map_partitions(exports.outgoing, i_service, meta=exports.empty())
+    shutil.rmtree(Path(out) / "deltas", ignore_errors=True)
+    sizes = unit_sizes(chosen[0].scenario)
+    with cluster(workers, scheduler, client, memory_limit, processes) as dask:
+        shuffled = frame.shuffle(on="CLI", npartitions=partitions or frame.npartitions)
+        sums = list(_compute(dask, shuffled, chosen, sizes, str(out), progress))
+        peak = dask.run(peak_rss)
+    report = Report.of(pd.concat(sums, ignore_index=True), [v.name for v in chosen], top)
+    report.peak_rss = dict(peak)
+    report.write(out)
+    return report
+
+
+def _compute(dask: Any, shuffled: Any, chosen: Sequence[Variant], sizes: Mapping[str, int],
+             out: str, progress: bool) -> Iterator[pd.DataFrame]:
+    from dask import delayed
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    task: Callable[..., Any] = delayed(rerate_part, pure=True)
+    scattered = dask.scatter(list(chosen), broadcast=True)
+    parts = [task(p, scattered, sizes, out, k) for k, p in enumerate(shuffled.to_delayed())]
+    futures = dask.compute(parts)
+    with tqdm(total=len(futures), unit="part", disable=not progress, file=sys.stderr,
+              leave=False) as bar:
+        for future in as_completed(futures):
+            yield future.result()
+            bar.update()
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+@contextmanager
+def cluster(workers: int, scheduler: str | None, client: Any, memory_limit: str,
+            processes: bool) -> Iterator[Any]:
+    """A dask client: the given one, one connected to ``scheduler``, or a LocalCluster
+    of ``workers`` single-threaded workers on 127.0.0.1."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as connected:
+            yield connected
+        return
+    where = {"host": "127.0.0.1"} if processes else {}   # threads talk in-process
+    with LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=processes,
+                      dashboard_address=None, memory_limit=memory_limit,
+                      **where) as local, Client(local) as connected:
+        yield connected
