@@ -217,10 +217,10 @@ class Report:
         rank = {name: k for k, name in enumerate(order)}
         total = total.sort_values(["variant", "key"], key=lambda c: c.map(rank)
                                   if c.name == "variant" else c, kind="stable")
-        pick = {by: money(total[total["by"] == by].drop(columns="by")) for by in
-                ("total", *DIMENSIONS, "reason")}
-        summary = pick.pop("total").drop(columns="key").reset_index(drop=True)
-        refusals = pick.pop("reason").rename(columns={"key": "reason"})
+        pick = {by: money(total[total["by"] == by].drop(columns="by")).rename(
+            columns={"key": by}) for by in ("total", *DIMENSIONS, "reason")}
+        summary = pick.pop("total").drop(columns="total").reset_index(drop=True)
+        refusals = pick.pop("reason")
         refusals = refusals[["variant", "reason", "messages", "lost_revenue"]]
         return cls(summary, pick, refusals.reset_index(drop=True),
                    winners_losers(pick["customer"], top))
@@ -254,10 +254,10 @@ def winners_losers(by_customer: pd.DataFrame, top: int) -> pd.DataFrame:
         changed = table[table["delta"] != 0]
         rows.append(changed[changed["delta"] < 0].nsmallest(top, "delta").assign(side="winner"))
         rows.append(changed[changed["delta"] > 0].nlargest(top, "delta").assign(side="loser"))
-    columns = ["variant", "side", "key", "revenue_before", "revenue", "delta", "messages"]
+    columns = ["variant", "side", "customer", "revenue_before", "revenue", "delta", "messages"]
     if not rows:
-        return pd.DataFrame(columns=columns).rename(columns={"key": "customer"})
-    return pd.concat(rows)[columns].rename(columns={"key": "customer"}).reset_index(drop=True)
+        return pd.DataFrame(columns=columns)
+    return pd.concat(rows)[columns].reset_index(drop=True)
 
 
 def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Path,
