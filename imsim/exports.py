@@ -246,7 +246,7 @@ def micro(column: pd.Series) -> np.ndarray:
         return column.to_numpy(dtype=np.int64) * MICRO
     values, inverse = np.unique(column.astype("str").str.strip().to_numpy(dtype=str),
                                 return_inverse=True)
-    return np.array([_micro(v) for v in values], dtype=np.int64)[inverse]
+    return np.array([_micro(str(v)) for v in values], dtype=np.int64)[inverse]
 
 
 def _micro(text: str) -> int:
