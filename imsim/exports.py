@@ -198,8 +198,8 @@ def normalize(raw: pd.DataFrame, mapping: Mapping[str, str] | None = None,
 
 def _text(column: pd.Series | None, n: int) -> Any:
     if column is None:
-        return np.full(n, "", dtype=object)
-    return column.astype("str").fillna("").str.strip().to_numpy(dtype=object)
+        return pd.array([""] * n, dtype="str")
+    return column.astype("str").fillna("").str.strip().array
 
 
 def _integers(column: pd.Series | None, n: int, default: int) -> np.ndarray:
@@ -213,9 +213,9 @@ def numbers(column: pd.Series) -> np.ndarray:
     """E.164 digits as int64 (``+`` dropped); -1 where the value is not a number."""
     if pd.api.types.is_integer_dtype(column.dtype):
         return column.to_numpy(dtype=np.int64)
-    text = column.astype("str").str.strip().str.lstrip("+")
-    digits = text.where(text.str.fullmatch(r"\d{1,18}").fillna(False).astype(bool))
-    return pd.to_numeric(digits, errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
+    text = column.astype("str").fillna("").str.strip().str.lstrip("+")
+    digits = text.str.isdigit() & text.str.len().between(1, 18)
+    return text.where(digits, "-1").astype("int64").to_numpy()
 
 
 def times(frame: pd.DataFrame, time_zone: str = "UTC") -> pd.Series:

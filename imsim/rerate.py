@@ -19,7 +19,7 @@ Partitioning (why results do not depend on the cluster): the input is shuffled b
 sender's number (``CLI``, dask's hash partitioning) into ``partitions`` parts (default:
 as many as the input has, a property of the files, never of the workers), so every
 message of an account, and so of each account-month bundle, is in one part. Within a
-part, messages are sorted by (CLI, connect_time, i_xdr, call_id) before rating, so the
+part, messages are sorted by (CLI, connect_time, i_xdr, CLD, call_id) before rating, so the
 first messages of a month are the same ones on any cluster. Totals are sums of integer
 micro-units, exact in any order.
 
@@ -59,7 +59,7 @@ from imsim.proxy import select_policy
 from imsim.scenario import Scenario
 
 MICRO = 1_000_000
-ORDER = ["CLI", "connect_time", "i_xdr", "call_id"]
+ORDER = ["CLI", "connect_time", "i_xdr", "CLD", "call_id"]
 DIMENSIONS = ("rate_code", "product", "customer", "day")
 SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro")
 UNKNOWN = "(unknown)"
@@ -71,14 +71,37 @@ class Variant:
 
     name: str
     scenario: Scenario
-    accounts: pd.DataFrame = field(repr=False)   # CLI (int64), env, customer, product
+    accounts: pd.DataFrame = field(repr=False)   # CLI (int64); env, customer, product
 
     @classmethod
     def of(cls, name: str, loaded: Scenario) -> Variant:
         rows = [(int(a.id), env.name, c.name, a.product) for env in loaded.environments
                 for c in env.customers for a in c.accounts]
         accounts = pd.DataFrame(rows, columns=["CLI", "env", "customer", "product"])
-        return cls(name, loaded, accounts.drop_duplicates("CLI").astype({"CLI": "int64"}))
+        accounts = accounts.drop_duplicates("CLI").astype({"CLI": "int64"}).assign(
+            env=lambda f: pd.Categorical(f["env"], categories=cls.environments(loaded)),
+            customer=lambda f: _with_unknown(f["customer"]),
+            product=lambda f: _with_unknown(f["product"]))
+        return cls(name, loaded, accounts.reset_index(drop=True))
+
+    @staticmethod
+    def environments(loaded: Scenario) -> list[str]:
+        return [env.name for env in loaded.environments]
+
+    def home(self, cli: pd.Series) -> np.ndarray:
+        """Each sender's row in ``accounts``, -1 when it is no account of the variant."""
+        return pd.Index(self.accounts["CLI"]).get_indexer(cli.to_numpy())
+
+    def who(self, column: str, home: np.ndarray) -> pd.Categorical:
+        """The senders' customer or product (UNKNOWN for no account)."""
+        known: pd.Categorical = self.accounts[column].array
+        unknown = len(known.categories) - 1
+        codes = np.where(home >= 0, known.codes[np.maximum(home, 0)], unknown)
+        return pd.Categorical.from_codes(codes, known.categories)
+
+
+def _with_unknown(names: pd.Series) -> pd.Categorical:
+    return pd.Categorical(names, categories=[*pd.unique(names), UNKNOWN])
 
 
 def variants(base: str | Path, named: Sequence[str] = (),
@@ -116,41 +139,39 @@ def unit_sizes(loaded: Scenario) -> dict[str, int]:
 
 # -- one part ------------------------------------------------------------------------------
 
-def messages(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> pd.DataFrame:
+def messages(part: pd.DataFrame, variant: Variant, home: np.ndarray,
+             sizes: Mapping[str, int]) -> pd.DataFrame:
     """The part as `rate_messages` input (env, CLI, CLD, connect_time, length): the
     export's env when the variant has it, else the sender's home (else the first);
     the length when exported, else ``charged_quantity`` units of the base's size."""
-    accounts = variant.accounts
-    home = pd.Index(accounts["CLI"]).get_indexer(part["CLI"].to_numpy())
-    names = [e.name for e in variant.scenario.environments]
-    env = np.where(home >= 0, accounts["env"].to_numpy()[np.maximum(home, 0)], names[0])
-    env = np.where(part["env"].isin(names).to_numpy(), part["env"].to_numpy(), env)
-    size = pd.Series(part["env"].to_numpy()).map(sizes).fillna(0).to_numpy(dtype=np.int64)
-    size = np.where(size > 0, size, pd.Series(env).map(sizes).fillna(0).to_numpy(np.int64))
+    names = Variant.environments(variant.scenario)
+    exported = pd.Categorical(part["env"], categories=names).codes
+    homes = variant.accounts["env"].array.codes
+    codes = np.where(exported >= 0, exported, np.where(home >= 0, homes[np.maximum(home, 0)],
+                                                       0))
+    size = np.array([sizes.get(name, 0) for name in names], dtype=np.int64)[codes]
     length = part["length"].to_numpy()
     length = np.where(length >= 0, length, part["charged_quantity"].to_numpy() * size)
-    return pd.DataFrame({"env": env.astype(str), "CLI": part["CLI"].to_numpy(),
-                         "CLD": part["CLD"].to_numpy(),
+    return pd.DataFrame({"env": pd.Categorical.from_codes(codes, names),
+                         "CLI": part["CLI"].to_numpy(), "CLD": part["CLD"].to_numpy(),
                          "connect_time": part["connect_time"].array, "length": length})
 
 
 def rerated(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> pd.DataFrame:
     """One row per message of ``part`` under ``variant``: before, after, the delta."""
-    rated = rate_messages(variant.scenario, messages(part, variant, sizes))
-    accounts = variant.accounts
-    home = pd.Index(accounts["CLI"]).get_indexer(part["CLI"].to_numpy())
+    home = variant.home(part["CLI"])
+    rated = rate_messages(variant.scenario, messages(part, variant, home, sizes))
     before = part["charged_amount_micro"].to_numpy()
     after = rated["charged_amount_micro"].to_numpy()
     refused = (rated["check"] != "delivered").to_numpy()
     out = pd.DataFrame({
-        "variant": variant.name, "i_xdr": part["i_xdr"].to_numpy(),
-        "call_id": part["call_id"].to_numpy(), "account_id": part["account_id"].to_numpy(),
-        "env": rated["env"].astype(str).to_numpy(), "CLI": part["CLI"].to_numpy(),
-        "CLD": part["CLD"].to_numpy(), "connect_time": part["connect_time"].array,
-        "customer": _lookup(accounts["customer"], home),
-        "product": _lookup(accounts["product"], home),
-        "rate_code": rated["rate_code"].astype(str).fillna("").to_numpy(),
-        "check": rated["check"].astype(str).to_numpy(), "billed": rated["billed"].to_numpy(),
+        "variant": pd.Categorical.from_codes(np.zeros(len(part), np.int8), [variant.name]),
+        "i_xdr": part["i_xdr"].to_numpy(), "call_id": part["call_id"].array,
+        "account_id": part["account_id"].array, "env": rated["env"].array,
+        "CLI": part["CLI"].to_numpy(), "CLD": part["CLD"].to_numpy(),
+        "connect_time": part["connect_time"].array, "customer": variant.who("customer", home),
+        "product": variant.who("product", home), "rate_code": rated["rate_code"].array,
+        "check": rated["check"].array, "billed": rated["billed"].to_numpy(),
         "refused": refused, "before_micro": before, "revenue_micro": after,
         "cost_micro": rated["cost_micro"].to_numpy(), "delta_micro": after - before,
         "lost_micro": np.where(refused, before, 0)})
@@ -160,22 +181,36 @@ def rerated(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> p
     return out
 
 
-def _lookup(column: pd.Series, home: np.ndarray) -> np.ndarray:
-    values = column.to_numpy(dtype=object)
-    return np.where(home >= 0, values[np.maximum(home, 0)], UNKNOWN) if len(values) else \
-        np.full(len(home), UNKNOWN, dtype=object)
-
-
 def partial(delta: pd.DataFrame) -> pd.DataFrame:
-    """Integer sums per (variant, dimension, key); ``by='reason'`` counts refusals."""
-    frame = delta.assign(messages=1, day=delta["connect_time"].dt.strftime("%Y-%m-%d"),
-                         total="all", reason=delta["check"].where(delta["refused"], ""))
+    """Integer sums per (variant, dimension, key as text); ``by='reason'`` sums the
+    refused messages by their refusing check."""
+    frame = delta.assign(messages=1, day=delta["connect_time"].dt.floor("D"), total="all",
+                         reason=delta["check"])
     frames = []
     for by in ("total", *DIMENSIONS, "reason"):
         rows = frame if by != "reason" else frame[frame["refused"]]
-        sums = rows.groupby(["variant", by], sort=False)[list(SUMS)].sum()
-        frames.append(sums.reset_index().rename(columns={by: "key"}).assign(by=by))
-    return pd.concat(frames, ignore_index=True)
+        sums = rows.groupby(["variant", by], sort=False, observed=True,
+                            dropna=False)[list(SUMS)].sum().reset_index()
+        frames.append(sums.assign(key=_keys(sums[by]), by=by).drop(columns=by))
+    out = pd.concat(frames, ignore_index=True)
+    return out.assign(variant=out["variant"].astype(str))
+
+
+def _keys(values: pd.Series) -> list[str]:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return [v.strftime("%Y-%m-%d") for v in values]
+    return ["(none)" if pd.isna(v) else str(v) for v in values]
+
+
+def ordered(part: pd.DataFrame) -> pd.DataFrame:
+    """The part by (CLI, connect_time), then i_xdr, CLD and call_id where those tie:
+    the same order whatever order the shuffle delivered the rows in."""
+    cli, times = part["CLI"].to_numpy(), part["connect_time"].array.asi8
+    order = np.lexsort((times, cli))
+    cli, times = cli[order], times[order]
+    if ((cli[1:] == cli[:-1]) & (times[1:] == times[:-1])).any():
+        return part.sort_values(ORDER, kind="stable", ignore_index=True)
+    return part.take(order).reset_index(drop=True)
 
 
 def rerate_part(part: pd.DataFrame, chosen: Sequence[Variant], sizes: Mapping[str, int],
@@ -183,7 +218,7 @@ def rerate_part(part: pd.DataFrame, chosen: Sequence[Variant], sizes: Mapping[st
     """Re-rate one part under every variant, write its deltas, return its sums."""
     if part.empty:
         return pd.DataFrame(columns=["variant", "key", "by", *SUMS])
-    part = part.sort_values(ORDER, kind="stable", ignore_index=True)
+    part = ordered(part)
     sums = []
     for variant in chosen:
         delta = rerated(part, variant, sizes)

@@ -1,0 +1,111 @@
+"""Re-rating throughput: N synthetic xDRs as Parquet, two variants, 1 and 2 workers.
+
+Writes N outgoing xDR rows of ``scenarios/planning/per_message.yaml`` (drawn by
+`imsim.planning.synthetic_messages`, billed by `imsim.planning.rate_messages`, in
+imsim's xDR names) as Parquet files of ``--chunk`` rows, then re-rates them with
+`imsim.rerate.run` under two variants (the base and a dearer UK/DE retail rate) on a
+LocalCluster of 1 and of 2 worker processes. Prints the disk and memory it used,
+rows/s per worker and per variant, the scale-out efficiency (rate on 2 workers / twice
+the rate on 1), the peak RSS per worker, and the time 1e9 rows would take on 16
+workers at the measured per-worker rate and efficiency. A script, not a test:
+``.venv/bin/python benchmarks/bench_rerate.py [--rows N] [--workers 1,2]``.
+Goals (issue 18): >= 1,500,000 rows/s per worker per variant; efficiency >= 0.8;
+peak RSS per worker < 2 GiB whatever N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imsim import planning, rerate, scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "scenarios/planning/per_message.yaml"
+DEARER = "environments[0].tariffs[1].rates[1].price=0.05"
+GIB = 2 ** 30
+
+
+def write_xdrs(folder: Path, rows: int, chunk: int) -> int:
+    """``rows`` outgoing xDRs in Parquet files of ``chunk`` rows; the bytes written."""
+    loaded = scenario.load(SCENARIO)
+    folder.mkdir(parents=True, exist_ok=True)
+    root = np.random.SeedSequence(18)
+    for k, seed in enumerate(root.spawn(-(-rows // chunk))):
+        size = min(chunk, rows - k * chunk)
+        drawn = planning.synthetic_messages(loaded, size, seed, days=30)
+        rated = planning.rate_messages(loaded, drawn)
+        rated = rated[rated["billed"]]
+        xdrs(rated, k * chunk).to_parquet(folder / f"xdrs-{k:04d}.parquet", index=False,
+                                          row_group_size=chunk)
+    return sum(p.stat().st_size for p in folder.glob("*.parquet"))
+
+
+def xdrs(rated: pd.DataFrame, first: int) -> pd.DataFrame:
+    """Rated messages as imsim's outgoing xDR columns (the ones re-rating reads)."""
+    return pd.DataFrame({
+        "i_xdr": np.arange(first, first + len(rated), dtype=np.int64),
+        "env": rated["env"].astype(str).to_numpy(), "account_id": rated["CLI"].astype(str),
+        "CLI": rated["CLI"].astype(str), "CLD": rated["CLD"].astype(str),
+        "connect_time": rated["connect_time"].to_numpy(), "direction": "outgoing",
+        "charged_quantity": rated["units"].to_numpy(),
+        "charged_amount": rated["charged_amount"].to_numpy()})
+
+
+def measure(source: Path, out: Path, workers: int) -> tuple[float, int, dict[str, int]]:
+    """(seconds, rows, peak RSS per worker) of one re-rating run."""
+    chosen = rerate.variants(SCENARIO, vary=[DEARER])
+    began = time.perf_counter()
+    report = rerate.run([source], chosen, out, workers=workers, memory_limit="2GiB")
+    seconds = time.perf_counter() - began
+    return seconds, int(report.summary["messages"].iloc[0]), report.peak_rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per Parquet file")
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure")
+    parser.add_argument("--folder", help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="bench-rerate-"))
+    began = time.perf_counter()
+    size = write_xdrs(folder / "xdrs", args.rows, args.chunk)
+    print(f"wrote {args.rows:,} xDR rows ({args.chunk:,} per file): {size / GIB:.2f} GiB "
+          f"Parquet in {time.perf_counter() - began:.0f} s; machine: {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GIB:.1f} GiB RAM")
+    rates = {}
+    for workers in (int(w) for w in args.workers.split(",")):
+        seconds, rows, peak = measure(folder / "xdrs", folder / f"out-{workers}", workers)
+        rates[workers] = rows / seconds / workers
+        deltas = sum(p.stat().st_size for p in (folder / f"out-{workers}").rglob("*.parquet"))
+        print(f"{workers} worker(s): {rows:,} rows x 2 variants in {seconds:.1f} s: "
+              f"{rates[workers]:,.0f} rows/s per worker ({2 * rates[workers]:,.0f} "
+              f"row-variants/s); peak RSS per worker "
+              f"{', '.join(f'{v / GIB:.2f}' for v in peak.values())} GiB; "
+              f"deltas {deltas / GIB:.2f} GiB")
+    report(rates)
+    if not args.folder:
+        shutil.rmtree(folder)
+
+
+def report(rates: dict[int, float]) -> None:
+    """Scale-out efficiency and the extrapolated time of 1e9 rows on 16 workers (at the
+    per-worker rate measured on the most workers, which already holds its efficiency)."""
+    most = max(rates)
+    if 1 in rates and most > 1:
+        print(f"scale-out efficiency 1 -> {most} workers: {rates[most] / rates[1]:.2f}")
+    seconds = 1e9 / (rates[most] * 16)
+    print(f"extrapolated: 1e9 rows on 16 workers in {seconds / 60:.1f} min "
+          f"(at {rates[most]:,.0f} rows/s per worker)")
+
+
+if __name__ == "__main__":
+    main()
