@@ -5,6 +5,8 @@ Writes N outgoing xDR rows of ``scenarios/planning/per_message.yaml`` (drawn by
 imsim's xDR names) as Parquet files of ``--chunk`` rows, then re-rates them with
 `imsim.rerate.run` under two variants (the base and a dearer UK/DE retail rate) on a
 LocalCluster of 1 and of 2 worker processes. Prints the disk and memory it used,
+the host (2 shared cores here: wall rates move with the other load; the rate per
+worker CPU-second does not),
 rows/s per worker and per variant, the scale-out efficiency (rate on 2 workers / twice
 the rate on 1), the peak RSS per worker, and the time 1e9 rows would take on 16
 workers at the measured per-worker rate and efficiency. A script, not a test:
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -59,19 +62,32 @@ def xdrs(rated: pd.DataFrame, first: int) -> pd.DataFrame:
         "charged_amount": rated["charged_amount"].to_numpy()})
 
 
-def measure(source: Path, out: Path, workers: int) -> tuple[float, int, dict[str, int]]:
-    """(seconds, rows, peak RSS per worker) of one re-rating run."""
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (run on each worker)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
+    """One re-rating run on a fresh LocalCluster of ``workers`` processes: rows, wall
+    seconds (the cluster's start apart), worker CPU seconds, peak RSS per worker."""
     chosen = rerate.variants(SCENARIO, vary=[DEARER])
     began = time.perf_counter()
-    report = rerate.run([source], chosen, out, workers=workers, memory_limit="2GiB")
-    seconds = time.perf_counter() - began
-    return seconds, int(report.summary["messages"].iloc[0]), report.peak_rss
+    with rerate.cluster(workers, None, None, "2GiB", processes=True) as client:
+        started = time.perf_counter()
+        cpu = sum(client.run(cpu_seconds).values())
+        report = rerate.run([source], chosen, out, client=client)
+        seconds = time.perf_counter() - started
+        cpu = sum(client.run(cpu_seconds).values()) - cpu
+    return {"rows": int(report.summary["messages"].iloc[0]), "seconds": seconds,
+            "start": started - began, "cpu": cpu,
+            "peak": max(report.peak_rss.values()) / GIB}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per Parquet file")
+    parser.add_argument("--chunk", type=int, default=500_000, help="rows per Parquet file")
     parser.add_argument("--workers", default="1,2", help="worker counts to measure")
     parser.add_argument("--folder", help="work folder (default: a temporary one)")
     args = parser.parse_args()
@@ -83,14 +99,14 @@ def main() -> None:
           f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GIB:.1f} GiB RAM")
     rates = {}
     for workers in (int(w) for w in args.workers.split(",")):
-        seconds, rows, peak = measure(folder / "xdrs", folder / f"out-{workers}", workers)
-        rates[workers] = rows / seconds / workers
+        got = measure(folder / "xdrs", folder / f"out-{workers}", workers)
+        rates[workers] = got["rows"] / got["seconds"] / workers
         deltas = sum(p.stat().st_size for p in (folder / f"out-{workers}").rglob("*.parquet"))
-        print(f"{workers} worker(s): {rows:,} rows x 2 variants in {seconds:.1f} s: "
-              f"{rates[workers]:,.0f} rows/s per worker ({2 * rates[workers]:,.0f} "
-              f"row-variants/s); peak RSS per worker "
-              f"{', '.join(f'{v / GIB:.2f}' for v in peak.values())} GiB; "
-              f"deltas {deltas / GIB:.2f} GiB")
+        print(f"{workers} worker(s): {got['rows']:,} rows x 2 variants in "
+              f"{got['seconds']:.1f} s (cluster start {got['start']:.1f} s apart): "
+              f"{rates[workers]:,.0f} rows/s per worker = {2 * rates[workers]:,.0f} "
+              f"row-variants/s; {got['rows'] / got['cpu']:,.0f} rows per worker CPU-second; "
+              f"peak RSS per worker {got['peak']:.2f} GiB; deltas {deltas / GIB:.2f} GiB")
     report(rates)
     if not args.folder:
         shutil.rmtree(folder)

@@ -63,6 +63,11 @@ ORDER = ["CLI", "connect_time", "i_xdr", "CLD", "call_id"]
 DIMENSIONS = ("rate_code", "product", "customer", "day")
 SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro")
 UNKNOWN = "(unknown)"
+GLIBC_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+"""Leave glibc's malloc its defaults in our LocalCluster's workers: distributed sets
+MALLOC_TRIM_THRESHOLD_, which also fixes the mmap threshold, so every large array of
+a part is a fresh mmap and its page faults (measured: 0.6-1.3 s of system time per
+part of 470,000 messages under two variants, 0.02-0.1 s without)."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +358,7 @@ def cluster(workers: int, scheduler: str | None, client: Any, memory_limit: str,
     if client is not None:
         yield client
         return
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
@@ -360,7 +366,8 @@ def cluster(workers: int, scheduler: str | None, client: Any, memory_limit: str,
             yield connected
         return
     where = {"host": "127.0.0.1"} if processes else {}   # threads talk in-process
-    with LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=processes,
-                      dashboard_address=None, memory_limit=memory_limit,
-                      **where) as local, Client(local) as connected:
+    with dask.config.set(GLIBC_MALLOC), LocalCluster(
+            n_workers=max(1, workers), threads_per_worker=1, processes=processes,
+            dashboard_address=None, memory_limit=memory_limit, **where) as local, \
+            Client(local) as connected:
         yield connected
