@@ -175,3 +175,17 @@ def test_bad_flags_are_one_line_and_exit_2(operator, tmp_path, capsys, argv, mes
                  "--out", str(tmp_path), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_part_is_ordered_the_same_whatever_order_its_rows_came_in():
+    at = pd.Timestamp("2026-01-05 09:00", tz="UTC")
+    part = pd.DataFrame({"CLI": [2, 1, 1, 1, 1], "connect_time": [at, at, at, at, at],
+                         "i_xdr": [-1, -1, -1, 7, -1], "CLD": [5, 6, 5, 5, 5],
+                         "call_id": ["e", "d", "c", "b", "a"]})
+    expected = ["a", "c", "d", "b", "e"]   # CLI, time, i_xdr, CLD, then call_id
+    for seed in range(5):
+        shuffled = part.sample(frac=1, random_state=seed)
+        assert rerate.ordered(shuffled)["call_id"].tolist() == expected
+    untied = part.assign(connect_time=[at + pd.Timedelta(seconds=s) for s in (0, 4, 3, 2, 1)])
+    assert rerate.ordered(untied.sample(frac=1, random_state=1))["call_id"].tolist() == \
+        ["a", "b", "c", "d", "e"]
