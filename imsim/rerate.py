@@ -39,6 +39,7 @@ row per message and variant. Output folders must be shared with a remote cluster
 
 from __future__ import annotations
 
+import logging
 import resource
 import shutil
 import sys
@@ -314,6 +315,7 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
     ``out`` (see the module docstring); the report. On a LocalCluster of ``workers``
     (``processes=False``: threads of this process), the cluster at ``scheduler``, or
     a given ``client``."""
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)   # "initialized by"
     frame = exports.read(sources, mapping, time_zone, blocksize)
     frame = frame.map_partitions(exports.outgoing, i_service, meta=exports.empty())
     shutil.rmtree(Path(out) / "deltas", ignore_errors=True)
@@ -365,9 +367,10 @@ def cluster(workers: int, scheduler: str | None, client: Any, memory_limit: str,
         with Client(scheduler) as connected:
             yield connected
         return
-    where = {"host": "127.0.0.1"} if processes else {}   # threads talk in-process
+    # TCP on loopback also for threads: the in-process transport looks up a public
+    # address to name itself
     with dask.config.set(GLIBC_MALLOC), LocalCluster(
             n_workers=max(1, workers), threads_per_worker=1, processes=processes,
-            dashboard_address=None, memory_limit=memory_limit, **where) as local, \
-            Client(local) as connected:
+            host="127.0.0.1", protocol="tcp://", dashboard_address=None,
+            memory_limit=memory_limit) as local, Client(local) as connected:
         yield connected

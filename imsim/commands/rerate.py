@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -48,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     mapping = columns(args.column)
     writable_folder(args.out, "--out")
     chosen = rerate.variants(args.scenario, args.variant, args.vary)
-    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     report = rerate.run(args.xdrs, chosen, args.out, workers=args.workers,
                         scheduler=args.scheduler, partitions=args.partitions,
                         progress=not args.quiet and sys.stderr.isatty(), mapping=mapping,
