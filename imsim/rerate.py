@@ -23,10 +23,12 @@ part, messages are sorted by (CLI, connect_time, i_xdr, CLD, call_id) before rat
 first messages of a month are the same ones on any cluster. Totals are sums of integer
 micro-units, exact in any order.
 
-Memory: a worker holds one part at a time: about 0.5 KB per message and variant
-(a 64 MB CSV block or a Parquet row group of about 1M rows: under 1 GiB with two
-variants). ``memory_limit`` (default 2 GiB) is the LocalCluster's per-worker bound;
-keep Parquet row groups at 1-2M rows or lower ``blocksize`` to stay under it.
+Memory: a worker holds one part at a time, about 1 KB per message and variant over a
+base of about 0.3 GiB (measured: parts of 500,000 rows under two variants peak at
+0.9-1.1 GiB per worker), whatever the number of rows in all. ``memory_limit``
+(default 2 GiB) is the LocalCluster's per-worker bound; keep Parquet files or row
+groups at about 500,000 rows, or CSV ``blocksize`` at 64 MB or less (a .gz file is one
+part: split large ones), or raise ``partitions``.
 
 What is written into ``out``: ``summary.csv`` (per variant: messages, refused,
 revenue before and after, cost, margin, lost revenue), ``by_rate_code.csv``,

@@ -189,3 +189,13 @@ def test_a_part_is_ordered_the_same_whatever_order_its_rows_came_in():
     untied = part.assign(connect_time=[at + pd.Timedelta(seconds=s) for s in (0, 4, 3, 2, 1)])
     assert rerate.ordered(untied.sample(frac=1, random_state=1))["call_id"].tolist() == \
         ["a", "b", "c", "d", "e"]
+
+
+def test_an_export_without_a_needed_column_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "x.csv").write_text("account_id,CLI,connect_time,charged_amount\n"
+                                    "a,15550000001,2026-01-05 09:00:00,0.02\n")
+    code = main(["rerate", str(tmp_path / "x.csv"), "--scenario", str(OPERATOR),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "x.csv: no column CLD in the header (map yours with --column THEIRS=CLD)" in err
