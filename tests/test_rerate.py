@@ -199,3 +199,16 @@ def test_an_export_without_a_needed_column_is_one_line_and_exit_2(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "x.csv: no column CLD in the header (map yours with --column THEIRS=CLD)" in err
+
+
+def test_an_existing_scheduler_gives_the_same_answer(operator, tmp_path):
+    from distributed import LocalCluster
+
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1",
+                      protocol="tcp://", dashboard_address=None) as existing:
+        rerate.run([folder / "xdrs.parquet"], rerate.variants(OPERATOR), tmp_path,
+                   scheduler=existing.scheduler_address)
+    got = deltas(tmp_path, "base").loc[expected.index]
+    assert got["revenue_micro"].tolist() == expected["micro"].tolist()
