@@ -26,6 +26,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("check", "check"),
     ("checklist", "checklist"),
     ("sweep", "sweep"),
+    ("rerate", "rerate"),
 )
 
 

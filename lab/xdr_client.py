@@ -29,7 +29,6 @@ empty (`lab.matching` pairs the xDRs with the test messages).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -37,17 +36,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from imsim.exports import ALIASES, REQUIRED, ExportError, csv_rows
 from imsim.rules.message import XDR_COLUMNS, Xdr
 from lab.portabilling import ApiError, Session
 
 PAGE = 1000
-# export (or API) names that mean one of our columns; a target's `columns` adds to them
-ALIASES = {"h323_conf_id": "call_id", "bill_time": "connect_time",
-           "used_quantity": "charged_quantity", "price": "unit_price", "result": "sip_code",
-           "disconnect_reason": "reason"}
 # an API row's h323_conf_id is PortaSIP's conference id, not the SIP Call-ID ("call_id")
 API_COLUMNS = {"h323_conf_id": "h323_conf_id"}
-REQUIRED = ("account_id", "CLI", "CLD", "connect_time", "charged_amount")
 DATE = "%Y-%m-%d %H:%M:%S"
 
 
@@ -207,23 +202,12 @@ def read_csv_export(path: Path | str, time_zone: str = "UTC", currency: str = "U
                     ) -> list[Xdr]:
     """An xDR CSV export (header row; PortaBilling or imsim names; ``columns`` maps a
     deployment's own header names to ours, e.g. {"Charged": "charged_amount"})."""
-    names = {**ALIASES, **(columns or {})}
     try:
-        with Path(path).open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            if not reader.fieldnames:
-                raise XdrSourceError(f"{path}: empty export (no header row)")
-            header = {names.get(name.strip(), name.strip()) for name in reader.fieldnames}
-            absent = [name for name in REQUIRED if name not in header and not (
-                name == "connect_time" and "unix_connect_time" in header)]
-            if absent:
-                raise XdrSourceError(f"{path}: no column {', '.join(absent)} in the header "
-                                     "(map yours with xdrs.columns in the target file)")
-            return [from_record({k.strip(): v for k, v in row.items() if k}, time_zone,
-                                currency, number, columns)
-                    for number, row in enumerate(reader, 1)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise XdrSourceError(f"{path}: cannot read the export ({exc})") from None
+        rows = csv_rows(path, delimiter, columns, "xdrs.columns in the target file")
+        return [from_record(row, time_zone, currency, number, columns)
+                for number, row in enumerate(rows, 1)]
+    except ExportError as exc:
+        raise XdrSourceError(str(exc)) from None
 
 
 def frame(records: Iterable[Xdr]) -> Any:

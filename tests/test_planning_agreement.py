@@ -12,8 +12,8 @@ expected values are those xDRs. Every scenario the project ships, and generated 
 from __future__ import annotations
 
 import bisect
-import os
 import datetime as dt
+import os
 from decimal import Decimal
 from pathlib import Path
 

@@ -1,0 +1,275 @@
+"""xDR exports in: CSV, CSV.gz, Parquet and globs, imsim's or PortaBilling's names.
+
+```python
+frame = exports.read(["exports/2026-01-*.csv.gz"])        # a dask DataFrame, lazy
+outgoing = frame.map_partitions(exports.outgoing)         # what re-rating bills again
+```
+
+Every export becomes the same columns (`COLUMNS`), whatever it was written by:
+
+- imsim's own xDRs (`imsim.results.XDR_DTYPES`: ``imsim run --out`` as CSV or Parquet)
+  are read as they are;
+- a PortaBilling xDR export keeps PortaBilling's names; these mean one of ours
+  (`ALIASES`): ``h323_conf_id`` -> ``call_id``, ``bill_time`` -> ``connect_time``,
+  ``used_quantity`` -> ``charged_quantity``, ``price`` -> ``unit_price``, ``result`` ->
+  ``sip_code``, ``disconnect_reason`` -> ``reason``; ``unix_connect_time`` (seconds since
+  the epoch) stands for ``connect_time`` when that is absent. ``i_xdr, account_id, CLI,
+  CLD, charged_amount, charged_quantity, call_id`` already have our names;
+  ``i_service, description, failed, bit_flags, disconnect_cause`` are kept as read.
+- ``mapping`` (``imsim rerate --column THEIRS=OURS``) names any other column, and wins
+  over the aliases.
+
+Values: ``CLI`` and ``CLD`` become int64 E.164 digits (a leading ``+`` is dropped; a
+value that is not a number becomes -1, which no account and no rate matches);
+``CLD`` is the number as billed. ``connect_time`` is read as ISO 8601 or PortaBilling's
+``YYYY-MM-DD HH:MM:SS`` in ``time_zone`` (default UTC) and becomes UTC. Money is exact:
+``charged_amount_micro`` is the amount in micro-units, parsed from the text as a
+decimal (CSV) or rounded from a float with at most 6 decimals (Parquet, imsim's
+documented float round trip). ``length`` is the message length when the export has
+one, else -1 (`imsim.rerate` then infers it from ``charged_quantity``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imsim.errors import UsageError
+
+MICRO = 1_000_000
+# PortaBilling export names that mean one of our columns
+ALIASES = {"h323_conf_id": "call_id", "bill_time": "connect_time",
+           "used_quantity": "charged_quantity", "price": "unit_price", "result": "sip_code",
+           "disconnect_reason": "reason"}
+"""PortaBilling export names that mean one of our columns (``i_account`` is PortaBilling's
+internal number of an account, not its id: map it yourself if your export has no
+``account_id``)."""
+REQUIRED = ("account_id", "CLI", "CLD", "connect_time", "charged_amount")
+TIME_COLUMNS = ("connect_time", "unix_connect_time")
+PARQUET = (".parquet", ".pq")
+CSV = (".csv", ".csv.gz", ".txt", ".txt.gz")
+
+COLUMNS: dict[str, str] = {
+    "i_xdr": "int64", "env": "str", "account_id": "str", "CLI": "int64", "CLD": "int64",
+    "connect_time": "datetime64[us, UTC]", "call_id": "str", "direction": "str",
+    "charged_quantity": "int64", "charged_amount_micro": "int64", "length": "int64",
+    "i_service": "str", "failed": "str",
+}
+"""What `read` gives, whatever the export's names (an absent text column is "")."""
+
+
+class ExportError(UsageError):
+    """An export that cannot be read as xDRs: no such file, a missing column."""
+
+
+# -- names -----------------------------------------------------------------------------
+
+def canonical(name: str, mapping: Mapping[str, str] | None = None) -> str:
+    """Our name for an export's column: the override, the PortaBilling alias, or as is."""
+    name = name.strip()
+    if mapping and name in mapping:
+        return mapping[name]
+    return ALIASES.get(name, name)
+
+
+def renames(columns: Sequence[str], mapping: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{export column: ours} for every column (``unix_connect_time`` stays itself)."""
+    return {c: canonical(c, mapping) for c in columns}
+
+
+def check_header(columns: Sequence[str], where: str,
+                 mapping: Mapping[str, str] | None = None,
+                 how: str = "--column THEIRS={name}") -> None:
+    """Raise `ExportError` naming the required columns that no export column means, and
+    ``how`` to map one."""
+    ours = set(renames(columns, mapping).values())
+    if "unix_connect_time" in ours:
+        ours.add("connect_time")
+    absent = [name for name in REQUIRED if name not in ours]
+    if absent:
+        raise ExportError(f"{where}: no column {', '.join(absent)} in the header (map "
+                          f"yours with {how.format(name=absent[0])})")
+
+
+def csv_rows(path: Path | str, delimiter: str = ",",
+             mapping: Mapping[str, str] | None = None,
+             how: str = "--column THEIRS={name}") -> Iterator[dict[str, str]]:
+    """The rows of a CSV export as dicts in our names, after checking its header."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            if not reader.fieldnames:
+                raise ExportError(f"{path}: empty export (no header row)")
+            names = renames([n for n in reader.fieldnames if n], mapping)
+            check_header(list(names), str(path), mapping, how)
+            for row in reader:
+                yield {names[k]: v for k, v in row.items() if k}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ExportError(f"{path}: cannot read the export ({exc})") from None
+
+
+# -- files -----------------------------------------------------------------------------
+
+def files(sources: Sequence[str | Path]) -> list[Path]:
+    """Every file the sources name (globs expanded, folders of Parquet parts as one)."""
+    found: list[Path] = []
+    for source in sources:
+        matches = sorted(glob.glob(str(source))) if glob.has_magic(str(source)) else [source]
+        if not matches or not Path(matches[0]).exists():
+            raise ExportError(f"{source}: no such export (check the path or the glob)")
+        found += [Path(m) for m in matches]
+    for path in found:
+        if not (path.is_dir() or kind(path)):
+            raise ExportError(f"{path}: not an export (name it .csv, .csv.gz or .parquet)")
+    return found
+
+
+def kind(path: Path) -> str | None:
+    """'parquet' or 'csv' by the file name (a folder is a Parquet dataset), else None."""
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(PARQUET):
+        return "parquet"
+    return "csv" if name.endswith(CSV) else None
+
+
+def header(path: Path) -> list[str]:
+    """The column names of one export file."""
+    if kind(path) == "parquet":
+        import pyarrow.dataset as ds
+
+        return list(ds.dataset(path, format="parquet").schema.names)
+    try:
+        return list(pd.read_csv(path, nrows=0, dtype=str).columns)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path}: cannot read the export ({exc})") from None
+
+
+def read(sources: Sequence[str | Path], mapping: Mapping[str, str] | None = None,
+         time_zone: str = "UTC", blocksize: str | int = "64MB") -> Any:
+    """The exports as one lazy dask DataFrame with `COLUMNS` (headers checked now)."""
+    import dask.dataframe as dd
+
+    parts = []
+    for path in files(sources):
+        columns = header(path)
+        check_header(columns, str(path), mapping)
+        raw = _raw(path, blocksize)
+        parts.append(raw.map_partitions(normalize, mapping, time_zone, meta=empty()))
+    return parts[0] if len(parts) == 1 else dd.concat(parts)
+
+
+def _raw(path: Path, blocksize: str | int) -> Any:
+    import dask.dataframe as dd
+
+    if kind(path) == "parquet":
+        return dd.read_parquet(str(path))
+    packed = path.name.lower().endswith(".gz")
+    return dd.read_csv(str(path), dtype=str, keep_default_na=False,
+                       blocksize=None if packed else blocksize,
+                       compression="gzip" if packed else None)
+
+
+def empty() -> pd.DataFrame:
+    """No rows, `COLUMNS` (the dask meta)."""
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in COLUMNS.items()})
+
+
+# -- values ----------------------------------------------------------------------------
+
+def normalize(raw: pd.DataFrame, mapping: Mapping[str, str] | None = None,
+              time_zone: str = "UTC") -> pd.DataFrame:
+    """One chunk of an export in `COLUMNS` (see the module docstring)."""
+    frame = raw.rename(columns=renames(list(raw.columns), mapping))
+    n = len(frame)
+    out = pd.DataFrame({
+        "i_xdr": _integers(frame.get("i_xdr"), n, -1),
+        "env": _text(frame.get("env"), n), "account_id": _text(frame.get("account_id"), n),
+        "CLI": numbers(frame["CLI"]), "CLD": numbers(frame["CLD"]),
+        "connect_time": times(frame, time_zone),
+        "call_id": _text(frame.get("call_id"), n), "direction": _text(frame.get("direction"), n),
+        "charged_quantity": _integers(frame.get("charged_quantity"), n, 1),
+        "charged_amount_micro": micro(frame["charged_amount"]),
+        "length": _integers(frame.get("length"), n, -1),
+        "i_service": _text(frame.get("i_service"), n), "failed": _text(frame.get("failed"), n),
+    }, index=frame.index)
+    return out.astype(COLUMNS)
+
+
+def _text(column: pd.Series | None, n: int) -> Any:
+    if column is None:
+        return pd.array([""] * n, dtype="str")
+    return column.astype("str").fillna("").str.strip().array
+
+
+def _integers(column: pd.Series | None, n: int, default: int) -> np.ndarray:
+    if column is None:
+        return np.full(n, default, dtype=np.int64)
+    values = pd.to_numeric(column.replace("", None), errors="coerce")
+    return values.fillna(default).to_numpy(dtype=np.int64)
+
+
+def numbers(column: pd.Series) -> np.ndarray:
+    """E.164 digits as int64 (``+`` dropped); -1 where the value is not a number."""
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.to_numpy(dtype=np.int64)
+    text = column.astype("str").fillna("").str.strip().str.lstrip("+")
+    digits = text.str.isdigit() & text.str.len().between(1, 18)
+    return text.where(digits, "-1").astype("int64").to_numpy()
+
+
+def times(frame: pd.DataFrame, time_zone: str = "UTC") -> pd.Series:
+    """``connect_time`` (ISO, or local text in ``time_zone``) or ``unix_connect_time``."""
+    if "connect_time" not in frame.columns:
+        seconds = pd.to_numeric(frame["unix_connect_time"], errors="coerce")
+        return pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[us, UTC]")
+    column = frame["connect_time"]
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    text = column.astype("str").str.strip()
+    zoned = text.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True)
+    out = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    if zoned.any():
+        out[zoned] = pd.to_datetime(text[zoned], utc=True, format="ISO8601")
+    if (~zoned).any():
+        local = pd.to_datetime(text[~zoned], format="ISO8601")
+        out[~zoned] = local.dt.tz_localize(time_zone, ambiguous="NaT",
+                                           nonexistent="NaT").dt.tz_convert("UTC")
+    return out
+
+
+def micro(column: pd.Series) -> np.ndarray:
+    """Amounts in micro-units, exactly (decimal text, or floats with <= 6 decimals)."""
+    if pd.api.types.is_float_dtype(column.dtype):
+        return np.round(column.fillna(0).to_numpy() * MICRO).astype(np.int64)
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.to_numpy(dtype=np.int64) * MICRO
+    values, inverse = np.unique(column.astype("str").str.strip().to_numpy(dtype=str),
+                                return_inverse=True)
+    return np.array([_micro(str(v)) for v in values], dtype=np.int64)[inverse]
+
+
+def _micro(text: str) -> int:
+    try:
+        amount = Decimal(text or "0") * MICRO
+    except InvalidOperation:
+        raise ExportError(f"charged_amount {text!r} is not a number (fix the export or map "
+                          "another column with --column THEIRS=charged_amount)") from None
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def outgoing(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
+    """The customer's own outgoing xDRs: imsim's ``direction == 'outgoing'`` (or no
+    direction, a PortaBilling account export), not ``failed``, of the messaging service
+    ``i_service`` when given (PortaBilling's id for it on that installation)."""
+    keep = frame["direction"].isin(["outgoing", ""])
+    keep &= ~frame["failed"].str.lower().isin(["1", "true", "t", "y", "yes"])
+    if i_service is not None:
+        keep &= frame["i_service"] == str(i_service)
+    return frame[keep]

@@ -1,0 +1,102 @@
+"""`imsim.exports`: xDR exports of either dialect read into one schema."""
+
+from __future__ import annotations
+
+import gzip
+
+import pandas as pd
+import pytest
+
+from imsim import exports
+
+PORTABILLING = """\
+i_xdr,account_id,CLI,CLD,connect_time,charged_amount,charged_quantity,h323_conf_id,\
+i_service,description,failed,bit_flags,disconnect_cause
+17,15551230001,15551230001,+447700900000,2026-01-05 09:00:10,0.10,2,abc@host,5,Msg,0,0,16
+18,15551230001,15551230001,15551230002,2026-07-05 09:00:00,0.000015,1,def@host,5,Msg,1,0,16
+19,15551230002,15551230002,not-a-number,2026-01-05 09:00:00,1e-05,1,ghi@host,3,Msg,0,0,16
+"""
+IMSIM = """\
+i_xdr,env,account_id,CLI,CLD,connect_time,call_id,msg_id,service,direction,tariff,\
+rate_code,charged_quantity,unit_price,charged_amount,currency,sip_code,reason
+1,main,15551230001,15551230001,15551230002,2026-01-05 17:00:01.567634+00:00,c1,m1,\
+messaging,outgoing,retail,1,1,0.02,0.02,USD,200,OK
+2,main,internal,15551230001,15551230002,2026-01-05 17:00:01.567634+00:00,c1,m1,\
+messaging,vendor,interconnect,|,1,0.001,0.001,USD,200,OK
+"""
+
+
+def read(path, **options) -> pd.DataFrame:
+    return exports.read([path], **options).compute().reset_index(drop=True)
+
+
+def test_portabilling_names_and_local_times(tmp_path):
+    (tmp_path / "pb.csv").write_text(PORTABILLING)
+    frame = read(tmp_path / "pb.csv", time_zone="America/New_York")
+    assert frame["i_xdr"].tolist() == [17, 18, 19]
+    assert frame["call_id"].tolist() == ["abc@host", "def@host", "ghi@host"]
+    assert frame["CLD"].tolist() == [447700900000, 15551230002, -1]
+    assert frame["charged_amount_micro"].tolist() == [100_000, 15, 10]
+    assert frame["charged_quantity"].tolist() == [2, 1, 1]
+    assert frame["connect_time"].tolist() == [
+        pd.Timestamp("2026-01-05 14:00:10", tz="UTC"),    # EST, UTC-5
+        pd.Timestamp("2026-07-05 13:00:00", tz="UTC"),    # EDT, UTC-4
+        pd.Timestamp("2026-01-05 14:00:00", tz="UTC")]
+    assert frame["length"].tolist() == [-1, -1, -1] and set(frame["env"]) == {""}
+
+
+def test_only_the_accounts_own_messaging_xdrs_are_outgoing(tmp_path):
+    (tmp_path / "pb.csv").write_text(PORTABILLING)
+    (tmp_path / "imsim.csv").write_text(IMSIM)
+    assert exports.outgoing(read(tmp_path / "pb.csv"))["i_xdr"].tolist() == [17, 19]
+    assert exports.outgoing(read(tmp_path / "pb.csv"), "5")["i_xdr"].tolist() == [17]
+    assert exports.outgoing(read(tmp_path / "imsim.csv"))["i_xdr"].tolist() == [1]
+
+
+def test_csv_gzip_parquet_and_globs_read_alike(tmp_path):
+    (tmp_path / "a.csv").write_text(IMSIM)
+    with gzip.open(tmp_path / "b.csv.gz", "wt") as handle:
+        handle.write(IMSIM)
+    pd.read_csv(tmp_path / "a.csv").assign(
+        connect_time=lambda f: pd.to_datetime(f["connect_time"], utc=True)).to_parquet(
+        tmp_path / "c.parquet", index=False)
+    plain = read(tmp_path / "a.csv")
+    for other in ("b.csv.gz", "c.parquet"):
+        pd.testing.assert_frame_equal(read(tmp_path / other), plain)
+    both = exports.read([tmp_path / "*.csv*"]).compute()
+    assert len(both) == 2 * len(plain)
+    assert plain["charged_amount_micro"].tolist() == [20_000, 1_000]
+    assert plain["env"].tolist() == ["main", "main"]
+    assert plain["connect_time"][0] == pd.Timestamp("2026-01-05 17:00:01.567634", tz="UTC")
+
+
+def test_unix_connect_time_and_a_column_mapping(tmp_path):
+    (tmp_path / "x.csv").write_text("src,dst,unix_connect_time,account_id,charged_amount\n"
+                                    "15551230001,15551230002,1767603600,a,0.5\n")
+    frame = read(tmp_path / "x.csv", mapping={"src": "CLI", "dst": "CLD"})
+    assert frame["CLI"].tolist() == [15551230001] and frame["CLD"].tolist() == [15551230002]
+    assert frame["connect_time"].tolist() == [pd.Timestamp("2026-01-05 09:00", tz="UTC")]
+    assert frame["charged_amount_micro"].tolist() == [500_000]
+
+
+def test_float_amounts_are_exact_micro_units():
+    amounts = pd.Series([0.07, 0.1 + 0.2, 1e-06, 123456.654321])
+    assert exports.micro(amounts).tolist() == [70_000, 300_000, 1, 123_456_654_321]
+
+
+@pytest.mark.parametrize("text, sources, message", [
+    ("account_id,CLI\n1,2\n", ["x.csv"], "x.csv: no column CLD, connect_time, charged_amount"),
+    (IMSIM, ["nothing-*.csv"], "nothing-*.csv: no such export"),
+    (IMSIM, ["x.json"], "x.json: not an export"),
+])
+def test_bad_exports_name_the_file_and_the_fix(tmp_path, text, sources, message):
+    (tmp_path / "x.csv").write_text(text)
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(exports.ExportError, match=message.replace("*", r"\*")):
+        exports.read([tmp_path / s for s in sources])
+
+
+def test_a_bad_amount_is_an_error_naming_the_value(tmp_path):
+    (tmp_path / "x.csv").write_text(IMSIM.replace(",0.02,USD", ",abc,USD"))
+    with pytest.raises(exports.ExportError, match="charged_amount 'abc' is not a number"):
+        read(tmp_path / "x.csv")

@@ -1,0 +1,214 @@
+"""`imsim rerate`: the simulator's own xDRs billed again, under variants, on Dask."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imsim import rerate, scenario, sim
+from imsim.cli import main
+from imsim.scenario import Scenario
+from tests.helpers import ROOT
+from tests.test_planning import with_records
+
+OPERATOR = ROOT / "scenarios" / "planning" / "per_message.yaml"
+BUNDLE = ROOT / "scenarios" / "planning" / "bundle.yaml"
+UK_DE_RETAIL = "environments[0].tariffs[1].rates[1].price=0.08"   # was 0.04
+NO_BRAZIL_RETAIL = "environments[0].tariffs[1].rates[2].status=forbidden"
+
+
+def micro(amount: float) -> int:
+    """The xDR's amount in micro-units, exactly (imsim's floats have <= 6 decimals)."""
+    return int(Decimal(repr(amount)) * 1_000_000)
+
+
+def outgoing(xdrs: pd.DataFrame) -> pd.DataFrame:
+    out = xdrs[xdrs["direction"] == "outgoing"].copy()
+    out["micro"] = [micro(a) for a in out["charged_amount"]]
+    return out.set_index("i_xdr")
+
+
+def small_bundle() -> Scenario:
+    """The bundle scenario with one included message per account and month."""
+    loaded = scenario.load(BUNDLE)
+    env = loaded.environments[0]
+    one = tuple(p.model_copy(update={"included_messages": 1}) for p in env.products)
+    return with_records(loaded.model_copy(update={"environments": (env.model_copy(
+        update={"products": one}),)}), until=60.0)
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("operator")
+    xdrs = sim.run(with_records(scenario.load(OPERATOR)), until=120.0).xdrs
+    xdrs.to_csv(folder / "xdrs.csv", index=False)
+    xdrs.to_parquet(folder / "xdrs.parquet", index=False)
+    return folder, xdrs
+
+
+def deltas(out: Path, variant: str) -> pd.DataFrame:
+    return pd.read_parquet(out / "deltas" / rerate._slug(variant)).set_index("i_xdr")
+
+
+def rerun(sources: list[Path], chosen: list[rerate.Variant], out: Path, workers: int = 1,
+          partitions: int | None = None) -> rerate.Report:
+    return rerate.run(sources, chosen, out, workers=workers, partitions=partitions,
+                      processes=False)
+
+
+@pytest.mark.parametrize("name", ["xdrs.csv", "xdrs.parquet"])
+def test_rerating_the_simulators_xdrs_reproduces_every_charged_amount(operator, tmp_path,
+                                                                       name):
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    report = rerun([folder / name], rerate.variants(OPERATOR), tmp_path)
+    got = deltas(tmp_path, "base").loc[expected.index]
+    assert len(got) == len(expected) > 1000
+    assert got["revenue_micro"].tolist() == expected["micro"].tolist()
+    assert got["rate_code"].tolist() == expected["rate_code"].tolist()
+    assert (got["check"] == "delivered").all()
+    assert report.summary.loc[0, "revenue"] == pytest.approx(float(expected["micro"].sum())
+                                                             / 1e6)
+
+
+def test_bundles_are_reproduced_whatever_the_number_of_workers(tmp_path):
+    xdrs = sim.run(small_bundle()).xdrs
+    xdrs.to_parquet(tmp_path / "xdrs.parquet", index=False)
+    expected = outgoing(xdrs)
+    chosen = [rerate.Variant.of("base", small_bundle())]
+    one = rerun([tmp_path / "xdrs.parquet"], chosen, tmp_path / "one", 1, 1)
+    two = rerun([tmp_path / "xdrs.parquet"], chosen, tmp_path / "two", 2, 7)
+    first, second = deltas(tmp_path / "one", "base"), deltas(tmp_path / "two", "base")
+    assert 0 < (expected["micro"] == 0).sum() < len(expected)   # some included, some not
+    assert first.loc[expected.index, "revenue_micro"].tolist() == expected["micro"].tolist()
+    pd.testing.assert_frame_equal(first.sort_index(), second.sort_index())
+    pd.testing.assert_frame_equal(one.summary, two.summary)
+    for by in rerate.DIMENSIONS:
+        pd.testing.assert_frame_equal(one.tables[by], two.tables[by])
+
+
+def test_a_dearer_rate_raises_exactly_the_messages_it_rates(operator, tmp_path):
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    chosen = rerate.variants(OPERATOR, vary=[UK_DE_RETAIL])
+    report = rerun([folder / "xdrs.csv"], chosen, tmp_path, 2, 3)
+    hit = (expected["tariff"] == "retail") & expected["rate_code"].isin(["44", "49"])
+    got = deltas(tmp_path, UK_DE_RETAIL).loc[expected.index]
+    assert hit.sum() > 100
+    assert got["delta_micro"].tolist() == (expected["micro"] * hit).tolist()
+    row = report.summary.set_index("variant").loc[UK_DE_RETAIL]
+    assert row["delta"] == pytest.approx(expected.loc[hit, "micro"].sum() / 1e6)
+
+
+def test_refused_messages_are_lost_revenue_with_their_reason(operator, tmp_path):
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    chosen = rerate.variants(OPERATOR, vary=[NO_BRAZIL_RETAIL])
+    report = rerun([folder / "xdrs.parquet"], chosen, tmp_path)
+    lost = expected[(expected["tariff"] == "retail") & (expected["rate_code"] == "55")]
+    refusals = report.refusals.set_index(["variant", "reason"])
+    row = refusals.loc[(NO_BRAZIL_RETAIL, "customer_rate")]
+    assert row["messages"] == len(lost) > 50
+    assert row["lost_revenue"] == pytest.approx(lost["micro"].sum() / 1e6)
+    got = deltas(tmp_path, NO_BRAZIL_RETAIL)
+    assert got.loc[lost.index, "refused"].all() and got["refused"].sum() == len(lost)
+    assert (got.loc[lost.index, "revenue_micro"] == 0).all()
+
+
+def test_winners_and_losers_are_the_customers_whose_bill_changes_most(operator, tmp_path):
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    loaded = scenario.load(OPERATOR)
+    customer = {a.id: c.name for c in loaded.environments[0].customers for a in c.accounts}
+    hit = (expected["tariff"] == "retail") & expected["rate_code"].isin(["44", "49"])
+    rise = expected[hit].groupby(expected.loc[hit, "account_id"].map(customer))["micro"].sum()
+    chosen = rerate.variants(OPERATOR, vary=[UK_DE_RETAIL])
+    report = rerun([folder / "xdrs.parquet"], chosen, tmp_path)
+    table = report.winners_losers
+    assert set(table["variant"]) == {UK_DE_RETAIL} and set(table["side"]) == {"loser"}
+    assert table["customer"].tolist() == rise.sort_values(ascending=False).index.tolist()
+    assert table["delta"].tolist() == pytest.approx((rise.sort_values(ascending=False)
+                                                     / 1e6).tolist())
+
+
+def test_a_portabilling_export_is_rerated_to_its_charged_amounts(operator, tmp_path):
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    export = portabilling_export(xdrs)
+    export.to_csv(tmp_path / "export.csv", index=False)
+    code = main(["rerate", str(tmp_path / "export.csv"), "--scenario", str(OPERATOR),
+                 "--time-zone", "Europe/Berlin", "--i-service", "5", "--workers", "1",
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    got = deltas(tmp_path / "out", "base")
+    assert sorted(got.index) == sorted(expected.index)
+    assert got.loc[expected.index, "revenue_micro"].tolist() == expected["micro"].tolist()
+
+
+def portabilling_export(xdrs: pd.DataFrame) -> pd.DataFrame:
+    """The outgoing xDRs as a PortaBilling account export: its names, local times to
+    the second, the amount as text; with a failed xDR and one of another service."""
+    out = xdrs[xdrs["direction"] == "outgoing"]
+    local = out["connect_time"].dt.tz_convert("Europe/Berlin").dt.strftime("%Y-%m-%d %H:%M:%S")
+    export = pd.DataFrame({
+        "i_xdr": out["i_xdr"], "account_id": out["account_id"], "CLI": out["CLI"],
+        "CLD": out["CLD"], "connect_time": local, "charged_amount": out["charged_amount"],
+        "charged_quantity": out["charged_quantity"], "h323_conf_id": out["call_id"],
+        "i_service": "5", "description": "Messaging", "failed": "0", "bit_flags": "0",
+        "disconnect_cause": "16"})
+    extra = export.head(2).assign(i_xdr=[10**9, 10**9 + 1], failed=["1", "0"],
+                                  i_service=["5", "3"])
+    return pd.concat([export, extra], ignore_index=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--column", "oops"], "--column 'oops': write THEIRS=OURS"),
+    (["--variant", "x"], "--variant 'x': write NAME=FILE.yaml"),
+    (["--workers", "0"], "must be 1 or more"),
+])
+def test_bad_flags_are_one_line_and_exit_2(operator, tmp_path, capsys, argv, message):
+    folder, _ = operator
+    code = main(["rerate", str(folder / "xdrs.csv"), "--scenario", str(OPERATOR),
+                 "--out", str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_part_is_ordered_the_same_whatever_order_its_rows_came_in():
+    at = pd.Timestamp("2026-01-05 09:00", tz="UTC")
+    part = pd.DataFrame({"CLI": [2, 1, 1, 1, 1], "connect_time": [at, at, at, at, at],
+                         "i_xdr": [-1, -1, -1, 7, -1], "CLD": [5, 6, 5, 5, 5],
+                         "call_id": ["e", "d", "c", "b", "a"]})
+    expected = ["a", "c", "d", "b", "e"]   # CLI, time, i_xdr, CLD, then call_id
+    for seed in range(5):
+        shuffled = part.sample(frac=1, random_state=seed)
+        assert rerate.ordered(shuffled)["call_id"].tolist() == expected
+    untied = part.assign(connect_time=[at + pd.Timedelta(seconds=s) for s in (0, 4, 3, 2, 1)])
+    assert rerate.ordered(untied.sample(frac=1, random_state=1))["call_id"].tolist() == \
+        ["a", "b", "c", "d", "e"]
+
+
+def test_an_export_without_a_needed_column_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "x.csv").write_text("account_id,CLI,connect_time,charged_amount\n"
+                                    "a,15550000001,2026-01-05 09:00:00,0.02\n")
+    code = main(["rerate", str(tmp_path / "x.csv"), "--scenario", str(OPERATOR),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "x.csv: no column CLD in the header (map yours with --column THEIRS=CLD)" in err
+
+
+def test_an_existing_scheduler_gives_the_same_answer(operator, tmp_path):
+    from distributed import LocalCluster
+
+    folder, xdrs = operator
+    expected = outgoing(xdrs)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1",
+                      protocol="tcp://", dashboard_address=None) as existing:
+        rerate.run([folder / "xdrs.parquet"], rerate.variants(OPERATOR), tmp_path,
+                   scheduler=existing.scheduler_address)
+    got = deltas(tmp_path, "base").loc[expected.index]
+    assert got["revenue_micro"].tolist() == expected["micro"].tolist()
