@@ -48,7 +48,6 @@ import resource
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ import pandas as pd
 
 from imsim import exports
 from imsim import scenario as scenario_mod
+from imsim.cluster import cluster
 from imsim.errors import UsageError
 from imsim.planning import rate_messages
 from imsim.rules.proxy import select_policy
@@ -333,7 +333,7 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
     frame = frame.map_partitions(exports.outgoing, i_service, meta=exports.empty())
     shutil.rmtree(Path(out) / "deltas", ignore_errors=True)
     sizes = unit_sizes(chosen[0].scenario)
-    with cluster(workers, scheduler, client, memory_limit, processes) as dask:
+    with cluster(workers, scheduler, client, memory_limit, processes, WORKERS) as dask:
         shuffled = frame.shuffle(on="CLI", npartitions=partitions or frame.npartitions)
         sums = list(_compute(dask, shuffled, chosen, sizes, str(out), progress))
         peak = dask.run(peak_rss)
@@ -365,25 +365,3 @@ def peak_rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-@contextmanager
-def cluster(workers: int, scheduler: str | None, client: Any, memory_limit: str,
-            processes: bool) -> Iterator[Any]:
-    """A dask client: the given one, one connected to ``scheduler``, or a LocalCluster
-    of ``workers`` single-threaded workers on 127.0.0.1."""
-    if client is not None:
-        yield client
-        return
-    import dask
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        with Client(scheduler) as connected:
-            yield connected
-        return
-    # TCP on loopback also for threads: the in-process transport looks up a public
-    # address to name itself
-    with dask.config.set(WORKERS), LocalCluster(
-            n_workers=max(1, workers), threads_per_worker=1, processes=processes,
-            host="127.0.0.1", protocol="tcp://", dashboard_address=None,
-            memory_limit=memory_limit) as local, Client(local) as connected:
-        yield connected

@@ -28,7 +28,6 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +38,7 @@ import pandas as pd
 from ruamel.yaml import YAML
 
 from imsim import scenario as scenario_mod
+from imsim.cluster import cluster
 from imsim.scenario import Path_, Scenario, ScenarioError, format_path
 from imsim.settings import RecordSettings
 
@@ -301,7 +301,7 @@ def _execute(plan_: Plan, workers: int, scheduler: str | None, client: Any,
             bar.update()
         bar.close()
         return
-    with _client(workers, scheduler, client) as dask:
+    with cluster(workers, scheduler, client) as dask:
         from distributed import as_completed
 
         scattered = dask.scatter(plan_.scenarios)
@@ -313,21 +313,6 @@ def _execute(plan_: Plan, workers: int, scheduler: str | None, client: Any,
     bar.close()
 
 
-@contextmanager
-def _client(workers: int, scheduler: str | None, client: Any) -> Iterator[Any]:
-    if client is not None:
-        yield client
-        return
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        with Client(scheduler) as connected:
-            yield connected
-        return
-    with LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as local:
-        yield local
 
 
 def _bar(total: int, progress: bool) -> Any:
