@@ -38,7 +38,7 @@ from imsim.config import Environment, Tariff
 from imsim.replay import timeline
 from imsim.rules.batch import MICRO, rate_many
 from imsim.rules.decide import BillingEngine
-from imsim.rules.ledger import Ledger
+from imsim.rules.ledger import Ledger, Payer
 from imsim.rules.message import Decision, Message
 from imsim.rules.settle import CANNOT_PAY, Tab, charge
 from imsim.scenario import Scenario
@@ -156,6 +156,8 @@ class Kinds:
         self.engine, self.frame, self.env = engine, frame, engine.env
         self.accounts = Accounts.of(self.env)
         self.cli = frame["CLI"].to_numpy(dtype=np.int64)
+        self.times = frame["connect_time"].array
+        self.length = frame["length"].to_numpy()
         self.sender = self.accounts.class_of(self.cli)
         self.domain = (frame["domain"].astype(str).to_numpy(dtype=object) if "domain" in frame
                        else np.full(len(frame), self.env.domain, dtype=object))
@@ -196,9 +198,10 @@ class Kinds:
     def _rate(self, rows: np.ndarray, tariff: Tariff, numbers: np.ndarray, policy: int,
               time_zone: str) -> tuple[pd.DataFrame, np.ndarray]:
         """`rate_many` of ``rows`` (to ``numbers``), and what the tariff says of each."""
-        part = self.frame.iloc[rows]
-        rated = rate_many(pd.DataFrame({"CLD": numbers, "connect_time": part["connect_time"].array,
-                                        "length": part["length"].to_numpy()}),
+        every = len(rows) == len(self.frame)
+        rated = rate_many(pd.DataFrame({
+            "CLD": numbers, "connect_time": self.times if every else self.times[rows],
+            "length": self.length if every else self.length[rows]}),
                           tariff, unit_size=self.env.service_policies[policy].billing_unit_size,
                           time_zone=time_zone)
         state = np.where(~rated["matched"].to_numpy(), _NONE,
@@ -375,10 +378,11 @@ def settle(decided: pd.DataFrame, engines: list[BillingEngine],
     if risky.any():
         order = np.argsort(pd.DatetimeIndex(out["connect_time"]).asi8, kind="stable")
         rows = order[risky[order]]
+        purses = Purses(engines[-1], accounts)
         if not out["incoming_micro"].to_numpy().any():
-            rows = _past_the_safe_start(out, rows[~slow[rows]], sender, accounts,
-                                        engines[-1], ledger, keep=rows[slow[rows]])
-        InOrder(out, engines, answers, ledger).settle(rows, slow, sender, accounts)
+            rows = _past_the_safe_start(out, rows[~slow[rows]], sender, purses, ledger,
+                                        keep=rows[slow[rows]])
+        InOrder(out, engines, answers, ledger).settle(rows, slow, sender, purses)
     billed = out["billed"].to_numpy()
     charged = billed & ~out["included"].to_numpy()
     out["charged_amount_micro"] = np.where(charged, out["charged_amount_micro"], 0)
@@ -451,9 +455,19 @@ def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: Bi
     return risky | slow, slow
 
 
+class Purses:
+    """Who pays for each account: its purse (``of``, an index) and each purse's payer."""
+
+    def __init__(self, engine: BillingEngine, accounts: Accounts) -> None:
+        payers = [engine.payer(str(number)) for number in accounts.ids]
+        self.of, keys = pd.factorize(np.array([p.key for p in payers], dtype=object))
+        first = np.full(len(keys), len(payers), dtype=np.int64)
+        np.minimum.at(first, self.of, np.arange(len(payers)))
+        self.payers = [payers[i] for i in first]
+
+
 def _past_the_safe_start(out: pd.DataFrame, rows: np.ndarray, sender: np.ndarray,
-                         accounts: Accounts, engine: BillingEngine, ledger: Ledger,
-                         keep: np.ndarray) -> np.ndarray:
+                         purses: Purses, ledger: Ledger, keep: np.ndarray) -> np.ndarray:
     """Of a payer's messages in time order, those up to the one whose charges so far,
     plus the largest refused rating so far, still fit its room cannot be refused: they
     keep their answers, and their charges are made at once (`imsim.rules.settle.charge`).
@@ -461,18 +475,17 @@ def _past_the_safe_start(out: pd.DataFrame, rows: np.ndarray, sender: np.ndarray
     billed = out["billed"].to_numpy()[rows]
     rating = out["charged_amount_micro"].to_numpy()[rows]
     charged = np.where(billed & ~out["included"].to_numpy()[rows], rating, 0)
-    payers = {int(a): engine.payer(str(accounts.ids[a])) for a in np.unique(sender[rows])}
-    keys = {a: p.key for a, p in payers.items()}
-    purse, names = pd.factorize(np.array([keys[int(a)] for a in sender[rows]], dtype=object))
+    purse = purses.of[sender[rows]]
     spent = pd.Series(charged).groupby(purse).cumsum().to_numpy()
     asked = pd.Series(np.where(billed, 0, rating)).groupby(purse).cummax().to_numpy()
-    owner = {key: payers[a] for a, key in keys.items()}
-    room = np.array([_micro_floor(ledger.room(owner[key])) for key in names])[purse]
-    safe = spent + asked <= room
+    used = np.unique(purse)
+    room = np.full(len(purses.payers), np.inf)
+    room[used] = [_micro_floor(ledger.room(purses.payers[k])) for k in used]
+    safe = spent + asked <= room[purse]
     totals = pd.Series(np.where(safe, charged, 0)).groupby(purse).sum()
     for k, total in totals.items():
         if total:
-            assert charge(ledger, owner[names[k]], Decimal(int(total)).scaleb(-6))
+            assert charge(ledger, purses.payers[k], Decimal(int(total)).scaleb(-6))
     rest = np.concatenate([rows[~safe], keep])
     order = np.argsort(pd.DatetimeIndex(out["connect_time"].iloc[rest]).asi8, kind="stable")
     return rest[order]
@@ -499,36 +512,52 @@ class InOrder:
         self.check_names = list(check.categories)
         self.checks = check.codes.astype(np.int16)
         self.steps = out["step"].fillna(-1).to_numpy(dtype=np.int16)
-        self.tabs: dict[tuple[int, int, int, int], Tab] = {}
+        self.tabs: dict[tuple[int, int, str, int], Tab] = {}
 
     def settle(self, rows: np.ndarray, slow: np.ndarray, sender: np.ndarray,
-               accounts: Accounts) -> None:
+               purses: Purses) -> None:
+        """Settle ``rows`` (in time order). A purse whose room is below every amount
+        still to come is done: its later messages that ask for money are refused
+        without asking it again (room only shrinks)."""
         out = self.out
-        amount = np.where(self.included, 0, out["charged_amount_micro"].to_numpy())
-        payers = [self.engines[-1].payer(str(n)) for n in accounts.ids]
+        amount = np.where(self.included, 0, out["charged_amount_micro"].to_numpy())[rows]
+        purse = purses.of[np.maximum(sender[rows], 0)]
+        smallest = pd.Series(np.where(amount > 0, amount, np.iinfo(np.int64).max)[::-1]) \
+            .groupby(purse[::-1]).cummin().to_numpy()[::-1]   # from here on, per purse
         columns = zip(rows.tolist(), slow[rows].tolist(), out["_version"].to_numpy()[rows].tolist(),
-                      out["_kind"].to_numpy()[rows].tolist(), sender[rows].tolist(),
-                      amount[rows].tolist(), strict=True)
+                      out["_kind"].to_numpy()[rows].tolist(), purse.tolist(),
+                      amount.tolist(), smallest.tolist(), strict=True)
         refused: list[int] = []
-        for row, whole, version, kind, account, micro in columns:
+        done = [False] * len(purses.payers)
+        for row, whole, version, kind, p, micro, least in columns:
             if whole:
                 self._whole(row, self.engines[version])
                 continue
             decision = self.answers[version][kind]
             if decision.customer is None:
                 continue
-            key = (version, kind, account, micro)
-            tab = self.tabs.get(key)
-            if tab is None:
-                charge = ((payers[account], Decimal(micro).scaleb(-6)),)
-                tab = self.tabs[key] = Tab(decision, charge)
-            answer = tab.settle_delivered(self.ledger) if decision.ok else \
-                tab.settle(self.ledger)
+            if done[p]:
+                if micro:
+                    refused.append(row)
+                continue
+            tab = self._tab(version, kind, purses.payers[p], micro, decision)
+            answer = tab.settle_delivered(self.ledger) if decision.ok else tab.settle(self.ledger)
             if answer is CANNOT_PAY:
                 refused.append(row)
+            elif decision.ok and micro:
+                room = self.ledger.room(purses.payers[p])
+                done[p] = room is not None and room * MICRO < least
         if refused:
             self._write(np.array(refused), CANNOT_PAY, included=False)
         self._done()
+
+    def _tab(self, version: int, kind: int, payer: Payer, micro: int, decision: Decision) -> Tab:
+        """The tab of a kind's answer for a payer and amount (found once)."""
+        key = (version, kind, payer.key, micro)
+        found = self.tabs.get(key)
+        if found is None:
+            found = self.tabs[key] = Tab(decision, ((payer, Decimal(micro).scaleb(-6)),))
+        return found
 
     def _whole(self, row: int, engine: BillingEngine) -> None:
         out = self.out
