@@ -18,7 +18,7 @@ once per kind (one message stands for its kind), and only the money is vectorise
 
 Settlement follows `imsim.rules.settle`, each message settled as delivered in time
 order (planning has no timing, so holds never overlap): a bundle's first included
-messages of each account-month are charged 0 (`included_ranks`); a payer whose
+messages of each account-month are charged 0 (`bundle_left`); a payer whose
 charges could outrun its balance or credit limit has its messages settled one by one
 through the engine and the ledger themselves (`_settle_in_order`).
 """
@@ -373,7 +373,8 @@ def settle(decided: pd.DataFrame, engines: list[BillingEngine],
     out = decided
     accounts = Accounts.of(engines[-1].env)
     sender = accounts.ids.get_indexer(out["CLI"].to_numpy(dtype=np.int64))
-    out["included"] = included_ranks(out, sender, accounts, engines[-1].env)
+    out["_free"] = bundle_left(out, sender, accounts, engines[-1].env)
+    out["included"] = out["billed"] & out["_free"]
     risky, slow = _risky(out, sender, accounts, engines[-1], ledger)
     if risky.any():
         order = np.argsort(pd.DatetimeIndex(out["connect_time"]).asi8, kind="stable")
@@ -390,19 +391,21 @@ def settle(decided: pd.DataFrame, engines: list[BillingEngine],
     out["incoming_micro"] = np.where(billed, out["incoming_micro"], 0)
     out["charged_amount"] = out["charged_amount_micro"] / MICRO
     out["cost"] = out["cost_micro"] / MICRO
-    return out.drop(columns="allowance")
+    return out.drop(columns=["allowance", "_free"])
 
 
-def included_ranks(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
-                   env: Environment) -> np.ndarray:
-    """`BundleTab`'s rule over a frame settled as delivered in time order: an account's
-    first ``allowance`` billed messages of each calendar month (its customer's time
-    zone) are included (tests/test_planning_agreement.py holds it to the engine)."""
-    rows = np.flatnonzero(out["billed"].to_numpy() & (out["allowance"].to_numpy() > 0)
-                          & (sender >= 0))
-    included = np.zeros(len(out), dtype=bool)
+def bundle_left(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
+                env: Environment) -> np.ndarray:
+    """`BundleTab`'s rule over a frame settled as delivered in time order: whether an
+    included message is left for each message, its account having had fewer than
+    ``allowance`` billed messages before it in its calendar month (its customer's time
+    zone). A billed message with one left is included (charged 0); a refusal with one
+    left is checked against 0. tests/test_planning_agreement.py holds it to the
+    engine."""
+    rows = np.flatnonzero((out["allowance"].to_numpy() > 0) & (sender >= 0))
+    left = np.zeros(len(out), dtype=bool)
     if not len(rows):
-        return included
+        return left
     times = pd.DatetimeIndex(out["connect_time"].iloc[rows])
     customer = accounts.customer_of()[sender[rows]]
     month = np.zeros(len(rows), dtype=np.int64)
@@ -410,14 +413,15 @@ def included_ranks(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
         mine = np.flatnonzero(customer == c)
         local = times[mine].tz_convert(env.customers[c].time_zone)
         month[mine] = local.year * 12 + local.month
-    order = np.lexsort((times.asi8, month, sender[rows]))
+    order = np.lexsort((rows, times.asi8, month, sender[rows]))
     account, month_of = sender[rows][order], month[order]
     first = np.r_[True, (account[1:] != account[:-1]) | (month_of[1:] != month_of[:-1])]
     start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-    rank = np.arange(len(order)) - start
+    billed = out["billed"].to_numpy()[rows][order].astype(np.int64)
+    before = np.cumsum(billed) - billed   # billed messages before each, from the first
     limit = out["allowance"].to_numpy()[rows][order]
-    included[rows[order[rank < limit]]] = True
-    return included
+    left[rows[order]] = before - before[start] < limit
+    return left
 
 
 def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: BillingEngine,
@@ -432,7 +436,8 @@ def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: Bi
     keys, payer_of = np.unique([p.key for p in payers], return_inverse=True)
     billed = out["billed"].to_numpy()
     rating = out["charged_amount_micro"].to_numpy()
-    charged = np.where(billed & ~out["included"].to_numpy(), rating, 0)
+    free = out["_free"].to_numpy()
+    charged = np.where(billed & ~free, rating, 0)
     incoming = np.where(billed, out["incoming_micro"].to_numpy(), 0)
     recipient = accounts.ids.get_indexer(out["CLD"].to_numpy(dtype=np.int64))
     pays = np.where(sender >= 0, payer_of[np.maximum(sender, 0)], len(keys))
@@ -441,18 +446,17 @@ def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: Bi
     np.add.at(total, pays, charged)
     np.add.at(total, gets, incoming)
     asked = np.zeros(len(keys) + 1, dtype=np.int64)   # the largest refused rating
-    np.maximum.at(asked, pays, np.where(billed, 0, rating))
+    np.maximum.at(asked, pays, np.where(billed | free, 0, rating))
     first = np.unique(payer_of, return_index=True)[1]
     room = [ledger.room(payers[int(i)]) for i in first]
     short = np.array([r is not None and total[k] + asked[k] > r * MICRO
                       for k, r in enumerate(room)] + [False])
-    risky = short[pays] | (short[gets] & (incoming > 0))
-    # the engine's whole path where the recipient may not pay, and for a sender with a
-    # bundle (whether one is left decides the amount a refusal is checked against)
+    # the engine's whole path where the recipient may not pay; then for every message
+    # of a sender with a bundle (such a refusal gives its included message back)
+    slow = short[gets] & (incoming > 0)
     bundled = out["allowance"].to_numpy() > 0
-    slow = (short[gets] & (incoming > 0)) | (risky & bundled)
-    slow |= bundled & np.isin(sender, sender[slow & bundled])   # a refusal gives one back
-    return risky | slow, slow
+    slow |= bundled & np.isin(sender, sender[slow & bundled])
+    return short[pays] | slow, slow
 
 
 class Purses:
@@ -473,8 +477,9 @@ def _past_the_safe_start(out: pd.DataFrame, rows: np.ndarray, sender: np.ndarray
     keep their answers, and their charges are made at once (`imsim.rules.settle.charge`).
     The rest (and ``keep``), in time order, are left to settle one by one."""
     billed = out["billed"].to_numpy()[rows]
-    rating = out["charged_amount_micro"].to_numpy()[rows]
-    charged = np.where(billed & ~out["included"].to_numpy()[rows], rating, 0)
+    free = out["_free"].to_numpy()[rows]
+    rating = np.where(free, 0, out["charged_amount_micro"].to_numpy()[rows])
+    charged = np.where(billed, rating, 0)
     purse = purses.of[sender[rows]]
     spent = pd.Series(charged).groupby(purse).cumsum().to_numpy()
     asked = pd.Series(np.where(billed, 0, rating)).groupby(purse).cummax().to_numpy()
@@ -518,38 +523,59 @@ class InOrder:
                purses: Purses) -> None:
         """Settle ``rows`` (in time order). A purse whose room is below every amount
         still to come is done: its later messages that ask for money are refused
-        without asking it again (room only shrinks)."""
+        without asking it again (room only shrinks). A purse none of whose messages
+        takes the engine's whole path is settled on its own, in its own time order:
+        nothing else touches it."""
         out = self.out
-        amount = np.where(self.included, 0, out["charged_amount_micro"].to_numpy())[rows]
+        amount = np.where(out["_free"], 0, out["charged_amount_micro"].to_numpy())[rows]
         purse = purses.of[np.maximum(sender[rows], 0)]
         smallest = pd.Series(np.where(amount > 0, amount, np.iinfo(np.int64).max)[::-1]) \
             .groupby(purse[::-1]).cummin().to_numpy()[::-1]   # from here on, per purse
-        columns = zip(rows.tolist(), slow[rows].tolist(), out["_version"].to_numpy()[rows].tolist(),
-                      out["_kind"].to_numpy()[rows].tolist(), purse.tolist(),
-                      amount.tolist(), smallest.tolist(), strict=True)
+        steps = list(zip(rows.tolist(), slow[rows].tolist(),
+                         out["_version"].to_numpy()[rows].tolist(),
+                         out["_kind"].to_numpy()[rows].tolist(), purse.tolist(),
+                         amount.tolist(), smallest.tolist(), strict=True))
         refused: list[int] = []
+        mixed = np.isin(purse, purse[slow[rows]])
+        alone = np.flatnonzero(~mixed)
+        alone = alone[np.argsort(purse[alone], kind="stable")]   # by purse, in time order
+        ends = (np.flatnonzero(np.r_[purse[alone][1:] != purse[alone][:-1], True]) + 1).tolist() \
+            if len(alone) else []
+        for first, last in zip([0, *ends][:len(ends)], ends, strict=True):
+            for k in range(first, last):
+                if self._step(steps[alone[k]], purses, refused):
+                    rest = alone[k + 1:last]
+                    refused.extend(rows[rest[amount[rest] > 0]].tolist())
+                    break
         done = [False] * len(purses.payers)
-        for row, whole, version, kind, p, micro, least in columns:
+        for k in np.flatnonzero(mixed).tolist():
+            row, whole, version, _, p, micro, _ = steps[k]
             if whole:
                 self._whole(row, self.engines[version])
-                continue
-            decision = self.answers[version][kind]
-            if decision.customer is None:
-                continue
-            if done[p]:
+            elif done[p]:
                 if micro:
                     refused.append(row)
-                continue
-            tab = self._tab(version, kind, purses.payers[p], micro, decision)
-            answer = tab.settle_delivered(self.ledger) if decision.ok else tab.settle(self.ledger)
-            if answer is CANNOT_PAY:
-                refused.append(row)
-            elif decision.ok and micro:
-                room = self.ledger.room(purses.payers[p])
-                done[p] = room is not None and room * MICRO < least
+            else:
+                done[p] = self._step(steps[k], purses, refused)
         if refused:
             self._write(np.array(refused), CANNOT_PAY, included=False)
         self._done()
+
+    def _step(self, step: tuple[int, bool, int, int, int, int, int], purses: Purses,
+              refused: list[int]) -> bool:
+        """Settle one message through its tab; whether its purse is done after it."""
+        row, _, version, kind, p, micro, least = step
+        decision = self.answers[version][kind]
+        if decision.customer is None:
+            return False
+        tab = self._tab(version, kind, purses.payers[p], micro, decision)
+        answer = tab.settle_delivered(self.ledger) if decision.ok else tab.settle(self.ledger)
+        if answer is CANNOT_PAY:
+            refused.append(row)
+        elif decision.ok and micro:
+            room = self.ledger.room(purses.payers[p])
+            return room is not None and room * MICRO < least
+        return False
 
     def _tab(self, version: int, kind: int, payer: Payer, micro: int, decision: Decision) -> Tab:
         """The tab of a kind's answer for a payer and amount (found once)."""

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from lab import provision
-from lab.stack import SubprocessRunner
+from lab.stack import Stack, SubprocessRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDBOOK = ROOT / "scenarios" / "handbook.yaml"
@@ -149,3 +151,21 @@ def generous_scenario(folder: Path, balance: int = 1_000_000_000) -> Path:
     with path.open("w") as handle:
         yaml.dump(document, handle)
     return path
+
+
+@contextmanager
+def local_lab(folder: Path) -> Iterator[Path]:
+    """``folder`` as the runtime of an embedded stack (IMSIM_LAB_DIR), with `local.yaml`,
+    a local target on free loopback ports; the stack is stopped after."""
+    from tests.lab.fake_billing import free_port
+
+    require_kamailio()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("IMSIM_LAB_DIR", str(folder / "run"))
+    (folder / "local.yaml").write_text(
+        f"kind: local\nsip_port: {free_port()}\nbilling_port: {free_tcp_port()}\n")
+    try:
+        yield folder
+    finally:
+        Stack(folder / "run").down()
+        patch.undo()

@@ -17,9 +17,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from lab import run, targets
-from lab.stack import Stack
-from tests.lab.billing_fixtures import HANDBOOK, ROOT, free_tcp_port, require_kamailio
-from tests.lab.fake_billing import free_port
+from tests.lab.billing_fixtures import HANDBOOK, ROOT, local_lab
 
 pytestmark = pytest.mark.lab
 
@@ -34,17 +32,8 @@ def quiet(line: str) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The module's runtime folder; holds `local.yaml`, a target on free ports."""
-    require_kamailio()
-    folder = tmp_path_factory.mktemp("lab-run")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("IMSIM_LAB_DIR", str(folder / "run"))
-    (folder / "local.yaml").write_text(
-        f"kind: local\nsip_port: {free_port()}\nbilling_port: {free_tcp_port()}\n")
-    try:
+    with local_lab(tmp_path_factory.mktemp("lab-run")) as folder:
         yield folder
-    finally:
-        Stack(folder / "run").down()
-        patch.undo()
 
 
 def play(lab: Path, scenario: Path, out: Path, speed: float = FAST,

@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 from lab import accounting, run, targets
-from lab.stack import Stack
-from tests.lab.billing_fixtures import HANDBOOK, ROOT, free_tcp_port, require_kamailio
-from tests.lab.fake_billing import free_port
+from tests.lab.billing_fixtures import HANDBOOK, ROOT, local_lab
 from tests.lab.portabilling_fake import PortaBillingFake
 
 pytestmark = pytest.mark.lab
@@ -36,20 +34,11 @@ PASSWORD_ENV = "IMSIM_TEST_PB_PASSWORD"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The embedded stack (Kamailio + billing service) serving the handbook."""
-    require_kamailio()
-    folder = tmp_path_factory.mktemp("lab-pb")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("IMSIM_LAB_DIR", str(folder / "run"))
-    (folder / "local.yaml").write_text(
-        f"kind: local\nsip_port: {free_port()}\nbilling_port: {free_tcp_port()}\n")
-    try:
+    with local_lab(tmp_path_factory.mktemp("lab-pb")) as folder:
         first = run.run(HANDBOOK, targets.load(folder / "local.yaml"), 200.0,
                         folder / "local-out", echo=lambda line: None)
         assert first.comparison.ok, first.comparison.table.to_string()
         yield folder
-    finally:
-        Stack(folder / "run").down()
-        patch.undo()
 
 
 class Feeder:
