@@ -59,7 +59,7 @@ STARTS = (           # whole minutes near a boundary: month end, midnight, 07:00
 ZONES = ("UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Asia/Tokyo")
 CODES = ("1", "1555", "44", "440", "4420", "|")
 PRICES = ("0", "0.01", "0.02", "0.05", "0.1", "0.25")
-BALANCES = ("0", "0.01", "0.02", "0.03", "0.05", "0.1", "10")
+BALANCES = ("0", "0.01", "0.02", "0.03", "0.05", "0.1") + ("10",) * 5
 LIMITS = (None, "0", "0.02", "0.05", "1")
 LENGTHS = (1, 5, 10, 11, 20, 33)
 PRODUCTS = ("Softphone", "Voice only", "No usage charge", "Wrong node", "Bundle", "Incoming")
@@ -94,7 +94,7 @@ def policies(draw: Draw, e: int) -> list[Document]:
     own = draw(st.sampled_from(["%", domain(e), f"env{e}.%", f"_nv{e}.imsim.test"]))
     found = [_policy(draw, "policy A", own, 1, main=True)]
     for k, alias in enumerate(aliases(e)):
-        if draw(st.booleans()):
+        if not rarely(draw, 4):
             pattern = draw(st.sampled_from([alias, f"%{alias[alias.index('.'):]}"]))
             found.append(_policy(draw, f"alias {k}", pattern, draw(st.integers(1, 3)),
                                  units=k == 0, translate=k == 1))
@@ -103,7 +103,7 @@ def policies(draw: Draw, e: int) -> list[Document]:
 
 def _policy(draw: Draw, name: str, pattern: str, priority: int, main: bool = False,
             units: bool = False, translate: bool = True) -> Document:
-    likely = st.sampled_from([True, False] if not main else [True, True, True, False])
+    likely = st.sampled_from([True, False] if not main else [True] * 5 + [False])
     either = likely if translate else st.sampled_from([False, True])
     policy = {"name": name, "id": name.replace(" ", "-"), "match_priority": priority,
               "recipient_domain_pattern": pattern, "outgoing_aaa": draw(likely),
@@ -140,7 +140,10 @@ def _at(start: dt.datetime, minute: int) -> str:
 def customer_tariff(draw: Draw, start: dt.datetime) -> Document:
     """Tariff B: overlapping prefixes, forbidden rates, effective dates, off-peak."""
     rates = []
-    for code in draw(st.lists(st.sampled_from(CODES), min_size=1, max_size=5, unique=True)):
+    codes = draw(st.lists(st.sampled_from(CODES), min_size=1, max_size=5, unique=True))
+    if "|" not in codes and not rarely(draw, 3):
+        codes.append("|")
+    for code in codes:
         rates.append(_rate(draw, code, start))
         if rarely(draw, 5):   # a new price from a minute within the run
             later = _rate(draw, code, start)
@@ -217,7 +220,7 @@ def _customer(draw: Draw, name: str, numbers: list[str]) -> Document:
             found["credit_limit"] = limit
     for account_id in numbers:
         account: Document = {"id": account_id, "password": f"pw-{account_id}",
-                             "product": draw(st.sampled_from(PRODUCTS[:1] * 4 + PRODUCTS)),
+                             "product": draw(st.sampled_from(PRODUCTS[:1] * 8 + PRODUCTS)),
                              "balance": "0" if credit else draw(st.sampled_from(BALANCES))}
         if rarely(draw, 10):
             account["blocked"] = True
@@ -261,9 +264,10 @@ def forms(account_id: str, country: str) -> list[str]:
 def recipient(draw: Draw, sender_env: Document, envs: list[Document]) -> str:
     """Who a message goes to: an account (any environment) in some form, an unknown
     number or a name; at the sender's domain, an alias, another environment or nowhere."""
-    kind = draw(st.sampled_from(["account"] * 6 + ["unknown", "name"]))
+    kind = draw(st.sampled_from(["account"] * 8 + ["unknown", "name"]))
     if kind == "account":
-        env, account = draw(st.sampled_from(_accounts(envs)))
+        near = draw(st.sampled_from([[sender_env]] * 3 + [envs]))
+        env, account = draw(st.sampled_from(_accounts(near)))
         user = draw(st.sampled_from(forms(account["id"], sender_env["country"])))
     elif kind == "unknown":
         user = draw(st.sampled_from(["15559990000", "+44 20 7946 0999", "4401234567",
@@ -271,8 +275,9 @@ def recipient(draw: Draw, sender_env: Document, envs: list[Document]) -> str:
     else:
         user = "alice"
     e = int(sender_env["name"][3:])
-    where = draw(st.sampled_from([None, None, None, *aliases(e), aliases(e)[0],
-                                  *(env["domain"] for env in envs), "nowhere.example"]))
+    where = draw(st.sampled_from([None] * 8 + [*aliases(e), aliases(e)[0],
+                                               *(env["domain"] for env in envs),
+                                               "nowhere.example"]))
     return user if where is None else f"{user}@{where}"
 
 
