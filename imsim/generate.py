@@ -48,9 +48,9 @@ from ruamel.yaml import YAML
 from imsim import scenario as loader
 from imsim.scenario import Scenario
 
-SPACING = 2          # seconds between two messages, at least
+SPACING = 5          # seconds between two messages, at least
 EDGE = 10            # seconds between a message and a whole minute, at least
-SPAN_MINUTES = 8     # a script lasts at most this many minutes
+SPAN_MINUTES = 5     # a script lasts at most this many minutes
 STARTS = (           # whole minutes near a boundary: month end, midnight, 07:00, 19:00
     "2026-01-31T23:56:00+00:00", "2026-02-28T04:57:00+00:00",
     "2026-01-05T06:57:00+00:00", "2026-01-09T18:57:00+00:00",
