@@ -131,16 +131,20 @@ class Fuzz:
             pass
 
     def check(self, document: Document) -> None:
-        """The property: the live stack agrees with the model on ``document``."""
+        """The property: the live stack agrees with the model on ``document``. A
+        scenario seen disagreeing fails again without playing (hypothesis replays its
+        smallest one); past ``shrink_seconds`` of shrinking, new ones are not played."""
         if self.broken is not None:   # the stack cannot play: fail fast, no shrinking
             raise self.broken
         key = hashlib.sha256(generate.dump(document).encode()).hexdigest()[:16]
-        if key in self.failing:
-            raise Disagreement(key)
         since = self.shrinking_since
-        shrinking = since is not None
-        if since is not None and time.monotonic() - since > self.shrink_seconds:
-            return   # out of shrinking time: only known failures fail from here on
+        if key not in self.failing and (since is None or
+                                        time.monotonic() - since <= self.shrink_seconds):
+            self._try(document, key, shrinking=since is not None)
+        if key in self.failing:   # one raise: hypothesis wants one origin per failure
+            raise Disagreement(key)
+
+    def _try(self, document: Document, key: str, shrinking: bool) -> None:
         try:
             comparison = self.play(document, key)
         except UsageError as exc:
@@ -152,7 +156,6 @@ class Fuzz:
             self.failing[key] = Found(document, comparison, self.out / "played" / key)
             if self.shrinking_since is None:
                 self.shrinking_since = time.monotonic()
-            raise Disagreement(key)
 
     def play(self, document: Document, key: str) -> compare.Comparison:
         folder = self.out / "played" / key
