@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from imsim import compare, sim
+from imsim import compare, compare_presence, sim
 from imsim import scenario as scenarios
 from imsim.billing import Xdr
 from imsim.errors import UsageError
@@ -103,6 +103,8 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
     result = compare.compare(model.messages, model.xdrs, lab_messages(records, loaded),
                              lab_xdrs, acc, meta(scenario_path, loaded, target, speed, seed))
     result.gap = outage_gap(records, model.messages)
+    if loaded.sim.records.presence:   # the model kept what watchers were told
+        result.presence = compare_presence.compare(model.presence, records, loaded)
     save(folder, result, lab_xdrs, acc, records, loaded)
     echo(compare.table(result))
     echo(f"report: {folder / 'report.html'}")
