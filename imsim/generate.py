@@ -18,7 +18,8 @@ through the scenario loader, so every example is a scenario the door lets in and
   off-peak windows that may cross midnight in a customer's time zone;
 - products with and without Messaging, usage charges right and wrong, a bundle, an
   incoming charge; debit accounts and credit customers with balances and limits close
-  to a message's price, blocked accounts, numbers shared by two environments;
+  to a message's price, blocked accounts, numbers shared by two environments, buddy
+  lists (presence);
 - a script sent on-net, to other environments, to alias and unknown domains, to
   unknown numbers, in E.164, ``+``, ``+``-with-spaces and national forms, with wrong
   passwords, across effective dates, off-peak boundaries and month ends.
@@ -241,7 +242,21 @@ def environment(draw: Draw, e: int, start: dt.datetime, shared: str | None,
             "service_policies": found_policies,
             "tariffs": [tariff_a, draw(customer_tariff(start))],
             "vendors": [internal], "products": products(),
-            "customers": draw(customers(e, country, shared, accounts))}
+            "customers": draw(buddies(draw(customers(e, country, shared, accounts))))}
+
+
+@st.composite
+def buddies(draw: Draw, found: list[Document]) -> list[Document]:
+    """In about one environment in three, accounts watch some of the others."""
+    numbers = [a["id"] for c in found for a in c["accounts"]]
+    if len(numbers) < 2 or not rarely(draw, 3):
+        return found
+    for account in (a for c in found for a in c["accounts"]):
+        others = [n for n in numbers if n != account["id"]]
+        picked = draw(st.lists(st.sampled_from(others), max_size=len(others), unique=True))
+        if picked:
+            account["buddies"] = picked
+    return found
 
 
 # -- the script -----------------------------------------------------------------------
