@@ -62,7 +62,7 @@ def test_authorize_answers_the_models_decision(service):
     status, answer = service.post("/authorize", contract("c-auth", to_user="+1 555 123 0002"))
     assert status == 200
     assert answer == {"code": decision.code, "reason": decision.reason, "step": None,
-                      "target": BOB}
+                      "target": BOB, "domain": DOMAIN}
 
 
 def test_voice_only_account_is_refused_with_the_step_8_reason(service):
