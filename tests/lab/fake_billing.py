@@ -3,8 +3,8 @@
 Serves lab/CONTRACT.md on 127.0.0.1 with fixed rules:
 - to_user starting with "9": 403 "Forbidden (no rate for destination)";
 - to_user starting with "8": 404 "Not Found (no such account)";
-- to_domain outside imsim.test: 403 "Forbidden (no messaging service policy matches
-  domain ...)" (the lab's environments serve *.imsim.test, aliases included);
+- to_domain under .invalid (RFC 2606): 403 "Forbidden (no messaging service policy
+  matches domain ...)"; every other domain is served (aliases included);
 - otherwise 200 with target = to_user with spaces and "+" removed, and domain = the
   sender's domain (where the recipient account registers).
 Every /authorize and /account body is recorded in order.
@@ -82,7 +82,7 @@ def decide(body: dict) -> dict:
         return {"code": 404, "reason": "Not Found (no such account)", "step": 2,
                 "target": None}
     to_domain = body.get("to_domain", "")
-    if not to_domain.endswith(".imsim.test"):
+    if to_domain.endswith(".invalid"):
         return {"code": 403, "step": 2, "target": None,
                 "reason": f"Forbidden (no messaging service policy matches domain {to_domain})"}
     target = to_user.replace(" ", "").lstrip("+")

@@ -119,10 +119,10 @@ def test_billing_refusal_is_answered_with_its_code(stack, user, fresh):
 
 def test_the_billing_service_decides_every_recipient_domain(user, fresh):
     """lab/CONTRACT.md: Kamailio keeps no served-domain list; billing refuses."""
-    reply = user("15551230001").message("15551230002", "hi", to_domain="elsewhere.test")
+    reply = user("15551230001").message("15551230002", "hi", to_domain="elsewhere.invalid")
     assert (reply.code, reply.reason) == \
-        (403, "Forbidden (no messaging service policy matches domain elsewhere.test)")
-    assert [a["to_domain"] for a in fresh.authorize] == ["elsewhere.test"]
+        (403, "Forbidden (no messaging service policy matches domain elsewhere.invalid)")
+    assert [a["to_domain"] for a in fresh.authorize] == ["elsewhere.invalid"]
 
 
 def test_message_to_an_alias_domain_reaches_the_account_at_its_own_domain(user, fresh):
