@@ -187,6 +187,7 @@ def write_case(found: Found, out: Path, seed: int) -> Path:
     lines = ["# Found by `imsim lab fuzz`: the model and the live stack disagree on:"]
     lines += [f"#   {row.msg_id}: {row.diff}" for row in table.itertuples(index=False)
               if not row.match]
+    lines += _other_differences(found.comparison)
     lines += ["# expected: holds the MODEL's answers; decide from the handbook and",
               "# lab/CONTRACT.md which side is right before keeping it under",
               "# scenarios/regressions/.", ""]
@@ -196,6 +197,20 @@ def write_case(found: Found, out: Path, seed: int) -> Path:
         if (found.folder / name).exists():
             shutil.copy(found.folder / name, out / f"disagreement-{seed}.{name}")
     return path
+
+
+def _other_differences(comparison: compare.Comparison) -> list[str]:
+    """Presence pairs that differ, and accounting that does not reconcile."""
+    lines = []
+    if comparison.presence is not None:
+        lines += [f"#   presence, {r.watcher} watching {r.presentity}: model {r.model}, "
+                  f"lab {r.lab}" for r in comparison.presence.itertuples(index=False)
+                  if not r.match]
+    recon = comparison.reconciliation
+    if recon is not None and not recon["clean"]:
+        lines += [f"#   accounting: {key} {', '.join(recon[key][:10])}"
+                  for key in ("lost", "duplicated", "orphans") if recon[key]]
+    return lines
 
 
 def _expected(row: Any) -> dict[str, Any]:
