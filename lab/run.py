@@ -17,7 +17,8 @@ target); xDRs come from its JSON API (those stored after the run began) or a CSV
 
 Everything lands in ``out``: records.jsonl (and the per-process records, plans and logs),
 lab_messages.csv, lab_xdrs.csv, accounting.jsonl, model/ (the simulator's frames),
-compare.csv, report.md, report.html, run.json. A run that fails or is interrupted still
+compare.csv, presence.csv (what each watcher was told, `imsim.compare_presence`), report.md,
+report.html, run.json. A run that fails or is interrupted still
 merges the records its driver processes wrote.
 """
 
