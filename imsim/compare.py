@@ -55,12 +55,15 @@ class Comparison:
     uncompared: tuple[str, ...] = ()
     # the lab's xDRs that bill no test message (`lab.matching`), described
     orphans: list[str] = field(default_factory=list)
+    # what each watcher was told about each presentity (`imsim.compare_presence`)
+    presence: pd.DataFrame | None = None
 
     @property
     def ok(self) -> bool:
         clean = self.reconciliation is None or self.reconciliation["clean"]
+        watched = self.presence is None or bool(self.presence["match"].all())
         return bool(self.summary["mismatched"] == 0 and self.summary["messages"] > 0 and clean
-                    and not self.orphans)
+                    and not self.orphans and watched)
 
 
 def money(value: Any) -> Decimal | None:
@@ -207,6 +210,10 @@ def summary_lines(result: Comparison) -> list[str]:
     if result.gap:
         lines.append(str(result.gap.get("line") or f"gap: {result.gap['messages']} messages "
                                                       "failed during an outage"))
+    if result.presence is not None:
+        agree = int(result.presence["match"].sum())
+        lines.append(f"presence: {agree}/{len(result.presence)} watcher/presentity pairs "
+                     "agree on the states told")
     lines.append("RESULT: " + ("lab and model agree" if result.ok else "MISMATCH"))
     return lines
 
@@ -229,6 +236,11 @@ def markdown(result: Comparison) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {g['msg_id']} | {_show(g['t'])} | {_show(g['code'])} | "
                   f"{str(g['reason']).replace('|', '/')} |" for g in result.gap["failed"]]
+    if result.presence is not None and not result.presence["match"].all():
+        lines += ["", "## Presence: states told (model / lab)", "",
+                  "| env | watcher | presentity | model | lab |", "|---|---|---|---|---|"]
+        lines += [f"| {r.env} | {r.watcher} | {r.presentity} | {r.model} | {r.lab} |"
+                  for r in result.presence.itertuples(index=False) if not r.match]
     recon = result.reconciliation
     if recon is not None and not recon["clean"]:
         lines += ["", "## Reconciliation problems", ""]
@@ -295,6 +307,8 @@ def write_reports(result: Comparison, out: Path | str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "compare.csv", folder / "report.md", folder / "report.html"]
     result.table.to_csv(paths[0], index=False)
+    if result.presence is not None:
+        result.presence.to_csv(folder / "presence.csv", index=False)
     paths[1].write_text(markdown(result), encoding="utf-8")
     paths[2].write_text(html_report(result), encoding="utf-8")
     return paths

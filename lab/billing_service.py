@@ -8,7 +8,10 @@ runs; this module only turns HTTP bodies into `Message`s and `Decision`s back in
 JSON, keeps the balances (`Ledger`) of each virtual billing environment, and stores
 the xDRs (`lab.xdr_store`, durable before /account is answered).
 
-- The environment of a message is the one whose SIP domain is the sender's domain.
+- The environment of a message is the one whose SIP domain is the sender's domain; that
+  environment's engine decides for any recipient domain (a domain one of its service
+  policies matches is one its PortaSIP serves, lab/CONTRACT.md), and the answer names
+  the account's own domain for Kamailio's lookup.
 - The scenario clock: ``at = scenario.start + (now - epoch) * speed``; with a setup
   journal the engine is the latest environment version in effect at that moment.
 - One asyncio thread answers HTTP (`lab.httpd`); one thread writes SQLite.
@@ -149,7 +152,7 @@ class BillingService:
 
     # /authorize --------------------------------------------------------------------
     def authorize(self, body: dict[str, Any]) -> Reply:
-        refusal = self._other_environment(body)
+        refusal = self._unknown_sender(body)
         if refusal is not None:
             return refusal
         name = self.envs.names[body["from_domain"].lower()]
@@ -162,17 +165,15 @@ class BillingService:
             self.pending[message.call_id] = Pending(engine, ledger, message, decision,
                                                     time.monotonic())
         return Reply(200, {"code": decision.code, "reason": decision.reason,
-                           "step": decision.step, "target": decision.recipient})
+                           "step": decision.step, "target": decision.recipient,
+                           "domain": engine.env.domain})
 
-    def _other_environment(self, body: dict[str, Any]) -> Reply | None:
-        home = self.envs.names.get(body["from_domain"].lower())
-        if home is None:
+    def _unknown_sender(self, body: dict[str, Any]) -> Reply | None:
+        """A sender outside every environment. The recipient domain is not checked
+        here: the sender's environment decides it (`BillingEngine.decide`)."""
+        if body["from_domain"].lower() not in self.envs.names:
             return _answer(403, f"Forbidden (domain {body['from_domain'][:64]} is not a "
                            "billing environment)")
-        there = self.envs.names.get(body["to_domain"].lower(), home)
-        if there != home:
-            return _answer(404, f"Not Found ({body['to_domain'][:64]} is another billing "
-                           "environment)")
         return None
 
     def _release(self, call_id: str) -> None:
@@ -199,7 +200,7 @@ class BillingService:
 
     def _redecide(self, body: dict[str, Any]) -> Pending | None:
         """An /account without a pending authorization (service restarted in between)."""
-        if not 200 <= body["code"] < 300 or self._other_environment(body) is not None:
+        if not 200 <= body["code"] < 300 or self._unknown_sender(body) is not None:
             return None
         name = self.envs.names[body["from_domain"].lower()]
         seconds = self.clock.seconds()

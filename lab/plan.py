@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -172,13 +173,19 @@ def split(plan: Plan, processes: int = 1) -> list[Plan]:
     """Per-process plans: identities spread round-robin, each message with its sender.
 
     At least as many processes as MAX_ACCOUNTS requires; never more than identities.
+    A domain where someone watches buddies has one identity per process: pjsua sends a
+    buddy's SUBSCRIBE from the first account of the buddy's domain in its process
+    (pjsua_acc_find_for_outgoing), not from the account that watches.
     """
     buddies = sum(len(i.buddies) for i in plan.identities)
+    watched = {i.domain for i in plan.identities if i.buddies}
+    sharing = Counter(i.domain for i in plan.identities if i.domain in watched)
     need = max(1, math.ceil(len(plan.identities) / MAX_ACCOUNTS),
-               math.ceil(buddies / (MAX_BUDDIES - TARGET_CACHE)))
+               math.ceil(buddies / (MAX_BUDDIES - TARGET_CACHE)), *sharing.values())
     count = max(need, min(processes, len(plan.identities)) or 1)
     groups: list[list[Identity]] = [[] for _ in range(count)]
-    for index, ident in enumerate(plan.identities):
+    ordered = sorted(plan.identities, key=lambda i: (i.domain not in watched, i.domain))
+    for index, ident in enumerate(ordered):   # a domain's identities: consecutive
         groups[index % count].append(ident)
     home = {ident.key: n for n, group in enumerate(groups) for ident in group}
     parts = []

@@ -20,7 +20,8 @@ Kamailio accounting only when the target names its files.
 
 Everything lands in ``out``: records.jsonl (and the per-process records, plans and logs),
 lab_messages.csv, lab_xdrs.csv, accounting.jsonl, model/ (the simulator's frames),
-compare.csv, report.md, report.html, run.json. A run that fails or is interrupted still
+compare.csv, presence.csv (what each watcher was told, `imsim.compare_presence`), report.md,
+report.html, run.json. A run that fails or is interrupted still
 merges the records its driver processes wrote.
 """
 
@@ -38,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from imsim import compare, sim
+from imsim import compare, compare_presence, sim
 from imsim import scenario as scenarios
 from imsim.errors import UsageError
 from imsim.results import message_frame, xdr_frame
@@ -107,6 +108,8 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
                              lab_xdrs, acc, meta(scenario_path, loaded, target, speed, seed)
                              | matched(found, live), found.uncompared, found.orphans)
     result.gap = outage_gap(records, model.messages)
+    if loaded.sim.records.presence:   # the model kept what watchers were told
+        result.presence = compare_presence.compare(model.presence, records, loaded)
     save(folder, result, lab_xdrs, acc, records, loaded)
     echo(compare.table(result))
     echo(f"report: {folder / 'report.html'}")

@@ -6,6 +6,9 @@
     imsim lab run SCENARIO [--target FILE] [--speed 50] [--out DIR] [--seed 0]
                           play it live, compare with the model: exit 0 all agree,
                           1 a mismatch (per-message diff in the report), 2 bad input
+    imsim lab fuzz [--examples 15] [--seed 0] [--target FILE] [--out runs/fuzz]
+                          generated scenarios played both ways (`lab.fuzz`): exit 0 all
+                          agree, 1 a disagreement (shrunk, written to --out), 2 bad input
 
 The runtime folder is $IMSIM_LAB_DIR (default lab/run/); it holds the generated
 Kamailio config, the subscriber table (ha1 only), accounting, logs, the xDR store and
@@ -61,6 +64,17 @@ def register(sub: Any, name: str) -> None:
                       help="no play: compare the records already in --out with the "
                       "target's xDRs (e.g. a CSV export taken after the run)")
     play.set_defaults(handler=run_lab)
+    fuzz = actions.add_parser("fuzz", help="generated scenarios, model against live; "
+                              "shrinks a disagreement to a regression case")
+    fuzz.add_argument("--examples", type=int, default=15, help="scenarios to play (15)")
+    fuzz.add_argument("--seed", type=int, default=0, help="the same seed, the same scenarios")
+    fuzz.add_argument("--target", help="target file (default: the embedded stack)")
+    fuzz.add_argument("--out", default="runs/fuzz", help="output folder (runs/fuzz)")
+    fuzz.add_argument("--speed", type=float, default=50.0,
+                      help="scenario seconds per wall-clock second (default 50)")
+    fuzz.add_argument("--shrink-seconds", type=float, default=600.0,
+                      help="time to shrink a disagreement (default 600)")
+    fuzz.set_defaults(handler=run_fuzz)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -103,6 +117,16 @@ def run_lab(args: argparse.Namespace) -> int:
                       Path(args.out) if args.out else None, args.seed, args.processes,
                       args.compare_only)
     return 0 if outcome.comparison.ok else 1
+
+
+def run_fuzz(args: argparse.Namespace) -> int:
+    from lab import targets
+    from lab.fuzz import Fuzz
+
+    if args.shrink_seconds < 0:
+        raise UsageError(f"--shrink-seconds {args.shrink_seconds}: must be >= 0")
+    fuzz = Fuzz(targets.load(args.target), Path(args.out), args.speed, args.shrink_seconds)
+    return 0 if fuzz.run(args.examples, args.seed).ok else 1
 
 
 def run_down(args: argparse.Namespace) -> int:

@@ -3,7 +3,10 @@
 Serves lab/CONTRACT.md on 127.0.0.1 with fixed rules:
 - to_user starting with "9": 403 "Forbidden (no rate for destination)";
 - to_user starting with "8": 404 "Not Found (no such account)";
-- otherwise 200 with target = to_user with spaces and "+" removed.
+- to_domain under .invalid (RFC 2606): 403 "Forbidden (no messaging service policy
+  matches domain ...)"; every other domain is served (aliases included);
+- otherwise 200 with target = to_user with spaces and "+" removed, and domain = the
+  sender's domain (where the recipient account registers).
 Every /authorize and /account body is recorded in order.
 """
 
@@ -78,8 +81,13 @@ def decide(body: dict) -> dict:
     if to_user.startswith("8"):
         return {"code": 404, "reason": "Not Found (no such account)", "step": 2,
                 "target": None}
+    to_domain = body.get("to_domain", "")
+    if to_domain.endswith(".invalid"):
+        return {"code": 403, "step": 2, "target": None,
+                "reason": f"Forbidden (no messaging service policy matches domain {to_domain})"}
     target = to_user.replace(" ", "").lstrip("+")
-    return {"code": 200, "reason": "OK", "step": None, "target": target}
+    return {"code": 200, "reason": "OK", "step": None, "target": target,
+            "domain": body.get("from_domain", "")}
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:

@@ -24,6 +24,7 @@ from tests.lab.billing_fixtures import (
     ALICE,
     BOB,
     CAROL,
+    DOMAIN,
     HANDBOOK,
     Service,
     contract,
@@ -63,7 +64,7 @@ def test_authorize_answers_the_models_decision(service):
     status, answer = service.post("/authorize", contract("c-auth", to_user="+1 555 123 0002"))
     assert status == 200
     assert answer == {"code": decision.code, "reason": decision.reason, "step": None,
-                      "target": BOB}
+                      "target": BOB, "domain": DOMAIN}
 
 
 def test_voice_only_account_is_refused_with_the_step_8_reason(service):
@@ -283,14 +284,20 @@ def test_account_after_a_restart_without_authorization_is_still_billed(tmp_path)
         service.kill()
 
 
-def test_messages_never_cross_environments(tmp_path):
+def test_the_senders_environment_decides_for_any_recipient_domain(tmp_path):
+    """lab/CONTRACT.md: the sender's environment's `%` policy serves the other
+    environment's domain too; the recipient is its own account, looked up at its own
+    domain; nothing reaches the other environment."""
     service = Service(tmp_path, scenario=two_environment_scenario(tmp_path)).start()
     try:
         crossing = {**contract("c-cross"), "to_domain": "other.example.com"}
         answer = service.post("/authorize", crossing)[1]
-        assert answer["code"] == 404 and "another billing environment" in answer["reason"]
+        assert (answer["code"], answer["target"], answer["domain"]) == (200, BOB, DOMAIN)
         inside = contract("c-inside", domain="other.example.com")
-        assert service.post("/authorize", inside)[1]["code"] == 200
+        answer = service.post("/authorize", inside)[1]
+        assert (answer["code"], answer["domain"]) == (200, "other.example.com")
+        stranger = contract("c-stranger", domain="nowhere.example.com")
+        assert service.post("/authorize", stranger)[1]["code"] == 403
     finally:
         service.kill()
 

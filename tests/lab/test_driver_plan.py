@@ -57,6 +57,20 @@ def test_split_keeps_each_message_with_its_sender_and_respects_pjsua_limits():
     assert len(plan.split(plan.build(accounts[:2], [], PROXY), processes=5)) == 2
 
 
+def test_a_domain_with_watchers_has_one_identity_per_process():
+    """pjsua subscribes from the first account of the buddy's domain in a process: the
+    handbook's three watchers of one domain need three processes, one each."""
+    parts = plan.split(plan.from_scenario(load(ROOT / "scenarios" / "handbook.yaml"), PROXY))
+    assert [[i.user for i in p.identities] for p in parts] == \
+        [["15551230001"], ["15551230002"], ["15551230003"]]
+    other = [("15551240001", "other.test", "pw"), ("15551240002", "other.test", "pw")]
+    mixed = plan.split(plan.build([("15551230001", DOMAIN, "pw", ["15551230002"]),
+                                   ("15551230002", DOMAIN, "pw"), *other], [], PROXY))
+    for part in mixed:
+        domains = [i.domain for i in part.identities]
+        assert domains.count(DOMAIN) <= 1
+
+
 def test_a_plan_pjsua_would_abort_on_is_refused():
     crowded = plan.build([(str(15551230000 + n), DOMAIN, "pw") for n in range(9)], [], PROXY)
     with pytest.raises(plan.PlanError, match="pjsua2 allows 8"):

@@ -117,10 +117,26 @@ def test_billing_refusal_is_answered_with_its_code(stack, user, fresh):
     assert any(r["sip_code"] == "403" and r["msg_id"] == "m-refused" for r in acc_lines(stack))
 
 
-def test_message_to_a_domain_not_served_is_404(user, fresh):
-    reply = user("15551230001").message("15551230002", "hi", to_domain="elsewhere.test")
-    assert reply.code == 404
-    assert fresh.authorize == []
+def test_the_billing_service_decides_every_recipient_domain(user, fresh):
+    """lab/CONTRACT.md: Kamailio keeps no served-domain list; billing refuses."""
+    reply = user("15551230001").message("15551230002", "hi", to_domain="elsewhere.invalid")
+    assert (reply.code, reply.reason) == \
+        (403, "Forbidden (no messaging service policy matches domain elsewhere.invalid)")
+    assert [a["to_domain"] for a in fresh.authorize] == ["elsewhere.invalid"]
+
+
+def test_message_to_an_alias_domain_reaches_the_account_at_its_own_domain(user, fresh):
+    """The recipient registered at env1 gets a message sent to an alias domain: the
+    lookup is at the domain the billing service answers, not the one written."""
+    bob = user("15551230002")
+    assert bob.register().code == 200
+    listener = serving(bob)
+    reply = user("15551230001").message("15551230002", "via alias", msg_id="m-alias",
+                                        to_domain="alias.imsim.test")
+    listener.join()
+    assert reply.code == 200
+    assert [r.body for r in bob.received if r.method == "MESSAGE"] == ["via alias"]
+    assert [a["to_domain"] for a in fresh.authorize] == ["alias.imsim.test"]
 
 
 def test_sipp_sender_and_receiver_through_auth_and_billing(stack, user, fresh, tmp_path):
