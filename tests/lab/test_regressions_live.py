@@ -10,9 +10,7 @@ import pytest
 
 from imsim import scenario
 from lab import run, targets
-from lab.stack import Stack
-from tests.lab.billing_fixtures import ROOT, free_tcp_port, require_kamailio
-from tests.lab.fake_billing import free_port
+from tests.lab.billing_fixtures import ROOT, local_lab
 
 pytestmark = pytest.mark.lab
 
@@ -21,17 +19,8 @@ REGRESSIONS = sorted((ROOT / "scenarios" / "regressions").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    require_kamailio()
-    folder = tmp_path_factory.mktemp("regressions")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("IMSIM_LAB_DIR", str(folder / "run"))
-    (folder / "local.yaml").write_text(
-        f"kind: local\nsip_port: {free_port()}\nbilling_port: {free_tcp_port()}\n")
-    try:
+    with local_lab(tmp_path_factory.mktemp("regressions")) as folder:
         yield folder
-    finally:
-        Stack(folder / "run").down()
-        patch.undo()
 
 
 @pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.stem)
