@@ -45,7 +45,7 @@ from imsim.scenario import Scenario
 
 DELIVERED = "delivered"
 """The ``check`` of a message billing authorized (planning has no timing: delivered)."""
-_NONE, _RATED, _FORBIDDEN = 0, 1, 2   # what a tariff says of a number (`_rate_state`)
+_NONE, _RATED, _FORBIDDEN = 0, 1, 2   # what a tariff says of a number (`Kinds._rate`)
 _MONEY = ("units", "unit_price_micro", "charged_amount_micro", "cost_micro",
           "incoming_micro")
 
@@ -375,11 +375,11 @@ def settle(decided: pd.DataFrame, engines: list[BillingEngine],
     sender = accounts.ids.get_indexer(out["CLI"].to_numpy(dtype=np.int64))
     out["_free"] = bundle_left(out, sender, accounts, engines[-1].env)
     out["included"] = out["billed"] & out["_free"]
-    risky, slow = _risky(out, sender, accounts, engines[-1], ledger)
+    purses = Purses(engines[-1], accounts)
+    risky, slow = _risky(out, sender, accounts, purses, ledger)
     if risky.any():
         order = np.argsort(pd.DatetimeIndex(out["connect_time"]).asi8, kind="stable")
         rows = order[risky[order]]
-        purses = Purses(engines[-1], accounts)
         if not out["incoming_micro"].to_numpy().any():
             rows = _past_the_safe_start(out, rows[~slow[rows]], sender, purses, ledger,
                                         keep=rows[slow[rows]])
@@ -424,7 +424,7 @@ def bundle_left(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
     return left
 
 
-def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: BillingEngine,
+def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, purses: Purses,
            ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
     """Messages touching a purse whose charges, all made, might not leave room for one of
     its messages: those are settled one by one (a refusal changes what comes after).
@@ -432,23 +432,21 @@ def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, engine: Bi
     every refused message's rating (a refusal after the customer rating is a balance
     refusal when its payer cannot pay that rating: check 4 comes first). Also which of
     the risky ones need the engine's whole path."""
-    payers = [engine.payer(str(number)) for number in accounts.ids]
-    keys, payer_of = np.unique([p.key for p in payers], return_inverse=True)
+    payer_of, none = purses.of, len(purses.payers)
     billed = out["billed"].to_numpy()
     rating = out["charged_amount_micro"].to_numpy()
     free = out["_free"].to_numpy()
     charged = np.where(billed & ~free, rating, 0)
     incoming = np.where(billed, out["incoming_micro"].to_numpy(), 0)
     recipient = accounts.ids.get_indexer(out["CLD"].to_numpy(dtype=np.int64))
-    pays = np.where(sender >= 0, payer_of[np.maximum(sender, 0)], len(keys))
-    gets = np.where(recipient >= 0, payer_of[np.maximum(recipient, 0)], len(keys))
-    total = np.zeros(len(keys) + 1, dtype=np.int64)   # the last: no payer
+    pays = np.where(sender >= 0, payer_of[np.maximum(sender, 0)], none)
+    gets = np.where(recipient >= 0, payer_of[np.maximum(recipient, 0)], none)
+    total = np.zeros(none + 1, dtype=np.int64)   # the last: no payer
     np.add.at(total, pays, charged)
     np.add.at(total, gets, incoming)
-    asked = np.zeros(len(keys) + 1, dtype=np.int64)   # the largest refused rating
+    asked = np.zeros(none + 1, dtype=np.int64)   # the largest refused rating
     np.maximum.at(asked, pays, np.where(billed | free, 0, rating))
-    first = np.unique(payer_of, return_index=True)[1]
-    room = [ledger.room(payers[int(i)]) for i in first]
+    room = [ledger.room(payer) for payer in purses.payers]
     short = np.array([r is not None and total[k] + asked[k] > r * MICRO
                       for k, r in enumerate(room)] + [False])
     # the engine's whole path where the recipient may not pay; then for every message
