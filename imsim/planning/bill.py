@@ -162,7 +162,9 @@ class Kinds:
         self.domain = (frame["domain"].astype(str).to_numpy(dtype=object) if "domain" in frame
                        else np.full(len(frame), self.env.domain, dtype=object))
         if "domain" in frame:
-            self.address, addresses = together(frame["CLD"].to_numpy(), self.domain)
+            cld = frame["CLD"].to_numpy()
+            self.address, first = together(cld, self.domain)
+            addresses = [(cld[i], self.domain[i]) for i in first]
         else:   # one domain: the user parts are the addresses
             self.address, users = pd.factorize(frame["CLD"].to_numpy())
             addresses = [(user, self.env.domain) for user in users]
@@ -189,8 +191,8 @@ class Kinds:
     # -- the money, vectorised ---------------------------------------------------------
     def _groups(self, klass: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
         """(account class, policy, row positions) of the messages with a number."""
-        codes, uniques = together(klass, self.policy)
-        for k, (kind, policy) in enumerate(uniques):
+        codes, first = together(klass, self.policy)
+        for k, (kind, policy) in enumerate(zip(klass[first], self.policy[first], strict=True)):
             rows = np.flatnonzero((codes == k) & (self.number >= 0))
             if kind >= 0 and policy >= 0 and len(rows):
                 yield int(kind), int(policy), rows
@@ -270,10 +272,7 @@ class Kinds:
         recipient = np.where(self.number < 0, -2, self.recipient)
         columns = [self.sender, self.policy, recipient, self._customer_states(),
                    self._vendor_states(), self._incoming_states()]
-        codes, uniques = together(*columns)
-        first = np.full(len(uniques), len(codes), dtype=np.int64)
-        np.minimum.at(first, codes, np.arange(len(codes)))
-        return codes, first
+        return together(*columns)
 
     def decided(self, version: int) -> pd.DataFrame:
         """The frame with the engine's answer and the money of each message."""
@@ -284,9 +283,7 @@ class Kinds:
         return _columns(frame, self._answers(codes, self.answers))
 
     def _message(self, row: int) -> Message:
-        at = self.frame["connect_time"].iloc[row].to_pydatetime()
-        return Message(f"plan-{row}", str(self.cli[row]), str(self.to_user[self.address[row]]),
-                       str(self.domain[row]), at, int(self.frame["length"].iloc[row]))
+        return row_message(self.frame, row, self.to_user[self.address[row]], self.domain[row])
 
     def _answers(self, codes: np.ndarray, answers: list[Decision]) -> dict[str, object]:
         def per_kind(values: list[Any], dtype: Any = bool) -> np.ndarray:
@@ -322,25 +319,32 @@ class Kinds:
         return out
 
 
-def together(*columns: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+def together(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the index of its distinct combination of ``columns``' values, and the
-    combinations: the columns' codes as one integer (a small integer column's values
-    are its codes; others are factorized first), factorized."""
+    first row of each combination: the columns' codes as one integer (a small integer
+    column's values are its codes; others are factorized first), factorized."""
     key = np.zeros(len(columns[0]), dtype=np.int64)
-    levels = []
     for column in columns:
         small = column.dtype.kind in "iu" and len(column) > 0
         low, high = (int(column.min()), int(column.max())) if small else (0, 0)
         if small and high - low < 1024:   # its values are its codes
-            codes, uniques = column.astype(np.int64) - low, np.arange(low, high + 1)
+            codes, count = column.astype(np.int64) - low, high - low + 1
         else:
             codes, uniques = pd.factorize(column)
-        key = key * (len(uniques) + 1) + codes
-        levels.append((codes, uniques))
+            count = len(uniques)
+        key = key * (count + 1) + codes
     codes, keys = pd.factorize(key)
     first = np.full(len(keys), len(key), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(key)))
-    return codes, [tuple(uniques[c[i]] for c, uniques in levels) for i in first]
+    return codes, first
+
+
+def row_message(frame: pd.DataFrame, row: int, to_user: object, domain: object) -> Message:
+    """The `Message` billing sees for row ``row`` (a position) of ``frame``, sent to
+    ``to_user`` (as dialled) at ``domain``."""
+    return Message(f"plan-{row}", str(frame["CLI"].iloc[row]), str(to_user), str(domain),
+                   frame["connect_time"].iloc[row].to_pydatetime(),
+                   int(frame["length"].iloc[row]))
 
 
 def _as_int(number: str | None) -> int:
@@ -585,10 +589,8 @@ class InOrder:
 
     def _whole(self, row: int, engine: BillingEngine) -> None:
         out = self.out
-        domain = str(out["domain"].iloc[row]) if "domain" in out else engine.env.domain
-        msg = Message(f"plan-{row}", str(out["CLI"].iloc[row]), str(out["_to_user"].iloc[row]),
-                      domain, out["connect_time"].iloc[row].to_pydatetime(),
-                      int(out["length"].iloc[row]))
+        domain = out["domain"].iloc[row] if "domain" in out else engine.env.domain
+        msg = row_message(out, row, out["_to_user"].iloc[row], domain)
         decision = engine.decide(msg)
         answer = engine.settle(msg, decision, self.ledger)
         if answer.ok:

@@ -311,10 +311,8 @@ class BillingEngine:
                 ledger: Ledger | None = None, first_xdr: int = 1) -> list[Xdr]:
         """The xDRs of a MESSAGE's final answer ``code``; commits or releases its hold."""
         delivered = 200 <= code < 300 and decision.ok and decision.billed
-        tab = ledger.holds.pop(msg.hold, None) if ledger is not None else None
-        if tab is not None:
-            assert ledger is not None
-            tab.account(ledger, code)
+        if ledger is not None:
+            self._close(msg, ledger, code)
         if not delivered:
             return []
         assert decision.recipient is not None
@@ -323,9 +321,14 @@ class BillingEngine:
 
     def release(self, msg: Message, ledger: Ledger) -> None:
         """Give back what ``msg``'s authorization held (its answer never came)."""
+        self._close(msg, ledger, 0)
+
+    @staticmethod
+    def _close(msg: Message, ledger: Ledger, code: int) -> None:
+        """Commit (a 2xx ``code``) or release the hold of ``msg``'s authorization."""
         tab = ledger.holds.pop(msg.hold, None)
         if tab is not None:
-            tab.account(ledger, 0)
+            tab.account(ledger, code)
 
     def lines(self, sender: str, decision: Decision) -> list[Line]:
         """The xDRs a delivered message writes: the sender's, the vendor's, the
