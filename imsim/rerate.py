@@ -8,9 +8,10 @@ report.summary, report.tables["rate_code"], report.winners_losers
 ```
 
 Every outgoing message of the exports (`imsim.exports.outgoing`) is billed again under
-each variant by `imsim.planning.rate_messages`, the planning path's rules (decide per
-group of messages, `imsim.rules.batch.rate_many` for money, bundles per account-month,
-off-peak in the customer's zone); nothing here rates, authorizes or applies a bundle.
+each variant by `imsim.planning.bill.Billing` (as `rate_messages`; prepared once per
+variant and process), the planning rules (decide per group of messages,
+`imsim.rules.batch.rate_many` for money, bundles per account-month, off-peak in the
+customer's zone); nothing here rates, authorizes or applies a bundle.
 The variant ``base`` is the ``--scenario`` itself; ``--variant NAME=FILE`` adds a
 scenario file; each combination of ``--vary`` factors (`imsim.sweep.parse_vary`)
 adds the base changed by them.
@@ -49,6 +50,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +61,14 @@ from imsim import exports
 from imsim import scenario as scenario_mod
 from imsim.cluster import cluster
 from imsim.errors import UsageError
-from imsim.planning import rate_messages
+from imsim.planning.bill import Billing
 from imsim.rules.proxy import select_policy
 from imsim.scenario import Scenario
 
 MICRO = 1_000_000
 ORDER = ["CLI", "connect_time", "i_xdr", "CLD", "call_id"]
+KEPT = ["i_xdr", "env", "account_id", "CLI", "CLD", "connect_time", "call_id",
+        "charged_quantity", "charged_amount_micro", "length"]   # what re-rating reads
 DIMENSIONS = ("rate_code", "product", "customer", "day")
 SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro")
 UNKNOWN = "(unknown)"
@@ -102,6 +106,11 @@ class Variant:
     @staticmethod
     def environments(loaded: Scenario) -> list[str]:
         return [env.name for env in loaded.environments]
+
+    @cached_property
+    def billing(self) -> Billing:
+        """The variant's billing, prepared once per process for all its parts."""
+        return Billing(self.scenario)
 
     def home(self, cli: pd.Series) -> np.ndarray:
         """Each sender's row in ``accounts``, -1 when it is no account of the variant."""
@@ -179,7 +188,7 @@ def messages(part: pd.DataFrame, variant: Variant, home: np.ndarray,
 def rerated(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> pd.DataFrame:
     """One row per message of ``part`` under ``variant``: before, after, the delta."""
     home = variant.home(part["CLI"])
-    rated = rate_messages(variant.scenario, messages(part, variant, home, sizes))
+    rated = variant.billing.rate(messages(part, variant, home, sizes))
     before = part["charged_amount_micro"].to_numpy()
     after = rated["charged_amount_micro"].to_numpy()
     refused = (rated["check"] != "delivered").to_numpy()
@@ -229,11 +238,25 @@ def ordered(part: pd.DataFrame) -> pd.DataFrame:
     """The part by (CLI, connect_time), then i_xdr, CLD and call_id where those tie:
     the same order whatever order the shuffle delivered the rows in."""
     cli, times = part["CLI"].to_numpy(), part["connect_time"].array.asi8
-    order = np.lexsort((times, cli))
+    order = by_sender_and_time(cli, times)
     cli, times = cli[order], times[order]
     if ((cli[1:] == cli[:-1]) & (times[1:] == times[:-1])).any():
         return part.sort_values(ORDER, kind="stable", ignore_index=True)
     return part.take(order).reset_index(drop=True)
+
+
+def by_sender_and_time(cli: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """``np.lexsort((times, cli))``; as one sort of one int64 key (the sender's rank,
+    then the time since the part's first) when both fit in 62 bits, as they do for
+    months of messages (a part of 470,000 messages: 118 -> 59 ms)."""
+    if len(cli) == 0:
+        return np.arange(0)
+    rank, senders = pd.factorize(cli, sort=True)
+    span = times - times.min()
+    bits = int(span.max()).bit_length()
+    if bits + len(senders).bit_length() > 62:
+        return np.lexsort((times, cli))
+    return np.argsort((rank.astype(np.int64) << bits) | span, kind="stable")
 
 
 def rerate_part(part: pd.DataFrame, chosen: Sequence[Variant], sizes: Mapping[str, int],
@@ -241,13 +264,16 @@ def rerate_part(part: pd.DataFrame, chosen: Sequence[Variant], sizes: Mapping[st
     """Re-rate one part under every variant, write its deltas, return its sums."""
     if part.empty:
         return pd.DataFrame(columns=["variant", "key", "by", *SUMS])
+    part = part[KEPT].assign(env=part["env"].astype("category"))   # recoded per variant
     part = ordered(part)
     sums = []
     for variant in chosen:
         delta = rerated(part, variant, sizes)
         folder = Path(out) / "deltas" / _slug(variant.name)
         folder.mkdir(parents=True, exist_ok=True)
-        delta.to_parquet(folder / f"part-{index:05d}.parquet", index=False)
+        categories = [c for c in delta.columns if isinstance(delta[c].dtype, pd.CategoricalDtype)]
+        delta.to_parquet(folder / f"part-{index:05d}.parquet", index=False,
+                         use_dictionary=categories)   # not tried on numbers: 172 -> 136 ms
         sums.append(partial(delta))
     return pd.concat(sums, ignore_index=True)
 

@@ -6,6 +6,8 @@ import gzip
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imsim import exports
 
@@ -100,3 +102,17 @@ def test_a_bad_amount_is_an_error_naming_the_value(tmp_path):
     (tmp_path / "x.csv").write_text(IMSIM.replace(",0.02,USD", ",abc,USD"))
     with pytest.raises(exports.ExportError, match="charged_amount 'abc' is not a number"):
         read(tmp_path / "x.csv")
+
+
+def _by_the_rule(value: str | None) -> int:
+    """The documented rule, value by value: strip, drop leading ``+``; 1-18 digits."""
+    text = (value or "").strip().lstrip("+")
+    return int(text) if text.isdigit() and text.isascii() and len(text) <= 18 else -1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="+ -0123456789a٣", max_size=21),
+                          st.integers(0, 10 ** 19).map(str)), max_size=30))
+def test_numbers_follow_the_rule_on_the_fast_path_and_off_it(values):
+    column = pd.Series(values, dtype="str")
+    assert exports.numbers(column).tolist() == [_by_the_rule(v) for v in values]

@@ -100,3 +100,27 @@ def test_bundle_month_includes_messages_per_account() -> None:
     assert rated is not None
     per_account = rated[rated["included"]].groupby("CLI").size()
     assert per_account.max() <= 300 and month.summary["included"] == per_account.sum()
+
+
+def test_one_billing_rates_frame_after_frame_from_the_starting_balances():
+    """Re-rating bills a month part by part through one `Billing`: each frame starts
+    from the scenario's balances. Three $5.00 debit accounts each send 200 messages
+    to UK accounts at 0.04: 125 are billed (5.00 / 0.04) and 75 refused for balance,
+    every time the frame is rated."""
+    loaded = scenario.load(OPERATOR)
+    senders = [15550000000, 15550000001, 15550000002]
+    at = pd.Timestamp("2026-01-07 12:00", tz="UTC")
+    frame = pd.DataFrame({
+        "env": "operator", "CLI": np.repeat(senders, 200),
+        "CLD": 447700000000 + np.arange(600),
+        "connect_time": [at + pd.Timedelta(seconds=s) for s in range(600)],
+        "length": 10})
+    billing = planning.Billing(loaded)
+    first, again = billing.rate(frame), billing.rate(frame)
+    for rated in (first, again):
+        billed = rated[rated["billed"]].groupby("CLI").size()
+        assert billed.to_dict() == {cli: 125 for cli in senders}
+        assert (rated.loc[~rated["billed"], "check"] == "balance").all()
+        assert rated.loc[rated["billed"], "charged_amount_micro"].eq(40_000).all()
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first, planning.rate_messages(loaded, frame))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imsim import rerate, scenario, sim
 from imsim.cli import main
@@ -212,3 +215,16 @@ def test_an_existing_scheduler_gives_the_same_answer(operator, tmp_path):
                    scheduler=existing.scheduler_address)
     got = deltas(tmp_path, "base").loc[expected.index]
     assert got["revenue_micro"].tolist() == expected["micro"].tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-2 ** 62, 2 ** 62)), max_size=40),
+       st.sampled_from([1, 10 ** 6, 10 ** 14]))
+def test_one_key_sort_is_lexsort_by_sender_then_time(rows, scale):
+    """`by_sender_and_time` (one int64 key when it fits, else lexsort) orders as
+    ``np.lexsort((times, cli))`` does, ties kept in row order."""
+    cli = np.array([155 + scale * k for k, _ in rows], dtype=np.int64)
+    for times in (np.array([t for _, t in rows], dtype=np.int64),       # too wide: lexsort
+                  np.array([t % 1000 for _, t in rows], dtype=np.int64)):  # one key, ties
+        assert rerate.by_sender_and_time(cli, times).tolist() == \
+            np.lexsort((times, cli)).tolist()

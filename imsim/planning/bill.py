@@ -29,6 +29,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -65,27 +66,96 @@ def rate_messages(scenario: Scenario, frame: pd.DataFrame,
     money also as floats (``charged_amount``, ``cost``). ``CLD`` becomes the number
     billing sees (E.164 when the policy translates; -1 when not a number). With
     ``demand``, candidates are first thinned by the scenario's elasticity (as the
-    simulator's Poisson stream does)."""
-    work = frame.reset_index(drop=True)
-    versions = timeline(scenario)
-    seconds = _seconds(work["connect_time"], scenario.start)
-    parts = []
-    for name, rows in _by_environment(work):
-        since = np.array([at for at, _ in versions[name]])
-        version = np.searchsorted(since, seconds[rows], side="right") - 1
-        engines = [BillingEngine(env) for _, env in versions[name]]
-        kinds = {int(v): Kinds(engines[v], work.iloc[rows[version == v]])
-                 for v in np.unique(version)}
-        decided = pd.concat([k.decided(v) for v, k in kinds.items()]).sort_index()
-        if demand is not None:
-            decided = decided[_elasticity(scenario, decided, demand)]
-        answers = {v: k.answers for v, k in kinds.items()}
-        parts.append(settle(decided, engines, answers, Ledger.of(scenario.environment(name))))
-    out = pd.concat(parts).sort_index() if parts else _columns(work.iloc[:0], {})
-    out["check"], out["rate_code"] = (out["check"].astype("category"),
-                                      out["rate_code"].astype("category"))
-    out.index = frame.index[out.index.to_numpy()]
-    return out.drop(columns=["_version", "_to_user", "_kind"], errors="ignore")
+    simulator's Poisson stream does). Billing many frames of one scenario: `Billing`."""
+    return Billing(scenario).rate(frame, demand)
+
+
+class Prepared:
+    """One configuration version of an environment, prepared once for every frame it
+    bills: its engine, its accounts as arrays, who pays for each account and each
+    account's monthly allowance (found when first needed), and the recipients the
+    engine was asked about so far (by user part and domain: policy index, number)."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env, self.engine = env, BillingEngine(env)
+        self.recipients: dict[tuple[str, str], tuple[int, int]] = {}
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts.of(self.env)
+
+    @cached_property
+    def purses(self) -> Purses:
+        return Purses(self.engine, self.accounts)
+
+    @cached_property
+    def allowances(self) -> np.ndarray:
+        """Per account, the messages its product includes each month (0: no bundle)."""
+        out = np.zeros(max(len(self.accounts.ids), 1), dtype=np.int64)
+        for i, number in enumerate(self.accounts.ids):
+            bundle = self.engine.bundle_of(str(number))
+            out[i] = bundle[1] if bundle is not None else 0
+        return out
+
+
+class Billing:
+    """A scenario's billing, prepared once for many frames (re-rating bills a month
+    part by part): the configuration versions of each environment from the setup
+    journal (`imsim.replay.timeline`), each `Prepared`. Each `rate` starts from the
+    scenario's balances (a fresh `Ledger`)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.versions = {name: (np.array([at for at, _ in steps]),
+                                [Prepared(env) for _, env in steps])
+                         for name, steps in timeline(scenario).items()}
+        self.rooms: dict[str, np.ndarray] = {}   # by environment, per purse (`room`)
+
+    def rate(self, frame: pd.DataFrame, demand: np.random.Generator | None = None
+             ) -> pd.DataFrame:
+        """`rate_messages` of ``frame``."""
+        work = frame.reset_index(drop=True)
+        seconds = _seconds(work["connect_time"], self.scenario.start)
+        parts = []
+        for name, rows in _by_environment(work):
+            since, prepared = self.versions[name]
+            version = np.searchsorted(since, seconds[rows], side="right") - 1
+            kinds = {int(v): Kinds(prepared[v], work.iloc[rows[version == v]])
+                     for v in np.unique(version)}
+            decided = pd.concat([k.decided(v) for v, k in kinds.items()]).sort_index()
+            if demand is not None:
+                decided = decided[_elasticity(self.scenario, decided, demand)]
+            answers = {v: k.answers for v, k in kinds.items()}
+            parts.append(settle(decided, prepared, answers, self._start(name)))
+        out = pd.concat(parts).sort_index() if parts else _columns(work.iloc[:0], {})
+        out["check"], out["rate_code"] = (out["check"].astype("category"),
+                                          out["rate_code"].astype("category"))
+        out.index = frame.index[out.index.to_numpy()]
+        return out.drop(columns=["_version", "_to_user", "_kind"], errors="ignore")
+
+    def _start(self, name: str) -> Start:
+        """Environment ``name``'s balances at the scenario's start."""
+        start = Start(self.scenario.environment(name), self.versions[name][1][-1].purses,
+                      self.rooms.get(name))
+        self.rooms[name] = start.room
+        return start
+
+
+class Start:
+    """An environment's balances at the scenario's start: what each purse can spend
+    (``room``, in whole micro-units rounded down, inf when unlimited: `Ledger.room`),
+    and the `Ledger` to settle in, made only when a message may find a purse short."""
+
+    def __init__(self, env: Environment, purses: Purses, room: np.ndarray | None) -> None:
+        self.env, self.purses = env, purses
+        if room is None:
+            room = np.array([_micro_floor(self.ledger.room(payer)) for payer in purses.payers],
+                            dtype=np.float64)
+        self.room = room
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger.of(self.env)
 
 
 def _by_environment(frame: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
@@ -152,41 +222,44 @@ class Kinds:
     """The messages of one configuration version, sorted into kinds (what the answer
     depends on) and decided by the engine once per kind."""
 
-    def __init__(self, engine: BillingEngine, frame: pd.DataFrame) -> None:
-        self.engine, self.frame, self.env = engine, frame, engine.env
-        self.accounts = Accounts.of(self.env)
+    def __init__(self, prepared: Prepared, frame: pd.DataFrame) -> None:
+        self.prepared, self.frame = prepared, frame
+        self.engine, self.env, self.accounts = prepared.engine, prepared.env, prepared.accounts
         self.cli = frame["CLI"].to_numpy(dtype=np.int64)
         self.times = frame["connect_time"].array
         self.length = frame["length"].to_numpy()
         self.sender = self.accounts.class_of(self.cli)
-        self.domain = (frame["domain"].astype(str).to_numpy(dtype=object) if "domain" in frame
-                       else np.full(len(frame), self.env.domain, dtype=object))
         if "domain" in frame:
-            cld = frame["CLD"].to_numpy()
-            self.address, first = together(cld, self.domain)
-            addresses = [(cld[i], self.domain[i]) for i in first]
+            cld, domain = frame["CLD"].to_numpy(), frame["domain"].astype(str).to_numpy()
+            self.address, first = together(cld, domain)
+            addresses = list(zip(cld[first].tolist(), domain[first].tolist(), strict=True))
         else:   # one domain: the user parts are the addresses
             self.address, users = pd.factorize(frame["CLD"].to_numpy())
-            addresses = [(user, self.env.domain) for user in users]
-        self.to_user = np.array([str(user) for user, _ in addresses], dtype=object)
-        self.policy, self.number = self._recipients(addresses)
-        self.recipient = self.accounts.class_of(self.number)
+            addresses = [(user, self.env.domain) for user in users.tolist()]
+        self.addresses = addresses   # (user part as dialled, domain)
+        policy, number = self._recipients(addresses)
+        self.policy, self.number = policy[self.address], number[self.address]
+        self.recipient = self.accounts.class_of(number)[self.address]
         self.money = {c: np.zeros(len(frame), dtype=np.int64) for c in _MONEY}
         self.codes = np.full(len(frame), -1, dtype=np.int64)   # into ``self.code_names``
         self.code_names: list[str] = []
         self.answers: list[Decision] = []   # the engine's, per kind (`decided`)
 
-    def _recipients(self, addresses: list[tuple[object, str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Per message: the index of the policy its domain selects (-1: none) and the
-        number billing sees (-1: not a number), each distinct address asked once."""
+    def _recipients(self, addresses: list[tuple[Any, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Per address: the index of the policy its domain selects (-1: none) and the
+        number billing sees (-1: not a number), each asked once per version."""
         policies = {id(p): i for i, p in enumerate(self.env.service_policies)}
+        known = self.prepared.recipients
         policy = np.empty(len(addresses), dtype=np.int64)
         number = np.empty(len(addresses), dtype=np.int64)
-        for k, (user, domain) in enumerate(addresses):
-            found, translated = self.engine.recipient(str(user), domain)
-            policy[k] = policies[id(found)] if found is not None else -1
-            number[k] = _as_int(translated)
-        return policy[self.address], number[self.address]
+        for k, address in enumerate(addresses):
+            answer = known.get(address)
+            if answer is None:
+                found, translated = self.engine.recipient(str(address[0]), address[1])
+                answer = known[address] = (
+                    policies[id(found)] if found is not None else -1, _as_int(translated))
+            policy[k], number[k] = answer
+        return policy, number
 
     # -- the money, vectorised ---------------------------------------------------------
     def _groups(self, klass: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -283,7 +356,7 @@ class Kinds:
         return _columns(frame, self._answers(codes, self.answers))
 
     def _message(self, row: int) -> Message:
-        return row_message(self.frame, row, self.to_user[self.address[row]], self.domain[row])
+        return row_message(self.frame, row, *self.addresses[self.address[row]])
 
     def _answers(self, codes: np.ndarray, answers: list[Decision]) -> dict[str, object]:
         def per_kind(values: list[Any], dtype: Any = bool) -> np.ndarray:
@@ -306,17 +379,9 @@ class Kinds:
                 "billed": ok & per_kind([a.billed for a in answers]),
                 "rate_code": pd.Categorical.from_codes(np.where(rated, self.codes, -1),
                                                        self.code_names or ["|"]),
-                "allowance": self._allowances()[np.maximum(self.accounts.ids.get_indexer(
-                    self.cli), 0)] * (self.sender >= 0),
+                "allowance": self.prepared.allowances[np.maximum(
+                    self.accounts.ids.get_indexer(self.cli), 0)] * (self.sender >= 0),
                 **money}
-
-    def _allowances(self) -> np.ndarray:
-        """Per account, the messages its product includes each month (0: no bundle)."""
-        out = np.zeros(max(len(self.accounts.ids), 1), dtype=np.int64)
-        for i, number in enumerate(self.accounts.ids):
-            bundle = self.engine.bundle_of(str(number))
-            out[i] = bundle[1] if bundle is not None else 0
-        return out
 
 
 def together(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -354,40 +419,41 @@ def _as_int(number: str | None) -> int:
 def _columns(frame: pd.DataFrame, answers: dict[str, object]) -> pd.DataFrame:
     """``frame`` with the answer columns (their empty forms for an empty frame)."""
     n = len(frame)
-    step = pd.array(answers.get("step", np.full(n, -1, np.int16)), dtype="Int16")
-    step[step < 0] = pd.NA
-    return frame.assign(
-        code=answers.get("code", np.zeros(n, np.int16)),
-        check=answers.get("check", pd.Categorical([DELIVERED] * n)),
-        step=step,
-        billed=answers.get("billed", np.zeros(n, bool)),
-        rate_code=answers.get("rate_code", pd.Categorical([None] * n, categories=["|"])),
-        allowance=answers.get("allowance", np.zeros(n, np.int64)),
-        included=np.zeros(n, dtype=bool),
-        **{c: answers.get(c, np.zeros(n, np.int64)) for c in _MONEY})
+    if not answers:   # an empty frame
+        answers = {"code": np.zeros(n, np.int16), "check": pd.Categorical([DELIVERED] * n),
+                   "step": np.full(n, -1, np.int16), "billed": np.zeros(n, bool),
+                   "rate_code": pd.Categorical([None] * n, categories=["|"]),
+                   "allowance": np.zeros(n, np.int64),
+                   **{c: np.zeros(n, np.int64) for c in _MONEY}}
+    steps = np.asarray(answers["step"], dtype=np.int16)
+    step = pd.arrays.IntegerArray(steps, steps < 0)
+    columns = ("code", "check", "step", "billed", "rate_code", "allowance", "included",
+               *_MONEY)
+    given = {**answers, "step": step, "included": np.zeros(n, dtype=bool)}
+    return frame.assign(**{c: given[c] for c in columns})
 
 
 # -- settling ---------------------------------------------------------------------------
 
-def settle(decided: pd.DataFrame, engines: list[BillingEngine],
-           answers: dict[int, list[Decision]], ledger: Ledger) -> pd.DataFrame:
+def settle(decided: pd.DataFrame, prepared: list[Prepared],
+           answers: dict[int, list[Decision]], start: Start) -> pd.DataFrame:
     """Settle an environment's decided messages as delivered, in time order: a bundle's
     included messages, then the balances (`imsim.rules.settle`'s rules); adds the float
     money columns."""
     out = decided
-    accounts = Accounts.of(engines[-1].env)
+    accounts, engines = prepared[-1].accounts, [p.engine for p in prepared]
     sender = accounts.ids.get_indexer(out["CLI"].to_numpy(dtype=np.int64))
     out["_free"] = bundle_left(out, sender, accounts, engines[-1].env)
     out["included"] = out["billed"] & out["_free"]
-    purses = Purses(engines[-1], accounts)
-    risky, slow = _risky(out, sender, accounts, purses, ledger)
+    purses = prepared[-1].purses
+    risky, slow = _risky(out, sender, accounts, purses, start.room)
     if risky.any():
         order = np.argsort(pd.DatetimeIndex(out["connect_time"]).asi8, kind="stable")
         rows = order[risky[order]]
         if not out["incoming_micro"].to_numpy().any():
-            rows = _past_the_safe_start(out, rows[~slow[rows]], sender, purses, ledger,
+            rows = _past_the_safe_start(out, rows[~slow[rows]], sender, purses, start,
                                         keep=rows[slow[rows]])
-        InOrder(out, engines, answers, ledger).settle(rows, slow, sender, purses)
+        InOrder(out, engines, answers, start.ledger).settle(rows, slow, sender, purses)
     billed = out["billed"].to_numpy()
     charged = billed & ~out["included"].to_numpy()
     out["charged_amount_micro"] = np.where(charged, out["charged_amount_micro"], 0)
@@ -429,7 +495,7 @@ def bundle_left(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts,
 
 
 def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, purses: Purses,
-           ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
+           room: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Messages touching a purse whose charges, all made, might not leave room for one of
     its messages: those are settled one by one (a refusal changes what comes after).
     The others cannot be refused for money: every charge they make fits, and so does
@@ -450,9 +516,7 @@ def _risky(out: pd.DataFrame, sender: np.ndarray, accounts: Accounts, purses: Pu
     np.add.at(total, gets, incoming)
     asked = np.zeros(none + 1, dtype=np.int64)   # the largest refused rating
     np.maximum.at(asked, pays, np.where(billed | free, 0, rating))
-    room = [ledger.room(payer) for payer in purses.payers]
-    short = np.array([r is not None and total[k] + asked[k] > r * MICRO
-                      for k, r in enumerate(room)] + [False])
+    short = np.r_[total[:-1] + asked[:-1] > room, False]   # room: whole micro-units
     # the engine's whole path where the recipient may not pay; then for every message
     # of a sender with a bundle (such a refusal gives its included message back)
     slow = short[gets] & (incoming > 0)
@@ -473,7 +537,7 @@ class Purses:
 
 
 def _past_the_safe_start(out: pd.DataFrame, rows: np.ndarray, sender: np.ndarray,
-                         purses: Purses, ledger: Ledger, keep: np.ndarray) -> np.ndarray:
+                         purses: Purses, start: Start, keep: np.ndarray) -> np.ndarray:
     """Of a payer's messages in time order, those up to the one whose charges so far,
     plus the largest refused rating so far, still fit its room cannot be refused: they
     keep their answers, and their charges are made at once (`imsim.rules.settle.charge`).
@@ -485,14 +549,11 @@ def _past_the_safe_start(out: pd.DataFrame, rows: np.ndarray, sender: np.ndarray
     purse = purses.of[sender[rows]]
     spent = pd.Series(charged).groupby(purse).cumsum().to_numpy()
     asked = pd.Series(np.where(billed, 0, rating)).groupby(purse).cummax().to_numpy()
-    used = np.unique(purse)
-    room = np.full(len(purses.payers), np.inf)
-    room[used] = [_micro_floor(ledger.room(purses.payers[k])) for k in used]
-    safe = spent + asked <= room[purse]
+    safe = spent + asked <= start.room[purse]
     totals = pd.Series(np.where(safe, charged, 0)).groupby(purse).sum()
     for k, total in totals.items():
         if total:
-            assert charge(ledger, purses.payers[k], Decimal(int(total)).scaleb(-6))
+            assert charge(start.ledger, purses.payers[k], Decimal(int(total)).scaleb(-6))
     rest = np.concatenate([rows[~safe], keep])
     order = np.argsort(pd.DatetimeIndex(out["connect_time"].iloc[rest]).asi8, kind="stable")
     return rest[order]
