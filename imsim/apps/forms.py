@@ -14,7 +14,7 @@ CONNECTION_TYPES = [("Messaging to Vendor via SIP", "messaging_via_sip"),
 INTERNAL = [("Route to internally registered SIP accounts (SIP_UA)", "SIP_UA"),
             ("(not an internal connection)", None)]
 
-SHORT_TITLES = {1: "1 Messaging", 2: "2 Service policy", 3: "3 Tariff A", 4: "4 Rates A",
+SHORT_TITLES = {1: "1 Messaging", 2: "2 Policy", 3: "3 Tariff A", 4: "4 Rates A",
                 5: "5 Connection", 6: "6 Tariff B", 7: "7 Rates B", 8: "8 Product",
                 9: "9 Accounts"}
 

@@ -57,7 +57,8 @@ class TrainerApp:
     # -- the screen -------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.env = w.Dropdown(options=self._env_names(), description="Environment")
+        self.env = w.Dropdown(options=self._env_names(), description="Environment",
+                              style={"description_width": "7em"})
         self.clock = w.HTML()
         self.wait_for = w.Text(value="5m", description="Wait", layout=w.Layout(width="14em"))
         self.wait_button = w.Button(description="Wait")
@@ -75,7 +76,7 @@ class TrainerApp:
         self.widget = w.VBox([
             w.HTML("<h2>Instant Messaging setup: the nine steps</h2>"),
             w.HBox([self.env, self.clock]),
-            w.HBox([self.tabs, w.VBox([self.checklist], layout=w.Layout(width="46em"))]),
+            w.HBox([self.tabs, w.VBox([self.checklist], layout=w.Layout(width="34em"))]),
             self.answer,
             w.HTML("<h3>Step 9: send an instant test message</h3>"),
             w.HBox([self.sender, self.to, self.send_button]),
@@ -91,7 +92,7 @@ class TrainerApp:
                 form.button.on_click(lambda _, f=form: self.submit(f))
             pages.append(w.VBox([w.HTML(f"<h3>{html.escape(forms.title(step))}</h3>"),
                                  *(form.box(heading) for heading, form in entries)]))
-        tabs = w.Tab(children=pages, layout=w.Layout(width="40em"))
+        tabs = w.Tab(children=pages, layout=w.Layout(width="54em"))
         for index, step in enumerate(self.forms):
             tabs.set_title(index, forms.SHORT_TITLES[step])
         return tabs

@@ -104,7 +104,9 @@ class Form:
 
     def box(self, heading: str = "") -> w.VBox:
         head = [w.HTML(f"<b>{html.escape(heading)}</b>")] if heading else []
-        return w.VBox([*head, *(f.widget for f in self.fields), self.button])
+        box = w.VBox([*head, *(f.widget for f in self.fields), self.button])
+        box.add_class(f"form-{self.action}")  # a handle for browser tests and styles
+        return box
 
 
 def lines_html(lines: Sequence[str], css: str = "") -> str:
