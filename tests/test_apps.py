@@ -33,7 +33,7 @@ NINE_STEPS: list[tuple[int, str, dict[str, Any]]] = [
 def fill_and_save(app: TrainerApp, step: int, action: str, values: dict[str, Any]) -> None:
     form = app.form(step, action)
     for key, value in values.items():
-        form.field(key).value = value
+        form.widget_for(key).value = value
     form.button.click()
 
 

@@ -43,16 +43,12 @@ class TrainerApp:
 
     def __init__(self, root: Path | str | None = None, base: str = BASE) -> None:
         self.root = Path(root) if root else project_root()
-        self.session = self._start(self.root / base)
+        self.session = TrainingSession.start(self.root / base)
         self.report = self.session.report(seed=SEED)
         self.exercise: Exercise | None = None
         self.forms = forms.by_step()
         self._build()
         self.refresh()
-
-    @staticmethod
-    def _start(path: Path) -> TrainingSession:
-        return TrainingSession.start(path)
 
     # -- the screen -------------------------------------------------------------------
 
@@ -63,14 +59,8 @@ class TrainerApp:
         self.wait_for = w.Text(value="5m", description="Wait", layout=w.Layout(width="14em"))
         self.wait_button = w.Button(description="Wait")
         self.wait_button.on_click(lambda _: self.wait())
-        self.answer = w.HTML()
-        self.checklist = w.HTML()
-        self.journal = w.HTML()
-        self.sender = w.Text(value="15551230001", description="From")
-        self.to = w.Text(value="15551230002", description="To")
-        self.send_button = w.Button(description="Send a test message", button_style="success")
-        self.send_button.on_click(lambda _: self.send())
-        self.test = w.HTML()
+        self.answer, self.checklist, self.journal = w.HTML(), w.HTML(), w.HTML()
+        self._test_panel()
         self.tabs = self._tabs()
         self.exercise_box = self._exercise_box()
         self.widget = w.VBox([
@@ -84,6 +74,13 @@ class TrainerApp:
             w.HBox([self.wait_for, self.wait_button]),
             self.exercise_box,
             w.HTML("<h3>Journal: what was done</h3>"), self.journal])
+
+    def _test_panel(self) -> None:
+        self.sender = w.Text(value="15551230001", description="From")
+        self.to = w.Text(value="15551230002", description="To")
+        self.send_button = w.Button(description="Send a test message", button_style="success")
+        self.send_button.on_click(lambda _: self.send())
+        self.test = w.HTML()
 
     def _tabs(self) -> w.Tab:
         pages = []

@@ -99,7 +99,7 @@ class Form:
         chosen = {f.key: f.value() for f in self.fields}
         return {**self.fixed, **{k: v for k, v in chosen.items() if v is not None}}
 
-    def field(self, key: str) -> w.ValueWidget:
+    def widget_for(self, key: str) -> w.ValueWidget:
         return next(f.widget for f in self.fields if f.key == key)
 
     def box(self, heading: str = "") -> w.VBox:
