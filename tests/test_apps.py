@@ -64,6 +64,7 @@ def test_the_test_message_shows_its_answer_billing_and_diagnosis(done: TrainerAp
 def test_the_clock_shows_the_time_and_the_propagation_delay(done: TrainerApp) -> None:
     assert "Clock: <b>10 min 0 s</b>" in done.clock.value
     assert "5 min 0 s after they are saved (the propagation delay)" in done.clock.value
+    assert "Not in effect yet" not in done.clock.value
 
 
 def test_the_journal_lists_every_saved_form(done: TrainerApp) -> None:
@@ -90,6 +91,8 @@ def test_a_test_message_too_soon_is_refused_with_step_one() -> None:
     app = TrainerApp(ROOT)
     app.form(1, "enable_messaging").button.click()
     app.wait("1m")
+    assert ("Not in effect yet: the last change to steps 1-2 reaches PortaSIP at 5 min 0 s "
+            "(4 min 0 s from now)") in app.clock.value
     app.send_button.click()
     assert "SIP answer: 403" in app.test.value and "NOT billed" in app.test.value
     assert "breaks: step 1 [messaging_enabled]" in app.test.value

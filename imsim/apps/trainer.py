@@ -24,7 +24,7 @@ from imsim.apps import forms
 from imsim.apps.exercise import Exercise, exercises
 from imsim.apps.widgets import Form, lines_html, project_root
 from imsim.render import finding_line, outcome_line, refused_line, sections
-from imsim.replay import replay
+from imsim.replay import Replay, replay
 from imsim.scenario import ScenarioError
 from imsim.setup import Applied
 from imsim.trainer import Outcome, Report, TrainingSession
@@ -174,15 +174,24 @@ class TrainerApp:
     def refresh(self, report: Report | None = None) -> None:
         """Re-read the session: clock, checklist, journal."""
         self.report = report or self.session.report(seed=SEED)
-        self.clock.value = self._clock_html()
+        built = self.session.scenario()
+        done = replay(built.initial or built.environments, built.setup)
+        self.clock.value = self._clock_html(built.propagation_delay, done)
         self.checklist.value = self._checklist_html()
-        self.journal.value = self._journal_html()
+        self.journal.value = self._journal_html(done)
 
-    def _clock_html(self) -> str:
-        delay = self.session.scenario().propagation_delay
-        return (f"<p class='clock'>Clock: <b>{_duration(self.session.clock)}</b> after the "
-                f"start. Steps 1 and 2 reach PortaSIP and RADIUS {_duration(delay)} after "
-                "they are saved (the propagation delay); billing objects at once.</p>")
+    def _clock_html(self, delay: float, done: Replay) -> str:
+        now = self.session.clock
+        text = (f"Clock: <b>{_duration(now)}</b> after the start. Steps 1 and 2 reach "
+                f"PortaSIP and RADIUS {_duration(delay)} after they are saved (the "
+                "propagation delay); billing objects at once.")
+        pending = [at + delay for at in done.propagated_at.get(self.env.value, [])
+                   if at + delay > now]
+        if pending:
+            text += (f" <b class='pending'>Not in effect yet: the last change to steps 1-2 "
+                     f"reaches PortaSIP at {_duration(max(pending))} "
+                     f"({_duration(max(pending) - now)} from now).</b>")
+        return f"<p class='clock'>{text}</p>"
 
     def _checklist_html(self) -> str:
         env = self.env.value
@@ -193,11 +202,9 @@ class TrainerApp:
         return (f"<h3 class='checklist-count'>Checklist: {done} of 9 steps done</h3>"
                 + lines_html(shown, "checklist"))
 
-    def _journal_html(self) -> str:
-        built = self.session.scenario()
-        entries = replay(built.initial or built.environments, built.setup).entries
+    def _journal_html(self, done: Replay) -> str:
         lines = [refused_line(e) if not e.ok else
-                 f"#{e.index} at {e.at:g} s {e.action} (step {e.step})" for e in entries]
+                 f"#{e.index} at {e.at:g} s {e.action} (step {e.step})" for e in done.entries]
         return lines_html(lines or ["nothing yet"])
 
     def _say(self, text: str, bad: bool = False) -> None:
