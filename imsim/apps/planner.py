@@ -78,10 +78,10 @@ class PlannerApp:
         self.pick.observe(lambda _: self.load(), names="value")
         self.factor = w.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.05,
                                     description="Price factor", style=STYLE,
-                                    readout_format=".2f", layout=w.Layout(width="34em"))
+                                    readout_format=".2f", layout=w.Layout(width="44em"))
         self.elasticity = w.FloatSlider(value=0.0, min=-2.0, max=0.0, step=0.1,
                                         description="Elasticity coefficient", style=STYLE,
-                                        layout=w.Layout(width="34em"))
+                                        layout=w.Layout(width="44em"))
         self.rate_button = w.Button(description="Rate a month", button_style="primary")
         self.rate_button.on_click(lambda _: self.rate())
         self.money = w.HTML()

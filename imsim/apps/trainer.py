@@ -65,13 +65,12 @@ class TrainerApp:
         self.exercise_box = self._exercise_box()
         self.widget = w.VBox([
             w.HTML("<h2>Instant Messaging setup: the nine steps</h2>"),
-            w.HBox([self.env, self.clock]),
+            w.HBox([self.env, self.wait_for, self.wait_button]), self.clock,
             w.HBox([self.tabs, w.VBox([self.checklist], layout=w.Layout(width="34em"))]),
             self.answer,
             w.HTML("<h3>Step 9: send an instant test message</h3>"),
             w.HBox([self.sender, self.to, self.send_button]),
             self.test,
-            w.HBox([self.wait_for, self.wait_button]),
             self.exercise_box,
             w.HTML("<h3>Journal: what was done</h3>"), self.journal])
 

@@ -65,7 +65,7 @@ def planner_url() -> Iterator[str]:
 
 
 def open_page(browser: Any, url: str, ready: str) -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(url, timeout=WAIT)
     page.get_by_role("button", name=ready).first.wait_for(timeout=WAIT)
     return page
