@@ -112,7 +112,8 @@ class Form:
 def lines_html(lines: Sequence[str], css: str = "") -> str:
     """Lines of text as escaped HTML, one per row, monospace."""
     body = "<br>".join(html.escape(line) for line in lines)
-    return f"<div class='{css}' style='font-family:monospace;white-space:pre-wrap;line-height:1.35'>{body}</div>"
+    style = "font-family:monospace;white-space:pre-wrap;line-height:1.35"
+    return f"<div class='{css}' style='{style}'>{body}</div>"
 
 
 def figure_png(fig: Any) -> bytes:
