@@ -33,6 +33,12 @@ demo: venv
 	$(BIN)/imsim lab run scenarios/handbook.yaml --out runs/handbook/lab; \
 	  status=$$?; $(BIN)/imsim lab down; exit $$status
 
+# The trainer app in a browser: Voila on 127.0.0.1, the URL printed, Ctrl-C stops it.
+# (`imsim app planner` serves the planner the same way.)
+.PHONY: train
+train: venv
+	$(BIN)/imsim app trainer
+
 lint: venv
 	$(BIN)/ruff check imsim lab tests benchmarks
 

@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("checklist", "checklist"),
     ("sweep", "sweep"),
     ("rerate", "rerate"),
+    ("app", "app"),
 )
 
 

@@ -22,7 +22,6 @@ No I/O here except `write_reports`.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections import Counter
@@ -250,28 +249,10 @@ def markdown(result: Comparison) -> str:
 
 
 def html_report(result: Comparison) -> str:
-    frame = result.table.copy()
-    for column in frame.columns:
-        if column not in ("match", "msg_id", "diff"):
-            frame[column] = frame[column].map(_show)
-    styled = frame.to_html(index=False, border=0, classes="cmp", escape=True)
-    for row in result.table.itertuples(index=False):
-        if not row.match:
-            styled = styled.replace(f"<td>{html.escape(row.msg_id)}</td>",
-                                    f'<td class="bad">{html.escape(row.msg_id)}</td>', 1)
-    meta = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
-                   for k, v in result.meta.items())
-    summary = "".join(f"<p><b>{html.escape(line)}</b></p>" for line in summary_lines(result))
-    figure = latency_png(result)
-    image = (f'<img alt="delivery latency, model and lab" src="data:image/png;base64,'
-             f'{figure}">') if figure else "<p>(no delivered message: no latency figure)</p>"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>imsim lab run</title>"
-            f"<style>body{{font-family:sans-serif}}table.cmp{{border-collapse:collapse;"
-            f"font-size:12px}}table.cmp td,table.cmp th{{padding:2px 6px;border-bottom:1px "
-            f"solid #ccc}}td.bad{{background:#fcc}}</style></head><body>"
-            f"<h1>imsim lab run: lab against model</h1><ul>{meta}</ul>{summary}"
-            f"<h2>Delivery latency, model and lab</h2>{image}<h2>Per message</h2>{styled}"
-            f"</body></html>\n")
+    """The page people read (`imsim.lab_report`): verdict and differing messages first."""
+    from imsim.lab_report import html_report as page
+
+    return page(result)
 
 
 def latency_png(result: Comparison) -> str | None:

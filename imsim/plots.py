@@ -26,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from imsim.planning.bill import DELIVERED
 from imsim.results import RunResult
 
 SIZE = (8.0, 4.5)
@@ -46,7 +47,7 @@ def money_by_variant(means: pd.DataFrame, variant: str, currency: str = "",
                      metrics: Sequence[str] = MONEY) -> Figure:
     """Grouped bars of ``<metric>_mean`` per value of ``variant``, error bars ±
     ``<metric>_ci`` (the 95 % half-width)."""
-    fig, ax = _figure("Revenue, cost and margin by variant (95 % CI)", variant,
+    fig, ax = _figure(f"Revenue, cost and margin by variant (95 % CI, {_runs(means)})", variant,
                       f"amount per run {currency}".strip())
     labels = [str(v) for v in means[variant]]
     x, width = np.arange(len(labels)), 0.8 / len(metrics)
@@ -61,18 +62,37 @@ def money_by_variant(means: pd.DataFrame, variant: str, currency: str = "",
 
 def metric_by_factor(means: pd.DataFrame, factor: str, metric: str, label: str = "",
                      group: str | None = None) -> Figure:
-    """``<metric>_mean`` against a numeric factor with its 95 % band; one line per
-    value of ``group`` when given."""
-    fig, ax = _figure(f"{label or metric} against {factor}", factor, label or metric)
+    """``<metric>_mean`` against a numeric factor with its 95 % band (``_low`` to
+    ``_high`` from `imsim.sweep.means`: never below zero for a latency); one line per
+    value of ``group`` when given. The title says how many runs each point has."""
+    fig, ax = _figure(f"{label or metric} against {factor} (95 % interval, {_runs(means)})",
+                      factor, label or metric)
     groups = means.groupby(group, sort=True) if group else [("", means)]
     for name, part in groups:
         part = part.sort_values(factor)
-        mean, ci = part[f"{metric}_mean"], part[f"{metric}_ci"].fillna(0)
-        ax.plot(part[factor], mean, marker="o", label=f"{group}={name}" if group else None)
-        ax.fill_between(part[factor], mean - ci, mean + ci, alpha=0.2)
+        low, high = _band(part, metric)
+        ax.plot(part[factor], part[f"{metric}_mean"], marker="o",
+                label=f"{group}={name}" if group else None)
+        ax.fill_between(part[factor], low, high, alpha=0.2)
     if group:
         ax.legend()
     return fig
+
+
+def _band(part: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
+    if f"{metric}_low" in part:
+        return part[f"{metric}_low"].fillna(part[f"{metric}_mean"]), \
+            part[f"{metric}_high"].fillna(part[f"{metric}_mean"])
+    ci = part[f"{metric}_ci"].fillna(0)
+    return part[f"{metric}_mean"] - ci, part[f"{metric}_mean"] + ci
+
+
+def _runs(means: pd.DataFrame) -> str:
+    """``n = 3 runs per point`` (or ``n = 2 to 3``)."""
+    if "n" not in means:
+        return "n unknown"
+    low, high = int(means["n"].min()), int(means["n"].max())
+    return f"n = {low} runs per point" if low == high else f"n = {low} to {high} runs per point"
 
 
 def revenue_by_destination(billed: pd.DataFrame | RunResult, top: int = 12) -> Figure:
@@ -90,21 +110,35 @@ def revenue_by_destination(billed: pd.DataFrame | RunResult, top: int = 12) -> F
 
 
 def outcomes(messages: pd.DataFrame | RunResult | Mapping[str, Any]) -> Figure:
-    """Messages by the deciding check: a messages frame, a `RunResult`, or a summary."""
-    if isinstance(messages, RunResult):
-        messages = messages.summary
-    if isinstance(messages, Mapping):
-        counts = pd.Series({f"{o['code']} {o['check']}": o["messages"]
-                            for o in messages["outcomes"]})
-    else:
-        counts = messages.groupby(messages["code"].astype(str) + " "
-                                  + messages["check"].astype(str)).size()
-    counts = counts.groupby(level=0).sum().sort_values()
-    fig, ax = _figure("Outcomes", "messages", "")
-    ax.barh(counts.index, counts.to_numpy())
+    """Messages by SIP answer and deciding check ("200 delivered", "403 product"): a
+    messages frame, a `RunResult`, a run summary or a planning month's summary."""
+    counts = _outcome_counts(messages).sort_values()
+    fig, ax = _figure("Outcomes: messages by SIP answer and deciding check", "messages",
+                      "SIP answer and check")
+    labels = [str(label) for label in counts.index]
+    ax.barh(np.arange(len(labels)), counts.to_numpy())
+    ax.set_yticks(np.arange(len(labels)), labels)
     ax.grid(axis="x", alpha=0.3)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     return fig
+
+
+def _outcome_counts(messages: pd.DataFrame | RunResult | Mapping[str, Any]) -> pd.Series:
+    """Message counts by "<code> <check>" label."""
+    if isinstance(messages, RunResult):
+        messages = messages.summary
+    if not isinstance(messages, Mapping):
+        labels = messages["code"].astype(int).astype(str) + " " + messages["check"].astype(str)
+        return labels.value_counts()
+    if isinstance(messages["outcomes"], Mapping):  # a planning month: refusals apart
+        pairs = [(f"200 {DELIVERED}", messages["outcomes"].get(DELIVERED, 0))]
+        pairs += [(f"{r['code']} {r['check']}", r["messages"]) for r in messages["refusals"]]
+    else:
+        pairs = [(f"{o['code']} {o['check']}", o["messages"]) for o in messages["outcomes"]]
+    counts: dict[str, int] = {}
+    for label, n in pairs:
+        counts[label] = counts.get(label, 0) + int(n)
+    return pd.Series({k: v for k, v in counts.items() if v}, dtype="int64")
 
 
 def latency_cdf(runs: Mapping[str, pd.DataFrame | RunResult] | pd.DataFrame) -> Figure:

@@ -18,14 +18,14 @@ def verdict(report: Report) -> str:
     return "the service works" if report.works else "the service does NOT work"
 
 
-def _step_line(state: StepState) -> str:
+def step_line(state: StepState) -> str:
     line = f"{state.mark} {state.step}. {STEP_TITLES[state.step]}"
     if state.before:
         line += f"  (out of order: done before step {', '.join(map(str, state.before))})"
     return line
 
 
-def _outcome_line(o: Outcome) -> str:
+def outcome_line(o: Outcome) -> str:
     line = f"{o.msg_id} at {o.at:g} s {o.sender} -> {o.to}: {o.code} {o.reason}"
     if o.step:
         line += f" [step {o.step}]"
@@ -36,13 +36,13 @@ def _outcome_line(o: Outcome) -> str:
     return line
 
 
-def _finding_line(f: Finding) -> str:
+def finding_line(f: Finding) -> str:
     sign = {NOTE: "note", UNBILLED: "unbilled"}.get(f.severity, "breaks")
     step = f"step {f.step}" if f.step else "no step"
     return f"{sign}: {step} [{f.check}] {f.problem}. Fix: {f.fix}"
 
 
-def _refused_line(e: Applied) -> str:
+def refused_line(e: Applied) -> str:
     return f"#{e.index} at {e.at:g} s {e.action} (step {e.step}): refused: {e.refused}"
 
 
@@ -53,14 +53,14 @@ def sections(report: Report) -> list[tuple[str, list[str]]]:
         lines: list[str] = []
         for title, numbers in SECTIONS:
             lines.append(f"## {title}")
-            lines += [_step_line(states[n]) for n in numbers]
+            lines += [step_line(states[n]) for n in numbers]
         out.append((f"Checklist: environment {env} ({report.domains[env]})", lines))
     if report.refused:
         out.append(("Journal entries the admin interface refused",
-                    [_refused_line(e) for e in report.refused]))
-    findings = [_finding_line(f) for f in report.findings] or ["nothing wrong found"]
+                    [refused_line(e) for e in report.refused]))
+    findings = [finding_line(f) for f in report.findings] or ["nothing wrong found"]
     out.append(("Diagnosis", findings))
-    outcomes = [_outcome_line(o) for o in report.outcomes] or ["no test messages in the script"]
+    outcomes = [outcome_line(o) for o in report.outcomes] or ["no test messages in the script"]
     if report.unexplained:
         outcomes.append("WARNING: refusals the diagnosis does not explain: "
                         + ", ".join(o.msg_id for o in report.unexplained))

@@ -342,13 +342,38 @@ def _cell(value: Any) -> Any:
 # -- statistics --------------------------------------------------------------------------
 
 BOOKKEEPING = ("run", "combination", "replication", "seed")
+POSITIVE_PREFIX = "latency_"
+
+
+def positive_metrics(metrics: Sequence[str]) -> list[str]:
+    """The metrics that are positive by nature: the latencies."""
+    return [m for m in metrics if m.startswith(POSITIVE_PREFIX)]
+
+
+def _log_interval(frame: pd.DataFrame, keys: list[str], metric: str, t: np.ndarray,
+                  n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """exp(mean(log x) -/+ t * sd(log x) / sqrt(n)) per group; NaN unless every x > 0."""
+    values = frame[metric].astype(float)
+    logs = np.log(values.where(values > 0))
+    by = [frame[k] for k in keys]
+    usable = values.groupby(by, sort=False, dropna=False).min().to_numpy() > 0
+    grouped = logs.groupby(by, sort=False, dropna=False)
+    centre = grouped.mean().to_numpy()
+    half = t * grouped.std(ddof=1).to_numpy() / np.sqrt(n)
+    low, high = np.exp(centre - half), np.exp(centre + half)
+    return np.where(usable, low, np.nan), np.where(usable, high, np.nan)
 
 
 def means(runs: pd.DataFrame, factors: Sequence[str], level: float = 0.95,
-          metrics: Sequence[str] | None = None) -> pd.DataFrame:
+          metrics: Sequence[str] | None = None,
+          positive: Sequence[str] | None = None) -> pd.DataFrame:
     """Per factor combination: ``n`` runs and, per metric (default: every numeric
     column but the factors and run bookkeeping), ``_mean``, ``_ci`` (the half-width of
-    the t-distribution confidence interval; NaN with one run), ``_low`` and ``_high``."""
+    the t-distribution confidence interval; NaN with one run), ``_low`` and ``_high``.
+
+    A metric in ``positive`` (default: the latencies, `positive_metrics`) cannot be negative:
+    its ``_low``/``_high`` are the t interval of the logarithms taken back (never below
+    zero, wider above than below), NaN when a run's value is not above zero."""
     from scipy import stats
 
     if metrics is None:
@@ -365,5 +390,8 @@ def means(runs: pd.DataFrame, factors: Sequence[str], level: float = 0.95,
         half = t * grouped[metric].std(ddof=1).to_numpy() / np.sqrt(n)
         out[f"{metric}_mean"], out[f"{metric}_ci"] = mean, half
         out[f"{metric}_low"], out[f"{metric}_high"] = mean - half, mean + half
+        if metric in (positive_metrics(metrics) if positive is None else positive):
+            out[f"{metric}_low"], out[f"{metric}_high"] = _log_interval(frame, keys, metric,
+                                                                        t, n)
     out = out.reset_index()
     return out.drop(columns="_all") if not factors else out
