@@ -4,7 +4,9 @@ served by Voila on 127.0.0.1 (`imsim.apps.serve`, started once per app and modul
 A trainee does the nine steps by clicking and typing until the checklist shows 9 of 9
 and the test message 200 and billed; an exercise shows the diagnosis step; the
 planner's slider moves the margin; a mismatching lab report shows its differing
-messages first. The screenshots land in docs/screenshots/ (README)."""
+messages first. The screenshots go to a temporary folder, or, with
+IMSIM_SCREENSHOTS=1, to docs/screenshots/ for the README (so a test run leaves the
+checkout as it was)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,14 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-SHOTS = ROOT / "docs" / "screenshots"
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go (docs/screenshots/ with IMSIM_SCREENSHOTS=1)."""
+    if os.environ.get("IMSIM_SCREENSHOTS") == "1":
+        return ROOT / "docs" / "screenshots"
+    return tmp_path_factory.mktemp("screenshots")
+
 WAIT = 60_000  # ms: the kernel starts, imports imsim and builds the app
 
 if not Path(CHROMIUM).exists():
@@ -102,7 +111,8 @@ NINE_STEPS = [
 ]
 
 
-def test_a_trainee_does_the_nine_steps_in_the_browser(browser: Any, trainer_url: str) -> None:
+def test_a_trainee_does_the_nine_steps_in_the_browser(browser: Any, trainer_url: str,
+                                                      shots: Path) -> None:
     page = open_page(browser, trainer_url, "Send a test message")
     expect(page.locator(".checklist-count")).to_have_text("Checklist: 0 of 9 steps done")
     for tab, action, values in NINE_STEPS:
@@ -114,12 +124,12 @@ def test_a_trainee_does_the_nine_steps_in_the_browser(browser: Any, trainer_url:
     expect(page.locator(".sip-answer")).to_have_text("SIP answer: 200 OK · billed",
                                                      timeout=WAIT)
     expect(page.locator(".checklist-count")).to_have_text("Checklist: 9 of 9 steps done")
-    page.screenshot(path=str(SHOTS / "trainer.png"), full_page=True)
+    page.screenshot(path=str(shots / "trainer.png"), full_page=True)
     page.close()
 
 
-def test_an_exercise_shows_the_step_of_its_hidden_mistake(browser: Any,
-                                                          trainer_url: str) -> None:
+def test_an_exercise_shows_the_step_of_its_hidden_mistake(browser: Any, trainer_url: str,
+                                                          shots: Path) -> None:
     labels = {Path(path).stem: label for label, path in exercises(ROOT)}
     page = open_page(browser, trainer_url, "Load the exercise")
     field(page, "Exercise", "dropdown", "select").select_option(
@@ -129,11 +139,12 @@ def test_an_exercise_shows_the_step_of_its_hidden_mistake(browser: Any,
     page.get_by_role("button", name="Send a test message").click()
     expect(page.locator(".sip-answer")).to_contain_text("SIP answer: 403", timeout=WAIT)
     expect(page.locator(".diagnosis")).to_contain_text("breaks: step 4 [vendor_rate]")
-    page.screenshot(path=str(SHOTS / "trainer-exercise.png"), full_page=True)
+    page.screenshot(path=str(shots / "trainer-exercise.png"), full_page=True)
     page.close()
 
 
-def test_the_planner_slider_moves_the_margin(browser: Any, planner_url: str) -> None:
+def test_the_planner_slider_moves_the_margin(browser: Any, planner_url: str,
+                                             shots: Path) -> None:
     page = open_page(browser, planner_url, "Rate a month")
     page.get_by_role("button", name="Rate a month").click()
     margin = page.locator(".margin")
@@ -147,7 +158,7 @@ def test_the_planner_slider_moves_the_margin(browser: Any, planner_url: str) -> 
     page.get_by_role("button", name="Rate a month").click()
     expect(margin).not_to_have_text(before, timeout=WAIT)
     assert _amount(margin.inner_text()) > _amount(before)
-    page.screenshot(path=str(SHOTS / "planner.png"), full_page=True)
+    page.screenshot(path=str(shots / "planner.png"), full_page=True)
     page.close()
 
 
@@ -155,8 +166,8 @@ def _amount(text: str) -> float:
     return float(re.search(r"(-?[\d,]+\.\d+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
 
 
-def test_a_mismatching_lab_report_shows_its_differences_first(browser: Any,
-                                                              tmp_path: Path) -> None:
+def test_a_mismatching_lab_report_shows_its_differences_first(browser: Any, tmp_path: Path,
+                                                              shots: Path) -> None:
     from imsim import scenario, sim
     from imsim.lab_report import html_report
     from tests.helpers import HANDBOOK
@@ -172,5 +183,5 @@ def test_a_mismatching_lab_report_shows_its_differences_first(browser: Any,
     first = page.locator(".differs").first.bounding_box()
     assert verdict["y"] < first["y"] < 900, "the verdict, then a differing message, on screen"
     assert page.evaluate("document.documentElement.scrollWidth") <= 1200
-    page.screenshot(path=str(SHOTS / "lab-report.png"), full_page=True)
+    page.screenshot(path=str(shots / "lab-report.png"), full_page=True)
     page.close()
