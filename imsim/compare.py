@@ -2,7 +2,7 @@
 predicts?
 
     result = compare(model.messages, model.xdrs, lab_messages, lab_xdrs, accounting)
-    print(table(result)); write_reports(result, out_dir); exit(0 if result.ok else 1)
+    print(table(result)); exit(0 if result.ok else 1)
 
 Both sides come in the shared schema (`imsim.results`: ``message_frame`` and
 ``xdr_frame``) and are joined on ``msg_id``. Per message the fields compared are the
@@ -16,7 +16,7 @@ exactly one customer xDR (``lost``: none, ``duplicated``: more than one) and no 
 such a transaction (``orphans``). A 2xx the model also leaves unbilled (outgoing_aaa off)
 is counted as ``unbilled``, not lost.
 
-No I/O here except `write_reports`.
+No I/O here: `imsim.lab_report.write_reports` writes the files.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -124,8 +123,8 @@ def _row(msg_id: str, model: dict[str, Any] | None, lab: dict[str, Any] | None,
     if model is None or lab is None:
         row["diff"] = "not in the model" if model is None else "not played in the lab"
     else:
-        row["diff"] = "; ".join(f"{name} {_show(row[f'model_{name}'])} != "
-                                f"{_show(row[f'lab_{name}'])}"
+        row["diff"] = "; ".join(f"{name} {show(row[f'model_{name}'])} != "
+                                f"{show(row[f'lab_{name}'])}"
                                 for name in FIELDS if name not in skipped
                                 and row[f"model_{name}"] != row[f"lab_{name}"])
     row["match"] = not row["diff"]
@@ -178,8 +177,8 @@ SHOWN = (("code", "code"), ("delivered", "deliv"), ("units", "units"), ("amount"
 def table(result: Comparison) -> str:
     """The comparison as a plain-text table plus the summary lines."""
     head = ["msg_id", *[f"{short} m/l" for _, short in SHOWN], "match"]
-    rows = [[row.msg_id, *[f"{_show(getattr(row, 'model_' + n))}/"
-                           f"{_show(getattr(row, 'lab_' + n))}" for n, _ in SHOWN],
+    rows = [[row.msg_id, *[f"{show(getattr(row, 'model_' + n))}/"
+                           f"{show(getattr(row, 'lab_' + n))}" for n, _ in SHOWN],
              "yes" if row.match else "NO"] for row in result.table.itertuples(index=False)]
     widths = [max(len(str(cell)) for cell in column) for column in zip(head, *rows,
                                                                          strict=False)]
@@ -225,15 +224,15 @@ def markdown(result: Comparison) -> str:
              *[f"**{line}**  " for line in summary_lines(result)], "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result.table.itertuples(index=False):
-        cells = [row.msg_id, *[f"{_show(getattr(row, 'model_' + n))} / "
-                               f"{_show(getattr(row, 'lab_' + n))}" for n, _ in SHOWN],
-                 f"{_show(row.model_delivery_ms)} / {_show(row.lab_delivery_ms)}",
+        cells = [row.msg_id, *[f"{show(getattr(row, 'model_' + n))} / "
+                               f"{show(getattr(row, 'lab_' + n))}" for n, _ in SHOWN],
+                 f"{show(row.model_delivery_ms)} / {show(row.lab_delivery_ms)}",
                  "yes" if row.match else "**NO**", row.diff]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if result.gap and result.gap.get("failed"):
         lines += ["", "## Gap: failed during an outage", "", "| msg_id | t (s) | code | reason |",
                   "|---|---|---|---|"]
-        lines += [f"| {g['msg_id']} | {_show(g['t'])} | {_show(g['code'])} | "
+        lines += [f"| {g['msg_id']} | {show(g['t'])} | {show(g['code'])} | "
                   f"{str(g['reason']).replace('|', '/')} |" for g in result.gap["failed"]]
     if result.presence is not None and not result.presence["match"].all():
         lines += ["", "## Presence: states told (model / lab)", "",
@@ -246,13 +245,6 @@ def markdown(result: Comparison) -> str:
         lines += [f"- {key}: {', '.join(recon[key][:20])}"
                   for key in ("lost", "duplicated", "orphans") if recon[key]]
     return "\n".join(lines) + "\n"
-
-
-def html_report(result: Comparison) -> str:
-    """The page people read (`imsim.lab_report`): verdict and differing messages first."""
-    from imsim.lab_report import html_report as page
-
-    return page(result)
 
 
 def latency_png(result: Comparison) -> str | None:
@@ -282,19 +274,6 @@ def latency_png(result: Comparison) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_reports(result: Comparison, out: Path | str) -> list[Path]:
-    """compare.csv, report.md and report.html into ``out``; the paths written."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "compare.csv", folder / "report.md", folder / "report.html"]
-    result.table.to_csv(paths[0], index=False)
-    if result.presence is not None:
-        result.presence.to_csv(folder / "presence.csv", index=False)
-    paths[1].write_text(markdown(result), encoding="utf-8")
-    paths[2].write_text(html_report(result), encoding="utf-8")
-    return paths
-
-
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -312,7 +291,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     if _missing(value):
         return "-"
     if isinstance(value, bool):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import html
 import statistics
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from imsim.compare import Comparison
+from imsim.compare import FIELDS, Comparison, latency_png, markdown, show, summary_lines
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1160px;margin:1.5em auto;padding:0 1em;
@@ -42,8 +42,6 @@ COLUMNS = (("code", "code"), ("delivered", "delivered"), ("units", "units"),
 
 def html_report(result: Comparison) -> str:
     """The whole page."""
-    from imsim.compare import summary_lines
-
     title = "imsim lab run: lab against model"
     body = [f"<h1>{title}</h1>", _verdict(result), *_differences(result),
             "<h2>Summary</h2>", _list(summary_lines(result)), "<h2>Run</h2>",
@@ -67,15 +65,11 @@ def _verdict(result: Comparison) -> str:
 
 def differing_fields(row: Any, skipped: tuple[str, ...] = ()) -> list[str]:
     """The compared fields on which model and lab disagree in one table row."""
-    from imsim.compare import FIELDS
-
     return [name for name in FIELDS if name not in skipped
             and getattr(row, f"model_{name}") != getattr(row, f"lab_{name}")]
 
 
 def _differences(result: Comparison) -> list[str]:
-    from imsim.compare import _show
-
     rows = [r for r in result.table.itertuples(index=False) if not r.match]
     if not rows:
         return []
@@ -83,8 +77,8 @@ def _differences(result: Comparison) -> list[str]:
     for row in rows:
         names = differing_fields(row, result.uncompared)
         cells = "".join(f"<tr><td>{html.escape(n)}</td>"
-                        f"<td>{html.escape(_show(getattr(row, 'model_' + n)))}</td>"
-                        f"<td>{html.escape(_show(getattr(row, 'lab_' + n)))}</td></tr>"
+                        f"<td>{html.escape(show(getattr(row, 'model_' + n)))}</td>"
+                        f"<td>{html.escape(show(getattr(row, 'lab_' + n)))}</td></tr>"
                         for n in names)
         detail = (f"<table class='fields'><tr><th>field</th><th>model</th><th>lab</th></tr>"
                   f"{cells}</table>") if cells else f"<p>{html.escape(row.diff)}</p>"
@@ -94,8 +88,6 @@ def _differences(result: Comparison) -> list[str]:
 
 
 def _latency(result: Comparison) -> list[str]:
-    from imsim.compare import latency_png
-
     figure = latency_png(result)
     image = (f'<img alt="delivery latency per message, model and lab" '
              f'src="data:image/png;base64,{figure}">') if figure else \
@@ -126,17 +118,15 @@ def _latency_note(result: Comparison) -> str:
 
 
 def _table(result: Comparison) -> str:
-    from imsim.compare import _show
-
     head = "".join(f"<th>{label}<br><small>model / lab</small></th>" for _, label in COLUMNS)
     rows = []
     for row in result.table.itertuples(index=False):
         differs = set(differing_fields(row, result.uncompared))
         cells = "".join(
             f"<td{' class=diff' if name in differs else ''}>"
-            f"{html.escape(_show(getattr(row, 'model_' + name)))} / "
-            f"{html.escape(_show(getattr(row, 'lab_' + name)))}</td>" for name, _ in COLUMNS)
-        delivery = (f"{_show(row.model_delivery_ms)} / {_show(row.lab_delivery_ms)}")
+            f"{html.escape(show(getattr(row, 'model_' + name)))} / "
+            f"{html.escape(show(getattr(row, 'lab_' + name)))}</td>" for name, _ in COLUMNS)
+        delivery = (f"{show(row.model_delivery_ms)} / {show(row.lab_delivery_ms)}")
         rows.append(f"<tr{'' if row.match else ' class=bad'}><td>{html.escape(str(row.msg_id))}"
                     f"</td>{cells}<td>{html.escape(delivery)}</td>"
                     f"<td>{'yes' if row.match else '<b>NO</b>'}</td></tr>")
@@ -170,3 +160,16 @@ def _list(lines: Any) -> str:
 def _meta(meta: dict[str, Any]) -> str:
     return "<dl>" + "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
                             for k, v in meta.items()) + "</dl>"
+
+
+def write_reports(result: Comparison, out: Path | str) -> list[Path]:
+    """compare.csv, report.md and report.html into ``out``; the paths written."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "compare.csv", folder / "report.md", folder / "report.html"]
+    result.table.to_csv(paths[0], index=False)
+    if result.presence is not None:
+        result.presence.to_csv(folder / "presence.csv", index=False)
+    paths[1].write_text(markdown(result), encoding="utf-8")
+    paths[2].write_text(html_report(result), encoding="utf-8")
+    return paths

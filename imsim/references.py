@@ -7,12 +7,28 @@ the fix, the way the admin interface would refuse the same entry.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from imsim.config import AppliedTo, BalanceModel, Environment
+from imsim.problems import Path_, ScenarioError, line_of
+from imsim.setup import SetupAction
+from imsim.traffic import Traffic
 
-if TYPE_CHECKING:
-    from imsim.scenario import Path_, Scenario
+
+class Scenario(Protocol):
+    """What the checks read of an `imsim.scenario.Scenario` (which calls them while
+    it loads, so they do not import it)."""
+
+    @property
+    def environments(self) -> Sequence[Environment]: ...
+    @property
+    def traffic(self) -> Traffic: ...
+    @property
+    def setup(self) -> Sequence[SetupAction]: ...
+    @property
+    def expected(self) -> Mapping[str, Any]: ...
+    def home_of(self, account_id: str, domain: str | None = None) -> Environment | None: ...
 
 
 class _Reporter:
@@ -20,8 +36,6 @@ class _Reporter:
         self.document, self.source = document, source
 
     def fail(self, path: Path_, problem: str, step: int | None, fix: str) -> None:
-        from imsim.scenario import ScenarioError, line_of
-
         raise ScenarioError(problem, source=self.source, path=path,
                             line=line_of(self.document, path), step=step, fix=fix)
 

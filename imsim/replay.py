@@ -3,14 +3,26 @@ configuration in effect on PortaSIP and billing over time (`timeline`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from imsim.config import Environment
-from imsim.setup import PROPAGATED_ACTIONS, Applied, Refused, action_step, apply
+from imsim.setup import PROPAGATED_ACTIONS, Applied, Refused, SetupAction, action_step, apply
 
-if TYPE_CHECKING:
-    from imsim.scenario import Scenario
+
+class Journaled(Protocol):
+    """What `timeline` reads of an `imsim.scenario.Scenario` (which replays its
+    journal while it loads, so this module does not import it)."""
+
+    @property
+    def environments(self) -> Sequence[Environment]: ...
+    @property
+    def initial(self) -> Sequence[Environment] | None: ...
+    @property
+    def setup(self) -> Sequence[SetupAction]: ...
+    @property
+    def propagation_delay(self) -> float: ...
 
 BEFORE = float("-inf")
 Versions = list[tuple[float, Environment]]
@@ -28,7 +40,7 @@ class Replay:
         return tuple(states[-1][1] for states in self.admin.values())
 
 
-def replay(initial: tuple[Environment, ...], journal: tuple[Any, ...]) -> Replay:
+def replay(initial: Sequence[Environment], journal: Sequence[Any]) -> Replay:
     """Apply the journal in order on top of ``initial``; refused actions are kept as such."""
     result = Replay(admin={env.name: [(BEFORE, env)] for env in initial},
                     propagated_at={env.name: [] for env in initial})
@@ -71,7 +83,7 @@ def in_effect(states: Versions, t: float, delay: float) -> Environment:
                                       "service_policies": sip.service_policies})
 
 
-def timeline(scenario: Scenario) -> dict[str, Versions]:
+def timeline(scenario: Journaled) -> dict[str, Versions]:
     """Per environment: [(from_seconds, configuration in effect)], sorted; the first entry
     starts at -inf (the configuration before the journal, long propagated)."""
     done = replay(scenario.initial or scenario.environments, scenario.setup)

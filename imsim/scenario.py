@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from imsim import references
-from imsim.config import STEP_TITLES, Environment, Frozen
+from imsim.config import Environment, Frozen
 from imsim.memory import paused_gc
 from imsim.population import Generate
+from imsim.problems import Path_, ScenarioError, lc_line, line_of
+from imsim.replay import replay
 from imsim.settings import SimSettings
 from imsim.setup import SetupAction
 from imsim.traffic import Traffic
@@ -29,7 +30,6 @@ from imsim.units import Seconds
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 DEFAULT_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
-Path_ = tuple[str | int, ...]
 
 
 class Expectation(Frozen):
@@ -85,50 +85,6 @@ class Scenario(Frozen):
             "accounts": sum(len(c.accounts) for e in envs for c in e.customers),
             "scripted_messages": len(self.traffic.script),
         }
-
-
-class ScenarioError(Exception):
-    """A scenario that cannot be used: where, which handbook step, and the fix."""
-
-    def __init__(self, problem: str, *, source: str = "<scenario>", path: Path_ = (),
-                 line: int | None = None, step: int | None = None, fix: str = "") -> None:
-        self.problem, self.source, self.path = problem, source, path
-        self.line, self.step, self.fix = line, step, fix
-        super().__init__(self.render())
-
-    @property
-    def yaml_path(self) -> str:
-        return format_path(self.path)
-
-    def render(self) -> str:
-        where = self.source + (f":{self.line}" if self.line else "")
-        text = f"{where}: {self.yaml_path or '(top)'}: {self.problem}"
-        if self.step:
-            text += f" [handbook step {self.step}: {STEP_TITLES[self.step]}]"
-        if self.fix:
-            text += f". Fix: {self.fix}"
-        return one_line(text)
-
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def format_path(path: Path_) -> str:
-    """``environments[0].tariffs[1].rates`` (odd keys quoted: ``["a b"]``)."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not _NAME.match(str(part)):
-            out += f"[{str(part)!r}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def one_line(text: str) -> str:
-    """Control characters (a newline in a key, say) shown escaped: errors stay one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # -- loading --------------------------------------------------------------------------
@@ -224,8 +180,6 @@ def _from_document(document: Any, source: str) -> Scenario:
 def _after_setup(scenario: Scenario, document: Any, source: str) -> Scenario:
     """The scenario with ``environments`` as the journal leaves them; ``initial`` keeps
     the state before it (for `imsim.replay.timeline`)."""
-    from imsim.replay import replay
-
     references.check_journal(scenario, document, source)
     done = replay(scenario.environments, scenario.setup)
     return scenario.model_copy(update={"environments": done.final(),
@@ -312,32 +266,6 @@ def resolve_path(document: Any, loc: tuple[Any, ...]) -> Path_:
             path.append(part)
             break
     return tuple(path)
-
-
-def line_of(document: Any, path: Path_) -> int | None:
-    """1-based line of the deepest part of ``path`` found in the document."""
-    node, line = document, None
-    for part in path:
-        lc = getattr(node, "lc", None)
-        try:
-            if isinstance(node, dict) and part in node:
-                line = lc.key(part)[0] + 1 if lc else line
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                line = lc.item(part)[0] + 1 if lc else line
-                node = node[part]
-            else:
-                break
-        except (KeyError, TypeError, AttributeError):
-            break
-    if line is None and lc_line(node) is not None:
-        line = lc_line(node)
-    return line
-
-
-def lc_line(node: Any) -> int | None:
-    lc = getattr(node, "lc", None)
-    return lc.line + 1 if lc is not None and lc.line is not None else None
 
 
 _SECTION_STEPS = {"config_server": 1, "service_policies": 2, "vendors": 5, "products": 8,

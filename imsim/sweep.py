@@ -39,7 +39,8 @@ from ruamel.yaml import YAML
 
 from imsim import scenario as scenario_mod
 from imsim.cluster import cluster
-from imsim.scenario import Path_, Scenario, ScenarioError, format_path
+from imsim.problems import Path_, ScenarioError, format_path
+from imsim.scenario import Scenario
 from imsim.settings import RecordSettings
 
 LEAN = RecordSettings(messages="none", xdrs=False, presence=False)

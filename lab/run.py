@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from imsim import compare, compare_presence, sim
+from imsim import compare, compare_presence, lab_report, sim
 from imsim import scenario as scenarios
 from imsim.errors import UsageError
 from imsim.results import message_frame, xdr_frame
@@ -360,7 +360,7 @@ def save(folder: Path, result: compare.Comparison, lab_xdrs: pd.DataFrame,
     if acc is not None:
         with open(folder / "accounting.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row) + "\n" for row in acc)
-    compare.write_reports(result, folder)
+    lab_report.write_reports(result, folder)
     summary = {"ok": result.ok, "summary": result.summary,
                "reconciliation": result.reconciliation, "gap": result.gap, "meta": result.meta,
                "uncompared": result.uncompared, "orphans": result.orphans}

@@ -326,7 +326,7 @@ class BillingEngine:
     @staticmethod
     def _close(msg: Message, ledger: Ledger, code: int) -> None:
         """Commit (a 2xx ``code``) or release the hold of ``msg``'s authorization."""
-        tab = ledger.holds.pop(msg.hold, None)
+        tab: Tab | None = ledger.holds.pop(msg.hold, None)
         if tab is not None:
             tab.account(ledger, code)
 

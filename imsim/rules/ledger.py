@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
 from imsim.config import Account, BalanceModel, Customer, Environment
-
-if TYPE_CHECKING:
-    from imsim.rules.settle import Tab
 
 ZERO: Final = Decimal(0)
 ACCOUNT, CUSTOMER = "account:", "customer:"
@@ -84,7 +81,7 @@ class Ledger:
     ``reserved`` show them as dicts (by account id, by customer name, by key)."""
 
     purses: dict[str, Purse] = field(default_factory=dict)
-    holds: dict[str, Tab] = field(default_factory=dict)
+    holds: dict[str, Any] = field(default_factory=dict)   # `imsim.rules.settle.Tab`s
     """Settlements in progress, by message (`Message.hold`): held at authorization,
     committed or released at accounting (`imsim.rules.settle`)."""
     included: dict[str, int] = field(default_factory=dict)   # bundle messages used (held)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from imsim import compare, scenario, sim
+from imsim import compare, lab_report, scenario, sim
 from tests.lab.billing_fixtures import HANDBOOK
 
 
@@ -70,7 +70,7 @@ def test_reconciliation_counts_lost_duplicated_orphans_and_unbilled(model):
 def test_reports_are_written(model, tmp_path):
     result = compare.compare(model.messages, model.xdrs, model.messages, model.xdrs,
                              meta={"scenario": "handbook"})
-    paths = compare.write_reports(result, tmp_path)
+    paths = lab_report.write_reports(result, tmp_path)
     assert [p.name for p in paths] == ["compare.csv", "report.md", "report.html"]
     markdown = paths[1].read_text()
     assert "5/5 messages agree (100.0 %)" in markdown and "- scenario: handbook" in markdown
