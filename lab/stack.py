@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ LAB_DIR = Path(__file__).resolve().parent
 TEMPLATE = LAB_DIR / "templates" / "kamailio.cfg.tmpl"
 PACKAGES = ("kamailio", "kamailio-presence-modules", "kamailio-sqlite-modules",
             "kamailio-utils-modules", "kamailio-extra-modules", "sip-tester")
+UPDATE_COMMAND = ["apt-get", "update"]  # a fresh machine's package lists may be empty
 INSTALL_COMMAND = ["apt-get", "install", "-y", *PACKAGES]
+WHY_INSTALL = ("the live lab needs Kamailio (proxy, registrar, presence; its modules) and "
+               "sipp from Debian")
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules",
                "/usr/lib/aarch64-linux-gnu/kamailio/modules",
                "/usr/lib64/kamailio/modules", "/usr/lib/kamailio/modules",
@@ -138,7 +142,7 @@ class Stack:
                  runner: Runner | None = None, pinger: Pinger = sip.options_ping,
                  children: int = 4, tcp_children: int = 2, shm_mb: int = 256,
                  start_timeout: float = 10.0, stop_timeout: float = 5.0,
-                 debug: int = 2) -> None:
+                 debug: int = 2, say: Callable[[str], None] | None = None) -> None:
         self.dir = Path(runtime_dir) if runtime_dir else default_runtime_dir()
         self.sip_port, self.billing_port = sip_port, billing_port
         self.billing = billing
@@ -147,6 +151,7 @@ class Stack:
         self.children, self.tcp_children, self.shm_mb = children, tcp_children, shm_mb
         self.start_timeout, self.stop_timeout, self.debug = start_timeout, stop_timeout, debug
         self._billing_handle: Any = None
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
 
     # paths -------------------------------------------------------------------------
     @property
@@ -263,13 +268,19 @@ class Stack:
         found = self.runner.which("kamailio")
         if found:
             return found
-        command = " ".join(INSTALL_COMMAND)
+        commands = f"{' '.join(UPDATE_COMMAND)} && {' '.join(INSTALL_COMMAND)}"
         if os.geteuid() != 0:
-            raise StackError(f"kamailio is not installed; as root run: {command}")
-        done = self.runner.run(INSTALL_COMMAND, timeout=600)
+            raise StackError(f"kamailio is not installed ({WHY_INSTALL}); as root run: "
+                             f"{commands}")
+        self.say(f"imsim lab: kamailio is not installed and {WHY_INSTALL}; installing "
+                 f"{len(PACKAGES)} Debian packages as root ({commands}), a few minutes")
+        for argv in (UPDATE_COMMAND, INSTALL_COMMAND):
+            done = self.runner.run(argv, timeout=600)
+            if done.returncode != 0:
+                raise StackError(f"`{' '.join(argv)}` failed: {done.stderr or done.stdout}")
         found = self.runner.which("kamailio")
-        if done.returncode != 0 or not found:
-            raise StackError(f"`{command}` failed: {done.stderr or done.stdout}")
+        if not found:
+            raise StackError(f"`{commands}` ran but kamailio is still not found")
         return found
 
     def prepare(self) -> None:
