@@ -36,6 +36,8 @@ UPDATE_COMMAND = ["apt-get", "update"]  # a fresh machine's package lists may be
 INSTALL_COMMAND = ["apt-get", "install", "-y", *PACKAGES]
 WHY_INSTALL = ("the live lab needs Kamailio (proxy, registrar, presence; its modules) and "
                "sipp from Debian")
+ACCOUNT_FLUSH_US = 10_000  # how often Kamailio posts its queued /account bodies
+ACCOUNT_BATCH = 64  # bodies per POST /accounts (~300 bytes each; the service takes 256)
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules",
                "/usr/lib/aarch64-linux-gnu/kamailio/modules",
                "/usr/lib64/kamailio/modules", "/usr/lib/kamailio/modules",
@@ -298,6 +300,7 @@ class Stack:
             "ACC_DIR": self.acc_dir.resolve(), "MODULES_DIR": self._modules_dir(),
             "CHILDREN": self.children, "TCP_CHILDREN": self.tcp_children,
             "HTTP_TIMEOUT": 1, "DEBUG": self.debug,
+            "ACCOUNT_FLUSH_US": ACCOUNT_FLUSH_US, "ACCOUNT_BATCH": ACCOUNT_BATCH,
         }
         return render(TEMPLATE.read_text(), values)
 
