@@ -35,15 +35,21 @@ SENDER: Account = ("15551230001", DOMAIN, "alice-secret")
 RECEIVER: Account = ("15551230002", DOMAIN, "bob-secret")
 
 
-def measure(proxy: tuple[str, int, str], sender: Account, receiver: Account, count: int,
-            in_flight: int, out_dir: Path, prefix: str = "pj") -> dict[str, Any]:
-    """Send `count` MESSAGEs sender -> receiver with `in_flight` outstanding; the figures."""
-    script = [{"id": f"{prefix}-{in_flight}-{n}", "at": 0, "from": sender[0],
-               "to": receiver[0], "body": "benchmark"} for n in range(count)]
-    records = driver.run_driver([sender, receiver], script, proxy, speed=0,
+def measure(proxy: tuple[str, int, str], sender: Account | list[Account],
+            receiver: Account | list[Account], count: int, in_flight: int, out_dir: Path,
+            prefix: str = "pj") -> dict[str, Any]:
+    """Send `count` MESSAGEs sender -> receiver (or the i-th of several senders to the
+    i-th receiver, in turn), `in_flight` outstanding per sender, each account in a
+    driver process of its own; the figures."""
+    senders = sender if isinstance(sender, list) else [sender]
+    receivers = receiver if isinstance(receiver, list) else [receiver]
+    script = [{"id": f"{prefix}-{in_flight}-{n}", "at": 0, "from": senders[n % len(senders)][0],
+               "to": receivers[n % len(senders)][0], "body": "benchmark"}
+              for n in range(count)]
+    records = driver.run_driver([*senders, *receivers], script, proxy, speed=0,
                                 out_path=out_dir / f"{prefix}-{in_flight}.jsonl",
                                 timeout=60 + count / 200, max_in_flight=in_flight,
-                                processes=2)
+                                processes=2 * len(senders))
     rows = driver.messages(records)
     ok = [r for r in rows if r["code"] == 200]
     codes: dict[Any, int] = {}
