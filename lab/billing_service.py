@@ -151,6 +151,8 @@ class BillingService:
             log.warning("%s: %s", request.path, bad)
             return bad.reply
         answer = self.api.handle(request)
+        if answer is None:
+            log.warning("no such path: %s %.100s", request.method, request.path)
         return answer if answer is not None else httpd.error(404, "Client.path", "no such path")
 
     # /authorize --------------------------------------------------------------------
