@@ -312,8 +312,9 @@ class Stack:
     def _start_kamailio(self) -> int:
         kamailio = self.runner.which("kamailio") or "kamailio"
         self.pidfile.unlink(missing_ok=True)
+        # TLSF memory manager: q_malloc's free-list search was Kamailio's top symbol
         argv = [kamailio, "-DD", "-E", "-f", str(self.config_path), "-P", str(self.pidfile),
-                "-m", str(self.shm_mb)]
+                "-m", str(self.shm_mb), "-x", "tlsf"]
         return self.runner.spawn(argv, self.log_path)
 
     def _start_billing(self) -> dict[str, Any]:

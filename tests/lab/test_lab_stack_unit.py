@@ -79,7 +79,7 @@ def test_up_writes_config_and_tables_then_starts_kamailio(tmp_path):
     status = stack.up(ACCOUNTS)
     assert status.running and status.answering and status.kamailio_pid == 4001
     assert runner.spawned == [["/usr/sbin/kamailio", "-DD", "-E", "-f", str(stack.config_path),
-                               "-P", str(stack.pidfile), "-m", "256"]]
+                               "-P", str(stack.pidfile), "-m", "256", "-x", "tlsf"]]
     config = stack.config_path.read_text()
     assert "listen=udp:127.0.0.1:5099" in config and "listen=tcp:127.0.0.1:5099" in config
     assert "billing=>http://127.0.0.1:8099" in config and "{{" not in config
