@@ -374,8 +374,8 @@ def print_pjsua2(p: dict[str, Any], flush: bool = False) -> None:
     print(f"  pjsua2, {p['pairs']} pair(s), {p['in_flight']} in flight each: "
           f"{p['msg_per_s']:>5} msg/s  200: {p['answered_200']}/{p['sent']}  delivered: "
           f"{p['delivered']}  latency p50 {p['latency_ms_p50']} ms, p99 "
-          f"{p['latency_ms_p99']} ms  driver CPU {p['driver_cpu_us']} us/msg  xDRs "
-          f"{p['customer_xdrs']} lost {p['lost']} dup "
+          f"{p['latency_ms_p99']} ms  driver CPU {p['driver_cpu_us']} us/msg (start-up "
+          f"included)  xDRs {p['customer_xdrs']} lost {p['lost']} dup "
           f"{p['duplicated']} orphans {p['orphans']}  load {p['load']:.2f}", flush=flush)
 
 

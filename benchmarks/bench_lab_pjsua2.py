@@ -47,7 +47,8 @@ def measure(proxy: tuple[str, int, str], sender: Account | list[Account],
     script = [{"id": f"{prefix}-{in_flight}-{n}", "at": 0, "from": senders[n % len(senders)][0],
                "to": receivers[n % len(senders)][0], "body": "benchmark"}
               for n in range(count)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the driver processes, once ended
+    # the driver processes once ended, their start-up (pjsua2, registering) included
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     records = driver.run_driver([*senders, *receivers], script, proxy, speed=0,
                                 out_path=out_dir / f"{prefix}-{in_flight}.jsonl",
                                 timeout=60 + count / 200, max_in_flight=in_flight,
