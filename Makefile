@@ -13,6 +13,8 @@ venv: $(VENV)/.installed native
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "imsim: installing pyproject.toml's Python packages (extras $(EXTRAS), pjsua2" \
+	  "included) into $(VENV)/: a few minutes, quiet until done"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
@@ -20,16 +22,24 @@ $(VENV)/.installed: pyproject.toml
 # The simulator's hot path compiled with mypyc (imsim/_hotpath.py): same results as
 # the pure-Python sources, which run instead when compiling is not possible here.
 native: $(VENV)/.installed
+	@$(BIN)/python -m imsim.native status | grep -q ': compiled' || echo "imsim: compiling" \
+	  "the simulator's hot path with mypyc (imsim/_hotpath.py): 1-3 minutes, no output"
 	$(BIN)/python -m imsim.native build --if-needed || \
 	  echo "imsim: the hot path could not be compiled; pure Python runs (same results, slower)"
 
 # The handbook scenario end to end: validate it, check the nine steps (checklist,
 # diagnosis, test messages through the model), simulate it, then play it live through
 # the embedded lab stack (Kamailio + billing service + pjsua2 clients) and compare.
+# The live part needs Kamailio and sipp: when missing and run as root, `lab run` says
+# which Debian packages it installs and why, runs `apt-get update`, then installs them.
 demo: venv
+	@echo "imsim demo 1/4: validate the handbook scenario"
 	$(BIN)/imsim validate scenarios/handbook.yaml
+	@echo "imsim demo 2/4: check its nine setup steps"
 	$(BIN)/imsim check scenarios/handbook.yaml
+	@echo "imsim demo 3/4: simulate it"
 	$(BIN)/imsim run scenarios/handbook.yaml --out runs/handbook/model
+	@echo "imsim demo 4/4: play it live (Kamailio + billing service + pjsua2) and compare"
 	$(BIN)/imsim lab run scenarios/handbook.yaml --out runs/handbook/lab; \
 	  status=$$?; $(BIN)/imsim lab down; exit $$status
 

@@ -1,17 +1,30 @@
-"""Messages/s through the live stack with billing, and the xDR reconciliation.
+"""The curve of the live stack with billing: offered MESSAGE rate against answered,
+latency, CPU per message per component, the knee, and the xDR reconciliation.
 
-    .venv/bin/python benchmarks/bench_lab.py [--calls 20000] [--rate 2500]
+    .venv/bin/python benchmarks/bench_lab.py [--rates 500 1000 1500 2000 2500]
+        [--seconds 4] [--repeats 2] [--children 8] [--pjsua2 3000] [--pairs 4]
 
-sipp part: a registered sipp receiver, a sipp sender (digest auth, 407 then resend)
-pushing MESSAGEs through Kamailio, which asks the imsim billing service to authorize
-and account each one. Figures: messages/s answered 200, and the reconciliation of
-Kamailio's accounting (the ground truth) with the xDR store: every 2xx MESSAGE has
-exactly one customer xDR (lost = 0), no xDR lacks one (orphans = 0), none is doubled.
+Billing service alone (`--direct`): Kamailio-like keep-alive clients posting /authorize
+and /account straight to it: msg/s and its CPU per message.
 
-pjsua2 part (`pjsua2_part`, run first): a pjsua2 sender and receiver (lab.driver, one
-process each) through the same stack and the same billing service, `--pjsua2` MESSAGEs
-per window size (1 and 50 in flight; benchmarks/bench_lab_pjsua2.py's `measure`),
-reconciled the same way.
+sipp part, one point per offered rate, each run `--repeats` times on one stack: a
+registered sipp receiver, a sipp sender (digest auth: 407, then the resend) offering
+`rate x seconds` MESSAGEs through Kamailio, which asks the imsim billing service to
+authorize each one and accounts the final answers in batches. Per run: answered 2xx
+(and their share of those offered), msg/s (Kamailio's accounting timestamps), p50/p99
+response time (sipp: first MESSAGE to the 200, the challenge included), CPU us per
+answered message of the billing service, Kamailio and both sipps, the machine's load
+average, and the reconciliation of Kamailio's accounting (the ground truth) with the
+xDR store: every 2xx MESSAGE has exactly one customer xDR (lost = 0), no xDR lacks one
+(orphans = 0), none is doubled. The knee: the highest rate every run of which answered
+>= 99.9 % with 2xx and lost, doubled or orphaned no xDR.
+
+pjsua2 part: pjsua2 senders and receivers (lab.driver), one pair, then `--pairs` pairs,
+each account in a driver process of its own, `--window` MESSAGEs in flight per sender
+(benchmarks/bench_lab_pjsua2.py's `measure`), reconciled the same way.
+
+The machine may be shared: every figure is printed beside the load average, and the
+exit code is 0 only when no xDR was lost, doubled or orphaned and a knee was found.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -57,10 +71,14 @@ def free_port() -> int:
                 return port
 
 
-def bench_scenario(folder: Path) -> Path:
-    """The handbook scenario with balances large enough for any run."""
+def bench_scenario(folder: Path, extra: int = 0) -> Path:
+    """The handbook scenario with balances large enough for any run, and `extra` more
+    accounts like the first (`pair_users` names them)."""
     yaml = YAML(typ="safe")
     document = yaml.load(HANDBOOK.read_text())
+    first = document["environments"][0]["customers"][0]["accounts"]
+    first += [{"id": user, "password": f"bench-{user}", "product": first[0]["product"],
+               "balance": 1} for user in (f"1555124{n:04d}" for n in range(extra))]
     for env in document["environments"]:
         for customer in env["customers"]:
             for account in customer["accounts"]:
@@ -87,29 +105,77 @@ def start_stack(folder: Path, scenario_path: Path, children: int,
     return stack, {user: (user, domain, password) for user, domain, password in subscribers}
 
 
-def sipp_part(stack: Stack, accounts: dict[str, Account], calls: int, rate: float,
-              trace: Path) -> dict[str, Any]:
-    """Play `calls` MESSAGEs from sipp at `rate`/s; the figures of the run."""
-    receiver_port = free_port()
+def sipp_point(stack: Stack, accounts: dict[str, Account], rate: float, calls: int,
+               prefix: str, folder: Path) -> dict[str, Any]:
+    """One point of the curve: `calls` MESSAGEs offered at `rate`/s by sipp to a sipp
+    receiver; answered, latency, CPU per component, reconciliation."""
+    receiver_port, status = free_port(), stack.status()
     receiver = subprocess.Popen(load.receiver_argv(receiver_port), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
     bob = sip.UdpUser(*accounts[RECEIVER], proxy=("127.0.0.1", stack.sip_port))
+    rtt = folder / prefix
+    rtt.mkdir()
+    before = {"billing": cpu_seconds(status.billing_pid or 0),
+              "kamailio": cpu_seconds(status.kamailio_pid or 0)}
     try:
         contact = f"<sip:{RECEIVER}@127.0.0.1:{receiver_port}>"
         assert bob.request("REGISTER", f"sip:{bob.domain}", to=bob.aor,
                            extra={"Contact": contact, "Expires": "3600"}).code == 200
-        sender = accounts[SENDER]
-        started = time.monotonic()
-        done = subprocess.run(load.sender_argv(("127.0.0.1", stack.sip_port), sender, RECEIVER,
-                                               calls=calls, rate=rate, prefix="bench",
-                                               trace_dir=trace, timeout_s=600),
-                              capture_output=True, text=True, timeout=900)
-        elapsed = time.monotonic() - started
+        sender = subprocess.Popen(load.sender_argv(("127.0.0.1", stack.sip_port),
+                                                   accounts[SENDER], RECEIVER, calls=calls,
+                                                   rate=rate, prefix=prefix, timeout_s=600,
+                                                   rtt=True),
+                                  cwd=rtt, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, code, usage = os.wait4(sender.pid, 0)
+        sender.returncode = os.waitstatus_to_exitcode(code)
+        time.sleep(0.5)  # the last batches of /accounts
+        cpu = {"sipp": usage.ru_utime + usage.ru_stime + cpu_seconds(receiver.pid)}
     finally:
         receiver.terminate()
         receiver.wait(timeout=5)
         bob.close()
-    return {"sipp_exit": done.returncode, "wall_s": elapsed}
+    cpu |= {name: cpu_seconds(pid or 0) - before[name] for name, pid in
+            (("billing", status.billing_pid), ("kamailio", status.kamailio_pid))}
+    times = sorted(load.response_times(rtt))
+    found = reconcile(stack.acc_dir, stack.dir / "xdr.sqlite", f"{prefix}-")
+    return found | {"rate": rate, "calls": calls, "sipp_exit": sender.returncode,
+                    "p50_ms": 1000 * percentile(times, 0.5),
+                    "p99_ms": 1000 * percentile(times, 0.99),
+                    "cpu_us": {k: v / max(found["answered_2xx"], 1) * 1e6
+                               for k, v in cpu.items()},
+                    "load": os.getloadavg()[0]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else math.nan
+
+
+def curve(stack: Stack, accounts: dict[str, Account], args: argparse.Namespace,
+          folder: Path) -> list[dict[str, Any]]:
+    """Every offered rate, `args.repeats` times, each point `args.seconds` long."""
+    points = []
+    for rate in args.rates:
+        for run in range(args.repeats):
+            calls = int(rate * args.seconds)
+            points.append(sipp_point(stack, accounts, rate, calls, f"r{rate:g}x{run}", folder))
+            print_point(points[-1], flush=True)
+    return points
+
+
+def knee(points: list[dict[str, Any]]) -> float | None:
+    """The highest offered rate below which every run answered >= 99.9 % with 2xx and
+    lost, duplicated or orphaned no xDR."""
+    best = None
+    for rate in sorted({p["rate"] for p in points}):
+        if not all(good(p) for p in points if p["rate"] == rate):
+            break
+        best = rate
+    return best
+
+
+def good(point: dict[str, Any]) -> bool:
+    return (point["answered_2xx"] >= 0.999 * point["calls"]
+            and point["lost"] == point["orphans"] == point["duplicated"] == 0)
 
 
 def reconcile(acc_dir: Path, db: Path, prefix: str = "") -> dict[str, Any]:
@@ -203,95 +269,114 @@ def cpu_seconds(group: int) -> float:
 
 
 def pjsua2_part(stack: Stack, accounts: dict[str, Account], args: argparse.Namespace,
-                folder: Path) -> list[dict[str, Any]] | None:
-    """Messages/s from pjsua2 clients through the same stack and billing service, per
-    window size, each reconciled with Kamailio's accounting."""
-    if not args.pjsua2:
-        return None
+                folder: Path) -> list[dict[str, Any]]:
+    """Messages/s from pjsua2 clients through the same stack and billing service: one
+    sender and one receiver, then `args.pairs` pairs each in driver processes of their
+    own; each run reconciled with Kamailio's accounting."""
     from bench_lab_pjsua2 import measure
 
+    if not args.pjsua2:
+        return []
     proxy = ("127.0.0.1", stack.sip_port, "udp")
-    sender, receiver = accounts[SENDER], accounts[RECEIVER]
-    measure(proxy, sender, receiver, 200, 10, folder, prefix="warm")
+    measure(proxy, accounts[SENDER], [accounts[RECEIVER]], 200, 10, folder, prefix="warm")
     results = []
-    for window in (1, 50):
-        figures = measure(proxy, sender, receiver, args.pjsua2, window, folder, prefix="pj")
-        time.sleep(0.5)  # the last /account calls
-        found = reconcile(stack.acc_dir, stack.dir / "xdr.sqlite", f"pj-{window}-")
-        results.append(figures | {k: found[k] for k in ("customer_xdrs", "lost", "orphans",
-                                                        "duplicated")})
+    for pairs in sorted({1, args.pairs}):
+        senders = [accounts[user] for user in pair_users(pairs)[0]]
+        receivers = [accounts[user] for user in pair_users(pairs)[1]]
+        for run in range(args.repeats):
+            prefix = f"pj{pairs}x{run}"
+            figures = measure(proxy, senders, receivers, args.pjsua2, args.window, folder,
+                              prefix=prefix)
+            time.sleep(0.5)  # the last batches of /accounts
+            found = reconcile(stack.acc_dir, stack.dir / "xdr.sqlite", f"{prefix}-")
+            results.append(figures | {k: found[k] for k in ("customer_xdrs", "lost",
+                                                            "orphans", "duplicated")}
+                           | {"pairs": pairs, "load": os.getloadavg()[0]})
+            print_pjsua2(results[-1], flush=True)
     return results
+
+
+def pair_users(pairs: int) -> tuple[list[str], list[str]]:
+    """Sender and receiver account ids of `pairs` pairs (the first: the handbook's)."""
+    extra = [f"1555124{n:04d}" for n in range(2 * (pairs - 1))]
+    return [SENDER, *extra[0::2]], [RECEIVER, *extra[1::2]]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20000, help="MESSAGEs sipp sends")
-    parser.add_argument("--rate", type=float, default=2500, help="sipp's target rate, msg/s")
-    parser.add_argument("--children", type=int, default=4, help="Kamailio UDP workers")
-    parser.add_argument("--direct", type=int, default=20000,
+    parser.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 1500, 2000,
+                                                                    2500],
+                        help="offered MESSAGE rates, msg/s (the curve's points)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="sending time per point")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per point")
+    parser.add_argument("--children", type=int, default=8, help="Kamailio UDP workers")
+    parser.add_argument("--direct", type=int, default=10000,
                         help="messages posted straight to the billing service (0: skip)")
-    parser.add_argument("--pjsua2", type=int, default=5000,
-                        help="MESSAGEs per pjsua2 window size (0: skip)")
+    parser.add_argument("--pjsua2", type=int, default=3000,
+                        help="MESSAGEs per pjsua2 run (0: skip)")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="pjsua2 sender/receiver pairs, a driver process each")
+    parser.add_argument("--window", type=int, default=50, help="pjsua2 MESSAGEs in flight")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
                         help="SQLite durability of the xDR store (FULL: fsync per commit)")
     args = parser.parse_args(argv)
+    print(f"{os.cpu_count()} CPUs, load average {load_average()} at the start; "
+          "figures are as measured on this machine, each point run "
+          f"{args.repeats} times")
     with tempfile.TemporaryDirectory(prefix="imsim-bench-lab-") as tmp:
         folder = Path(tmp)
-        scenario_path = bench_scenario(folder)
-        direct = None
+        scenario_path = bench_scenario(folder, max(args.pairs - 1, 0) * 2)
         if args.direct:
-            direct = billing_only_part(folder, scenario_path, args.direct, args.children,
-                                       args.synchronous)
+            print_direct(args, billing_only_part(folder, scenario_path, args.direct,
+                                                 args.children, args.synchronous))
         stack, accounts = start_stack(folder, scenario_path, args.children,
                                       args.synchronous)
         try:
-            status = stack.status()
+            print(f"sipp -> kamailio ({args.children} workers) -> imsim billing service "
+                  f"(SQLite synchronous={args.synchronous}), {args.seconds:g} s per point")
+            points = curve(stack, accounts, args, folder)
             pjsua2 = pjsua2_part(stack, accounts, args, folder)
-            run = sipp_part(stack, accounts, args.calls, args.rate, folder)
-            time.sleep(1.0)  # the last /account calls
-            run["cpu_billing_s"] = cpu_seconds(status.billing_pid or 0)
-            run["cpu_kamailio_s"] = cpu_seconds(status.kamailio_pid or 0)
-            figures = run | reconcile(stack.acc_dir, stack.dir / "xdr.sqlite", "bench")
         finally:
             stack.down()
-    print_figures(args, figures, pjsua2, direct)
-    clean = figures["lost"] == figures["orphans"] == figures["duplicated"] == 0
-    clean = clean and (direct is None or direct["stored"] == direct["messages"])
-    clean = clean and all(p["lost"] == p["orphans"] == p["duplicated"] == 0
-                          and p["answered_200"] == p["sent"] for p in pjsua2 or [])
-    return 0 if clean and figures["answered_2xx"] == args.calls else 1
+    top = knee(points)
+    print(f"knee: {top:g} msg/s offered (the highest rate with >= 99.9 % answered 2xx and "
+          "no lost, duplicated or orphaned xDR in every run)" if top else
+          "knee: below the lowest rate offered")
+    print(f"load average at the end: {load_average()}")
+    clean = all(p["lost"] == p["orphans"] == p["duplicated"] == 0 for p in points + pjsua2)
+    return 0 if clean and top is not None else 1
 
 
-def print_figures(args: argparse.Namespace, figures: dict[str, Any],
-                  pjsua2: list[dict[str, Any]] | None, direct: dict[str, Any] | None) -> None:
-    if direct is not None:
-        print(f"billing service alone, {direct['clients']} keep-alive clients like Kamailio's "
-              f"workers (SQLite synchronous={args.synchronous}):")
-        print(f"  {direct['messages']} messages (/authorize + /account): "
-              f"{direct['msg_per_s']:.0f} msg/s, {direct['stored']} stored, "
-              f"CPU {direct['cpu_us']:.0f} us per message")
-    print(f"sipp -> kamailio ({args.children} workers) -> imsim billing service "
-          f"(SQLite synchronous={args.synchronous})")
-    print(f"  sent {args.calls} MESSAGEs at a target of {args.rate:g}/s, "
-          f"sipp exit {figures['sipp_exit']}, wall {figures['wall_s']:.2f} s")
-    print(f"  answered 2xx: {figures['answered_2xx']}  "
-          f"throughput: {figures['msg_per_s']:.0f} msg/s (Kamailio acc timestamps)")
-    print(f"  customer xDRs: {figures['customer_xdrs']}  lost: {figures['lost']}  "
-          f"orphans: {figures['orphans']}  duplicated: {figures['duplicated']}")
-    per = max(figures["answered_2xx"], 1)
-    print(f"  CPU per message: billing service {figures['cpu_billing_s'] / per * 1e6:.0f} us, "
-          f"kamailio {figures['cpu_kamailio_s'] / per * 1e6:.0f} us "
-          f"(on {os.cpu_count()} CPUs)")
-    if pjsua2 is None:
-        return
-    print(f"pjsua2 -> kamailio -> imsim billing service -> pjsua2, {args.pjsua2} MESSAGEs "
-          "per window")
-    for p in pjsua2:
-        print(f"  {p['in_flight']:>3} in flight: {p['msg_per_s']:>5} msg/s  200: "
-              f"{p['answered_200']}/{p['sent']}  delivered: {p['delivered']}  latency p50 "
-              f"{p['latency_ms_p50']} ms, p99 {p['latency_ms_p99']} ms  customer xDRs: "
-              f"{p['customer_xdrs']}  lost: {p['lost']}  orphans: {p['orphans']}  "
-              f"duplicated: {p['duplicated']}")
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def print_direct(args: argparse.Namespace, direct: dict[str, Any]) -> None:
+    print(f"billing service alone, {direct['clients']} keep-alive clients like Kamailio's "
+          f"workers (SQLite synchronous={args.synchronous}):")
+    print(f"  {direct['messages']} messages (/authorize + /account): "
+          f"{direct['msg_per_s']:.0f} msg/s, {direct['stored']} stored, "
+          f"CPU {direct['cpu_us']:.0f} us per message, load {os.getloadavg()[0]:.2f}",
+          flush=True)
+
+
+def print_point(p: dict[str, Any], flush: bool = False) -> None:
+    cpu = p["cpu_us"]
+    print(f"  offered {p['rate']:>5g}/s: answered 2xx {p['answered_2xx']:>6}/{p['calls']:<6} "
+          f"({100 * p['answered_2xx'] / p['calls']:5.1f} %) {p['msg_per_s']:>5.0f} msg/s  "
+          f"p50 {p['p50_ms']:4.0f} ms p99 {p['p99_ms']:5.0f} ms  CPU us/msg: billing "
+          f"{cpu['billing']:.0f}, kamailio {cpu['kamailio']:.0f}, sipp {cpu['sipp']:.0f}  "
+          f"xDRs lost {p['lost']} dup {p['duplicated']} orphans {p['orphans']}  "
+          f"load {p['load']:.2f}", flush=flush)
+
+
+def print_pjsua2(p: dict[str, Any], flush: bool = False) -> None:
+    print(f"  pjsua2, {p['pairs']} pair(s), {p['in_flight']} in flight each: "
+          f"{p['msg_per_s']:>5} msg/s  200: {p['answered_200']}/{p['sent']}  delivered: "
+          f"{p['delivered']}  latency p50 {p['latency_ms_p50']} ms, p99 "
+          f"{p['latency_ms_p99']} ms  driver CPU {p['driver_cpu_us']} us/msg (start-up "
+          f"included)  xDRs {p['customer_xdrs']} lost {p['lost']} dup "
+          f"{p['duplicated']} orphans {p['orphans']}  load {p['load']:.2f}", flush=flush)
 
 
 if __name__ == "__main__":

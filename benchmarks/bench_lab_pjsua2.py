@@ -16,6 +16,7 @@ with huge balances; "fake": tests/lab/fake_billing.py, a plain threaded http.ser
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
@@ -35,15 +36,25 @@ SENDER: Account = ("15551230001", DOMAIN, "alice-secret")
 RECEIVER: Account = ("15551230002", DOMAIN, "bob-secret")
 
 
-def measure(proxy: tuple[str, int, str], sender: Account, receiver: Account, count: int,
-            in_flight: int, out_dir: Path, prefix: str = "pj") -> dict[str, Any]:
-    """Send `count` MESSAGEs sender -> receiver with `in_flight` outstanding; the figures."""
-    script = [{"id": f"{prefix}-{in_flight}-{n}", "at": 0, "from": sender[0],
-               "to": receiver[0], "body": "benchmark"} for n in range(count)]
-    records = driver.run_driver([sender, receiver], script, proxy, speed=0,
+def measure(proxy: tuple[str, int, str], sender: Account | list[Account],
+            receiver: Account | list[Account], count: int, in_flight: int, out_dir: Path,
+            prefix: str = "pj") -> dict[str, Any]:
+    """Send `count` MESSAGEs sender -> receiver (or the i-th of several senders to the
+    i-th receiver, in turn), `in_flight` outstanding per sender, each account in a
+    driver process of its own; the figures."""
+    senders = sender if isinstance(sender, list) else [sender]
+    receivers = receiver if isinstance(receiver, list) else [receiver]
+    script = [{"id": f"{prefix}-{in_flight}-{n}", "at": 0, "from": senders[n % len(senders)][0],
+               "to": receivers[n % len(senders)][0], "body": "benchmark"}
+              for n in range(count)]
+    # the driver processes once ended, their start-up (pjsua2, registering) included
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    records = driver.run_driver([*senders, *receivers], script, proxy, speed=0,
                                 out_path=out_dir / f"{prefix}-{in_flight}.jsonl",
                                 timeout=60 + count / 200, max_in_flight=in_flight,
-                                processes=2)
+                                processes=2 * len(senders))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    driver_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     rows = driver.messages(records)
     ok = [r for r in rows if r["code"] == 200]
     codes: dict[Any, int] = {}
@@ -53,6 +64,7 @@ def measure(proxy: tuple[str, int, str], sender: Account, receiver: Account, cou
     latencies = sorted(r["answered_at"] - r["sent_at"] for r in ok)
     return {"in_flight": in_flight, "sent": len(rows), "answered_200": len(ok),
             "delivered": sum(r["delivered_at"] is not None for r in rows), "codes": codes,
+            "driver_cpu_us": round(driver_cpu / max(len(ok), 1) * 1e6),
             "span_s": round(span, 3), "msg_per_s": round(len(ok) / span) if span else 0,
             "latency_ms_p50": round(1000 * statistics.median(latencies), 2) if ok else None,
             "latency_ms_p99": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2)

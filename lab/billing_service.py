@@ -56,6 +56,7 @@ from lab.xdr_store import XdrStore
 log = logging.getLogger("imsim.billing_service")
 
 PENDING_SECONDS = 120.0  # an authorized message whose /account never came is released
+MAX_ACCOUNTS = 256  # /account bodies in one POST /accounts
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _AUTHORIZE_FIELDS = {"call_id": str, "msg_id": str, "from_user": str, "from_domain": str,
                      "to_user": str, "to_domain": str, "length": int}
@@ -142,12 +143,16 @@ class BillingService:
                 return self.authorize(_fields(json_object(request), _AUTHORIZE_FIELDS))
             if request.path == "/account":
                 return self.account(_fields(json_object(request), _ACCOUNT_FIELDS))
+            if request.path == "/accounts":
+                return self.accounts(json_object(request))
             if request.path == "/lab/clock":
                 return self.set_clock(request)
         except BadInput as bad:
             log.warning("%s: %s", request.path, bad)
             return bad.reply
         answer = self.api.handle(request)
+        if answer is None:
+            log.warning("no such path: %s %.100s", request.method, request.path)
         return answer if answer is not None else httpd.error(404, "Client.path", "no such path")
 
     # /authorize --------------------------------------------------------------------
@@ -197,6 +202,25 @@ class BillingService:
             return Reply(200, {"xdrs": 0})
         self.last_xdr += len(rows)
         return self._write(call_id, rows)
+
+    def accounts(self, document: dict[str, Any]) -> Reply | Deferred:
+        """``{"accounts": [/account body, ...]}``: each accounted as by /account, one
+        answer when all are stored: ``{"results": [each /account answer, in order]}``
+        (a malformed body's answer is its 4xx fault; the others are still billed)."""
+        items = document.get("accounts")
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_ACCOUNTS:
+            raise BadInput(400, "Client.params", "accounts must be a list of 1 to "
+                           f"{MAX_ACCOUNTS} /account bodies")
+        return httpd.gather([self._account_item(item) for item in items], _results)
+
+    def _account_item(self, item: Any) -> Reply | Deferred:
+        try:
+            if not isinstance(item, dict):
+                raise BadInput(400, "Client.params", "each account must be a JSON object")
+            return self.account(_fields(item, _ACCOUNT_FIELDS))
+        except BadInput as bad:
+            log.warning("/accounts: %s", bad)
+            return bad.reply
 
     def _redecide(self, body: dict[str, Any]) -> Pending | None:
         """An /account without a pending authorization (service restarted in between)."""
@@ -295,6 +319,10 @@ def _fields(document: dict[str, Any], spec: dict[str, type]) -> dict[str, Any]:
     if "code" in spec and not 100 <= document["code"] <= 699:
         raise BadInput(400, "Client.params", "code must be a SIP status code")
     return document
+
+
+def _results(replies: list[Reply]) -> Reply:
+    return Reply(200, {"results": [reply.payload for reply in replies]})
 
 
 def _message(body: dict[str, Any], at: dt.datetime) -> Message:

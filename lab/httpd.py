@@ -99,6 +99,26 @@ class Deferred:
         return deferred
 
 
+def gather(answers: list[Reply | Deferred], combine: Callable[[list[Reply]], Reply]
+           ) -> Reply | Deferred:
+    """One answer made of several: ``combine`` of the replies in order, once all are in."""
+    replies: list[Reply | None] = [a if isinstance(a, Reply) else None for a in answers]
+    waiting = [(n, a) for n, a in enumerate(answers) if isinstance(a, Deferred)]
+    if not waiting:
+        return combine(replies)  # type: ignore[arg-type]
+    done, left = Deferred(), [len(waiting)]
+
+    def arrived(n: int, reply: Reply) -> None:
+        replies[n] = reply
+        left[0] -= 1
+        if left[0] == 0:
+            done.resolve(combine(replies))  # type: ignore[arg-type]
+
+    for n, answer in waiting:
+        answer.then(lambda reply, n=n: arrived(n, reply))  # type: ignore[misc]
+    return done
+
+
 Handler = Callable[[Request], "Reply | Deferred"]
 
 

@@ -22,9 +22,11 @@ def receiver_argv(port: int, trace_dir: Path | None = None, sipp: str = "sipp") 
 def sender_argv(proxy: tuple[str, int], sender: tuple[str, str, str], to_user: str,
                 calls: int, rate: float, prefix: str = "sipp", sipp: str = "sipp",
                 trace_dir: Path | None = None, timeout_s: int = 60,
-                recv_timeout_ms: int = 5000) -> list[str]:
+                recv_timeout_ms: int = 5000, rtt: bool = False) -> list[str]:
     """sipp sending `calls` MESSAGEs from sender (user, domain, password) at `rate`/s;
-    a call without its answer after `recv_timeout_ms` fails."""
+    a call without its answer after `recv_timeout_ms` fails. With `rtt`, each call's
+    response time goes to uac_message_<pid>_rtt.csv in sipp's working directory
+    (`response_times`)."""
     user, domain, password = sender
     argv = [sipp, f"{proxy[0]}:{proxy[1]}", "-sf", str(SIPP_DIR / "uac_message.xml"),
             "-i", "127.0.0.1", "-p", "0", "-m", str(calls), "-r", str(rate), "-rp", "1000",
@@ -32,7 +34,19 @@ def sender_argv(proxy: tuple[str, int], sender: tuple[str, str, str], to_user: s
             "-key", "from", user, "-key", "to", to_user, "-key", "domain", domain,
             "-key", "prefix", prefix, "-nostdin", "-timeout", f"{timeout_s}s",
             "-timeout_error", "-recv_timeout", str(recv_timeout_ms)]
-    return argv + _trace(trace_dir)
+    return argv + (["-trace_rtt", "-rtt_freq", "1"] if rtt else []) + _trace(trace_dir)
+
+
+def response_times(folder: Path) -> list[float]:
+    """Seconds from each answered call's first MESSAGE to its 200, from the files a
+    sender with `rtt` wrote in `folder` (lines "date_ms;response_time_ms;rtd_no")."""
+    times = []
+    for path in folder.glob("uac_message_*_rtt.csv"):
+        for line in path.read_text().splitlines():
+            fields = line.split(";")
+            if len(fields) >= 2 and fields[1].replace(".", "", 1).isdigit():
+                times.append(float(fields[1]) / 1000)
+    return times
 
 
 def probe_argv(proxy: tuple[str, int], scenario: str, sender: str, domain: str,

@@ -79,7 +79,7 @@ class Live:
 
 
 def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | None = None,
-        seed: int = 0, processes: int = 1, compare_only: bool = False,
+        seed: int | None = None, processes: int = 1, compare_only: bool = False,
         echo: Echo = print) -> Outcome:
     """The whole loop; raises UsageError for bad input or a stack that cannot start."""
     if not 0 < speed <= 1e6:
@@ -87,6 +87,7 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
     loaded = scenarios.load(scenario_path)
     folder = Path(out) if out is not None else default_out(loaded)
     folder.mkdir(parents=True, exist_ok=True)
+    seed = loaded.sim.seed if seed is None else seed  # one seed rule: `imsim run`'s
     model = sim.run(loaded, seed=seed)
     model.write(folder / "model")
     live = local(scenario_path, loaded, target, echo) if target.local else remote(target)

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ LAB_DIR = Path(__file__).resolve().parent
 TEMPLATE = LAB_DIR / "templates" / "kamailio.cfg.tmpl"
 PACKAGES = ("kamailio", "kamailio-presence-modules", "kamailio-sqlite-modules",
             "kamailio-utils-modules", "kamailio-extra-modules", "sip-tester")
+UPDATE_COMMAND = ["apt-get", "update"]  # a fresh machine's package lists may be empty
 INSTALL_COMMAND = ["apt-get", "install", "-y", *PACKAGES]
+WHY_INSTALL = ("the live lab needs Kamailio (proxy, registrar, presence; its modules) and "
+               "sipp from Debian")
+ACCOUNT_FLUSH_US = 10_000  # how often Kamailio posts its queued /account bodies
+ACCOUNT_BATCH = 64  # bodies per POST /accounts (~300 bytes each; the service takes 256)
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules",
                "/usr/lib/aarch64-linux-gnu/kamailio/modules",
                "/usr/lib64/kamailio/modules", "/usr/lib/kamailio/modules",
@@ -138,7 +144,7 @@ class Stack:
                  runner: Runner | None = None, pinger: Pinger = sip.options_ping,
                  children: int = 4, tcp_children: int = 2, shm_mb: int = 256,
                  start_timeout: float = 10.0, stop_timeout: float = 5.0,
-                 debug: int = 2) -> None:
+                 debug: int = 2, say: Callable[[str], None] | None = None) -> None:
         self.dir = Path(runtime_dir) if runtime_dir else default_runtime_dir()
         self.sip_port, self.billing_port = sip_port, billing_port
         self.billing = billing
@@ -147,6 +153,7 @@ class Stack:
         self.children, self.tcp_children, self.shm_mb = children, tcp_children, shm_mb
         self.start_timeout, self.stop_timeout, self.debug = start_timeout, stop_timeout, debug
         self._billing_handle: Any = None
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
 
     # paths -------------------------------------------------------------------------
     @property
@@ -263,13 +270,19 @@ class Stack:
         found = self.runner.which("kamailio")
         if found:
             return found
-        command = " ".join(INSTALL_COMMAND)
+        commands = f"{' '.join(UPDATE_COMMAND)} && {' '.join(INSTALL_COMMAND)}"
         if os.geteuid() != 0:
-            raise StackError(f"kamailio is not installed; as root run: {command}")
-        done = self.runner.run(INSTALL_COMMAND, timeout=600)
+            raise StackError(f"kamailio is not installed ({WHY_INSTALL}); as root run: "
+                             f"{commands}")
+        self.say(f"imsim lab: kamailio is not installed and {WHY_INSTALL}; installing "
+                 f"{len(PACKAGES)} Debian packages as root ({commands}), a few minutes")
+        for argv in (UPDATE_COMMAND, INSTALL_COMMAND):
+            done = self.runner.run(argv, timeout=600)
+            if done.returncode != 0:
+                raise StackError(f"`{' '.join(argv)}` failed: {done.stderr or done.stdout}")
         found = self.runner.which("kamailio")
-        if done.returncode != 0 or not found:
-            raise StackError(f"`{command}` failed: {done.stderr or done.stdout}")
+        if not found:
+            raise StackError(f"`{commands}` ran but kamailio is still not found")
         return found
 
     def prepare(self) -> None:
@@ -287,6 +300,7 @@ class Stack:
             "ACC_DIR": self.acc_dir.resolve(), "MODULES_DIR": self._modules_dir(),
             "CHILDREN": self.children, "TCP_CHILDREN": self.tcp_children,
             "HTTP_TIMEOUT": 1, "DEBUG": self.debug,
+            "ACCOUNT_FLUSH_US": ACCOUNT_FLUSH_US, "ACCOUNT_BATCH": ACCOUNT_BATCH,
         }
         return render(TEMPLATE.read_text(), values)
 
@@ -298,8 +312,9 @@ class Stack:
     def _start_kamailio(self) -> int:
         kamailio = self.runner.which("kamailio") or "kamailio"
         self.pidfile.unlink(missing_ok=True)
+        # TLSF memory manager: q_malloc's free-list search was Kamailio's top symbol
         argv = [kamailio, "-DD", "-E", "-f", str(self.config_path), "-P", str(self.pidfile),
-                "-m", str(self.shm_mb)]
+                "-m", str(self.shm_mb), "-x", "tlsf"]
         return self.runner.spawn(argv, self.log_path)
 
     def _start_billing(self) -> dict[str, Any]:

@@ -70,9 +70,11 @@ def test_rate_off_peak_and_domain():
                  "--to", "12125550100@sip.example.com", "--at", saturday)
     answer = json.loads(done.stdout)
     assert (answer["code"], answer["charged_amount"]) == (404, "0")
+    assert done.returncode == 1  # refused: "no", as the README's exit codes say
 
 
 def test_rate_refusal_names_the_step():
     done = imsim("rate", str(HANDBOOK), "--from", "15551230003", "--to", "15551230001")
     answer = json.loads(done.stdout)
     assert (answer["code"], answer["step"], answer["charged_amount"]) == (403, 8, "0")
+    assert done.returncode == 1

@@ -3,7 +3,7 @@
     imsim lab up [SCENARIO] [--sip-port 5060] [--billing-port 8070] [--speed 1]
     imsim lab status      exit 0 when the stack runs, 1 when it does not
     imsim lab down        stops exactly the processes `up` started
-    imsim lab run SCENARIO [--target FILE] [--speed 50] [--out DIR] [--seed 0]
+    imsim lab run SCENARIO [--target FILE] [--speed 50] [--out DIR] [--seed N]
                           play it live, compare with the model: exit 0 all agree,
                           1 a mismatch (per-message diff in the report), 2 bad input
     imsim lab fuzz [--examples 15] [--seed 0] [--target FILE] [--out runs/fuzz]
@@ -57,7 +57,8 @@ def register(sub: Any, name: str) -> None:
     play.add_argument("--speed", type=float, default=50.0,
                       help="scenario seconds per wall-clock second (default 50)")
     play.add_argument("--out", help="output folder (default runs/lab/NAME-TIME)")
-    play.add_argument("--seed", type=int, default=0, help="the model's seed")
+    play.add_argument("--seed", type=int, help="the model's seed (default: sim.seed, "
+                      "as for imsim run)")
     play.add_argument("--processes", type=int, default=1,
                       help="driver processes at least (more when accounts need them)")
     play.add_argument("--compare-only", action="store_true",
@@ -78,7 +79,7 @@ def register(sub: Any, name: str) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from lab import dbtext, provision
+    from lab import provision, run
     from lab.stack import Stack, StackError
 
     stack = Stack(sip_port=_port(args.sip_port, "--sip-port"),
@@ -99,9 +100,8 @@ def run_up(args: argparse.Namespace) -> int:
         status = stack.up(provision.subscribers(loaded), provision.buddies(loaded))
     except (StackError, ValueError) as exc:
         raise UsageError(f"{str(exc).splitlines()[0]} (logs in {stack.dir})") from None
-    info = {"scenario": str(Path(args.scenario).resolve()), "name": loaded.name,
-            "speed": args.speed}
-    dbtext.write_private(stack.dir / INFO, json.dumps(info) + "\n")
+    # the same record `lab run` writes, so a `lab run` of this scenario reuses the stack
+    run.record_serving(stack.dir, Path(args.scenario), loaded, run.fingerprint(args.scenario))
     print(f"started: {status.describe()}{_serving(stack.dir)}")
     return 0
 
@@ -111,6 +111,8 @@ def run_lab(args: argparse.Namespace) -> int:
 
     if args.compare_only and not args.out:
         raise UsageError("--compare-only needs --out (the folder of the earlier run)")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError("--seed must be 0 or more")
     if not 1 <= args.processes <= 64:
         raise UsageError(f"--processes {args.processes}: from 1 to 64")
     outcome = run.run(Path(args.scenario), targets.load(args.target), args.speed,

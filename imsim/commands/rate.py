@@ -15,7 +15,8 @@ from imsim.rules.message import Message
 
 
 def register(sub: Any, name: str) -> None:
-    parser = sub.add_parser(name, help="rate or refuse one message, as JSON")
+    parser = sub.add_parser(name, help="rate or refuse one message, as JSON; exit 0 "
+                            "when the message would be sent, 1 when it is refused")
     parser.add_argument("scenario", help="scenario YAML file")
     parser.add_argument("--from", dest="sender", required=True, help="sending account (E.164)")
     parser.add_argument("--to", required=True, help="NUMBER or NUMBER@DOMAIN")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     message = Message("rate", sender, to_user, domain or env.domain, at, args.length, "rate")
     decision = BillingEngine(env).authorize(message, Ledger.of(env))
     print(json.dumps(describe(decision)))
-    return 0
+    return 0 if decision.ok else 1  # the README's exit codes: 1 is "no"
 
 
 def parse_time(text: str) -> dt.datetime:

@@ -70,6 +70,9 @@ class FakeBilling:
             if path == "/account":
                 self.account.append(body)
                 return {"ok": True}
+            if path == "/accounts":  # Kamailio's batches: recorded body by body
+                self.account.extend(body["accounts"])
+                return {"results": [{"xdrs": 0} for _ in body["accounts"]]}
         return None
 
 

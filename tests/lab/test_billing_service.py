@@ -95,6 +95,26 @@ def test_account_is_idempotent_per_call_id(service):
     assert [row[0] for row in stored(service.db, "c-twice")] == ["outgoing", "vendor"]
 
 
+def test_accounts_bills_a_batch_as_account_would_each_body(service):
+    """POST /accounts (Kamailio's batched /account): each body accounted once, answered
+    in order after COMMIT; a malformed body gets its fault, the others are billed."""
+    for call_id in ("c-batch-1", "c-batch-2"):
+        assert service.post("/authorize", contract(call_id))[1]["code"] == 200
+    done = contract("c-batch-1", code=200, reason="OK")
+    batch = [done, contract("c-batch-2", code=480, reason="x"), done, {"code": "200"}, 7]
+    status, answer = service.post("/accounts", {"accounts": batch})
+    assert status == 200
+    assert [r.get("xdrs", r.get("faultcode")) for r in answer["results"]] == \
+        [2, 0, 2, "Client.params", "Client.params"]  # the repeat shares the first's write
+    _, expected = model("c-batch-1")
+    assert stored(service.db, "c-batch-1") == [
+        (x.direction, x.account_id, x.tariff, x.rate_code, x.charged_quantity,
+         str(x.unit_price), str(x.charged_amount)) for x in expected]
+    assert stored(service.db, "c-batch-2") == []
+    again = service.post("/accounts", {"accounts": [done]})
+    assert again == (200, {"results": [{"xdrs": 0, "duplicate": True}]})
+
+
 @pytest.mark.parametrize("code", [480, 500, 603])
 def test_failed_delivery_writes_no_xdr(service, code):
     call_id = f"c-failed-{code}"
@@ -134,6 +154,9 @@ def test_concurrent_clients_are_all_billed_once(service):
     ("/account", contract("c-bad", code="200", reason="OK"), 400),
     ("/account", contract("c-bad", code=99, reason="OK"), 400),
     ("/authorize", b"\xff\xfe\x00garbage", 400),
+    ("/accounts", {"accounts": []}, 400),
+    ("/accounts", {"accounts": {"call_id": "c-bad"}}, 400),
+    ("/accounts", {"accounts": [contract("c-bad", code=200, reason="OK")] * 257}, 400),
     ("/nowhere", {}, 404),
     ("/authorize", b"x" * (64 * 1024 + 1), 413),
 ])

@@ -165,7 +165,8 @@ def test_kamailio_restart_mid_run_reports_the_gap_and_clients_register_again(lab
 
 def test_an_account_the_billing_service_missed_is_resent_until_stored(lab):
     """Authorized, then the billing service dies before the recipient's 200: Kamailio
-    spools the /account and resends it each second; the restarted service bills it once."""
+    spools the /accounts batch and resends it each second; the restarted service bills
+    it once."""
     stack, accounts, path = lab
     alice = sip.UdpUser(*accounts[ALICE], proxy=("127.0.0.1", stack.sip_port), timeout=5)
     bob = sip.UdpUser(*accounts[BOB], proxy=("127.0.0.1", stack.sip_port))
@@ -187,7 +188,7 @@ def test_an_account_the_billing_service_missed_is_resent_until_stored(lab):
                                                         stack.dir / "xdr.sqlite"))
         found = settled(stack, "spool-")
         assert (found["answered"], found["billed"], found["lost"]) == (1, 1, [])
-        assert "billing /account retried" in stack.log_path.read_text()
+        assert "billing /accounts retried" in stack.log_path.read_text()
     finally:
         alice.close()
         bob.close()

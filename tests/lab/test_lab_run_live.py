@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from imsim import scenario
 from lab import run, targets
 from tests.lab.billing_fixtures import HANDBOOK, ROOT, local_lab
 
@@ -69,6 +70,7 @@ def test_handbook_agrees_with_the_model(lab, tmp_path):
     recon = result.reconciliation
     assert recon is not None and recon["clean"]
     assert (recon["answered_2xx"], recon["customer_xdrs"]) == (3, 3)
+    assert result.meta["model seed"] == scenario.load(HANDBOOK).sim.seed  # as `imsim run`
     written = {p.name for p in tmp_path.iterdir()}
     assert {"records.jsonl", "lab_xdrs.csv", "compare.csv", "report.md", "report.html",
             "accounting.jsonl", "model"} <= written
@@ -140,3 +142,20 @@ def test_every_training_scenario_fails_live_exactly_as_in_the_model(lab, tmp_pat
     codes = result.table[["msg_id", "model_code", "lab_code"]].values.tolist()
     assert [(m, model) for m, model, _ in codes] == [(m, lab_) for m, _, lab_ in codes]
     assert result.ok, result.table.to_string()
+
+
+def test_lab_up_then_run_reuses_the_stack(tmp_path):
+    """`imsim lab up SCENARIO` records what it serves, so `lab run SCENARIO` reuses it
+    instead of re-provisioning."""
+    with local_lab(tmp_path) as folder:
+        ports = targets.load(folder / "local.yaml").spec
+        up = subprocess.run([sys.executable, "-m", "imsim", "lab", "up", str(HANDBOOK),
+                             "--sip-port", str(ports.sip_port),  # type: ignore[union-attr]
+                             "--billing-port", str(ports.billing_port)],  # type: ignore[union-attr]
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert up.returncode == 0, up.stderr
+        said: list[str] = []
+        outcome = run.run(HANDBOOK, targets.load(folder / "local.yaml"), 200.0,
+                          tmp_path / "out", echo=said.append)
+        assert outcome.comparison.ok
+        assert said[0].startswith("reusing: "), said[:2]

@@ -79,7 +79,7 @@ def test_up_writes_config_and_tables_then_starts_kamailio(tmp_path):
     status = stack.up(ACCOUNTS)
     assert status.running and status.answering and status.kamailio_pid == 4001
     assert runner.spawned == [["/usr/sbin/kamailio", "-DD", "-E", "-f", str(stack.config_path),
-                               "-P", str(stack.pidfile), "-m", "256"]]
+                               "-P", str(stack.pidfile), "-m", "256", "-x", "tlsf"]]
     config = stack.config_path.read_text()
     assert "listen=udp:127.0.0.1:5099" in config and "listen=tcp:127.0.0.1:5099" in config
     assert "billing=>http://127.0.0.1:8099" in config and "{{" not in config
@@ -148,15 +148,22 @@ def test_silent_kamailio_times_out_and_is_stopped(tmp_path):
 
 def test_missing_kamailio_without_root_explains_the_install(tmp_path, monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    with pytest.raises(StackError, match="apt-get install -y kamailio .*sip-tester"):
+    with pytest.raises(StackError, match="apt-get update && apt-get install -y kamailio "
+                       ".*sip-tester"):
         make(tmp_path, FakeRunner(installed=False)).up(ACCOUNTS)
 
 
 def test_missing_kamailio_as_root_is_installed(tmp_path, monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 0)
     runner = FakeRunner(installed=False)
-    make(tmp_path, runner).up(ACCOUNTS)
-    assert runner.ran == [INSTALL_COMMAND]
+    said: list[tuple[int, str]] = []  # (commands run so far, line)
+    stack = make(tmp_path, runner)
+    stack.say = lambda line: said.append((len(runner.ran), line))
+    stack.up(ACCOUNTS)
+    assert runner.ran == [["apt-get", "update"], INSTALL_COMMAND]  # the lists first
+    [(ran_before, line)] = said
+    assert ran_before == 0  # said before anything is installed
+    assert "kamailio-presence-modules" in line and "sip-tester" in line and "root" in line
 
 
 def test_billing_command_is_started_first_and_stopped(tmp_path):
