@@ -44,49 +44,16 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from lab_scenario import HANDBOOK, bench_scenario, free_port  # noqa: E402,F401
 
 from lab import accounting, load, provision, sip  # noqa: E402
 from lab.dbtext import Account  # noqa: E402
 from lab.stack import Stack  # noqa: E402
 
-HANDBOOK = ROOT / "scenarios" / "handbook.yaml"
 SENDER, RECEIVER = "15551230001", "15551230002"
-
-
-def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
-def bench_scenario(folder: Path, extra: int = 0) -> Path:
-    """The handbook scenario with balances large enough for any run, and `extra` more
-    accounts like the first (`pair_users` names them)."""
-    yaml = YAML(typ="safe")
-    document = yaml.load(HANDBOOK.read_text())
-    first = document["environments"][0]["customers"][0]["accounts"]
-    first += [{"id": user, "password": f"bench-{user}", "product": first[0]["product"],
-               "balance": 1} for user in (f"1555124{n:04d}" for n in range(extra))]
-    for env in document["environments"]:
-        for customer in env["customers"]:
-            for account in customer["accounts"]:
-                account["balance"] = 1_000_000_000
-    path = folder / "bench.yaml"
-    with path.open("w") as handle:
-        yaml.dump(document, handle)
-    return path
 
 
 def start_stack(folder: Path, scenario_path: Path, children: int,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests" / "lab")]
 
 from lab import driver  # noqa: E402
 from lab.dbtext import Account  # noqa: E402
@@ -97,7 +97,7 @@ def start_stack(folder: Path, billing: str, children: int) -> tuple[Stack, Any]:
 
 def rich_handbook(folder: Path) -> Path:
     """The handbook scenario with balances no benchmark can exhaust (bench_lab's)."""
-    from bench_lab import bench_scenario
+    from lab_scenario import bench_scenario
 
     return bench_scenario(folder)
 

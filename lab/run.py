@@ -47,7 +47,7 @@ from imsim.rules.message import Xdr
 from imsim.scenario import Scenario
 from lab import accounting, collect, driver, gap, matching, provision
 from lab import plan as plans
-from lab.stack import Stack, StackError
+from lab.stack import Stack, StackError, check_free, set_aside
 from lab.targets import Remote, Target
 from lab.xdr_client import XdrClient, XdrSourceError
 
@@ -136,8 +136,6 @@ def default_out(loaded: Scenario) -> Path:
 # -- the local stack -------------------------------------------------------------------
 
 def local(scenario_path: Path, loaded: Scenario, target: Target, echo: Echo) -> Live:
-    from imsim.commands.lab import check_free, set_aside
-
     spec = target.spec
     stack = Stack(sip_port=spec.sip_port, billing_port=spec.billing_port)  # type: ignore[union-attr]
     status, wanted = stack.status(), fingerprint(scenario_path)

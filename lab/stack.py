@@ -14,6 +14,7 @@ launcher is tested with a fake one and no binaries.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from imsim.errors import UsageError
 from lab import dbtext, sip
 
 LAB_DIR = Path(__file__).resolve().parent
@@ -418,3 +420,31 @@ def render(template: str, values: dict[str, Any]) -> str:
         start = template.index("{{")
         raise StackError(f"unfilled placeholder {template[start:start + 30]!r}")
     return template
+
+
+# -- before a stack starts ------------------------------------------------------------
+
+def check_free(sip_port: int, billing_port: int) -> None:
+    """Refuse ports someone else holds (the launcher would talk to the wrong process)."""
+    for port, kinds, flag in ((sip_port, (socket.SOCK_DGRAM, socket.SOCK_STREAM), "--sip-port"),
+                              (billing_port, (socket.SOCK_STREAM,), "--billing-port")):
+        for kind in kinds:
+            with socket.socket(socket.AF_INET, kind) as probe:
+                # TIME_WAIT leftovers of a stack just stopped do not count; a listener does.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise UsageError(f"{flag} {port}: 127.0.0.1:{port} is in use; "
+                                     "choose another port") from None
+
+
+def set_aside(db: Path) -> None:
+    """A new stack starts a fresh xDR store; an old one is kept under a dated name."""
+    if not db.exists():
+        return
+    kept = db.with_name(f"xdr-{dt.datetime.now():%Y%m%d-%H%M%S}.sqlite")
+    for suffix in ("", "-wal"):  # the WAL may hold committed rows: it moves along
+        if db.with_name(db.name + suffix).exists():
+            db.with_name(db.name + suffix).rename(kept.with_name(kept.name + suffix))
+    db.with_name(db.name + "-shm").unlink(missing_ok=True)

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from imsim.commands.lab import check_free
 from imsim.errors import UsageError
+from lab.stack import check_free
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The package's shape (DESIGN.md, Layout): no import circles, the rules pure.
+"""The package's shape (DESIGN.md, Layout): no import circles (imsim, lab, benchmarks).
 
 Imports are read from the source (every ``import``, also those inside functions and
 under ``TYPE_CHECKING``), so a circle hidden by a late import is still one."""
@@ -12,9 +12,12 @@ from pathlib import Path
 from tests.helpers import ROOT
 
 PACKAGES = ("imsim", "lab")
+SCRIPTS = "benchmarks"   # run as scripts: they import each other by bare name
 
 
 def module_name(path: Path) -> str:
+    if path.parent.name == SCRIPTS:
+        return path.stem
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -22,6 +25,7 @@ def module_name(path: Path) -> str:
 def sources() -> Iterator[Path]:
     for package in PACKAGES:
         yield from sorted((ROOT / package).rglob("*.py"))
+    yield from sorted((ROOT / SCRIPTS).glob("*.py"))
 
 
 def imported(path: Path, known: set[str]) -> set[str]:

@@ -18,9 +18,7 @@ Kamailio config, the subscriber table (ha1 only), accounting, logs, the xDR stor
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +78,7 @@ def register(sub: Any, name: str) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     from lab import provision, run
-    from lab.stack import Stack, StackError
+    from lab.stack import Stack, StackError, check_free, set_aside
 
     stack = Stack(sip_port=_port(args.sip_port, "--sip-port"),
                   billing_port=_port(args.billing_port, "--billing-port"))
@@ -171,29 +169,3 @@ def _port(port: int, flag: str) -> int:
     if not 0 < port < 65536:
         raise UsageError(f"{flag} {port}: not a port number (1-65535)")
     return port
-
-
-def check_free(sip_port: int, billing_port: int) -> None:
-    """Refuse ports someone else holds (the launcher would talk to the wrong process)."""
-    for port, kinds, flag in ((sip_port, (socket.SOCK_DGRAM, socket.SOCK_STREAM), "--sip-port"),
-                              (billing_port, (socket.SOCK_STREAM,), "--billing-port")):
-        for kind in kinds:
-            with socket.socket(socket.AF_INET, kind) as probe:
-                # TIME_WAIT leftovers of a stack just stopped do not count; a listener does.
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    raise UsageError(f"{flag} {port}: 127.0.0.1:{port} is in use; "
-                                     "choose another port") from None
-
-
-def set_aside(db: Path) -> None:
-    """A new stack starts a fresh xDR store; an old one is kept under a dated name."""
-    if not db.exists():
-        return
-    kept = db.with_name(f"xdr-{dt.datetime.now():%Y%m%d-%H%M%S}.sqlite")
-    for suffix in ("", "-wal"):  # the WAL may hold committed rows: it moves along
-        if db.with_name(db.name + suffix).exists():
-            db.with_name(db.name + suffix).rename(kept.with_name(kept.name + suffix))
-    db.with_name(db.name + "-shm").unlink(missing_ok=True)
