@@ -70,7 +70,7 @@ def environment_versions(scenario: Scenario) -> dict[str, list[tuple[float, Envi
 
 
 @dataclass(frozen=True)
-class Clock:
+class ScenarioClock:
     """Wall time -> the scenario's calendar, scaled by ``speed``."""
 
     start: dt.datetime
@@ -80,7 +80,8 @@ class Clock:
     def seconds(self, now: float | None = None) -> float:
         return ((time.time() if now is None else now) - self.epoch) * self.speed
 
-    def at(self, seconds: float) -> dt.datetime:
+    def calendar(self, seconds: float) -> dt.datetime:
+        """The scenario's date and time ``seconds`` after its start."""
         return self.start + dt.timedelta(seconds=seconds)
 
 
@@ -122,7 +123,7 @@ class Pending:
 class BillingService:
     """The HTTP handler: /authorize, /account, and the JSON API."""
 
-    def __init__(self, scenario: Scenario, store: XdrStore, clock: Clock,
+    def __init__(self, scenario: Scenario, store: XdrStore, clock: ScenarioClock,
                  api_login: str, api_password: str) -> None:
         self.scenario, self.store, self.clock = scenario, store, clock
         self.envs = Environments(scenario)
@@ -163,7 +164,7 @@ class BillingService:
         name = self.envs.names[body["from_domain"].lower()]
         seconds = self.clock.seconds()
         engine, ledger = self.envs.engine(name, seconds), self.envs.ledgers[name]
-        message = _message(body, self.clock.at(seconds))
+        message = _message(body, self.clock.calendar(seconds))
         self._release(message.call_id)
         decision = engine.authorize(message, ledger)
         if decision.ok:
@@ -229,7 +230,7 @@ class BillingService:
         name = self.envs.names[body["from_domain"].lower()]
         seconds = self.clock.seconds()
         engine, ledger = self.envs.engine(name, seconds), self.envs.ledgers[name]
-        message = _message(body, self.clock.at(seconds))
+        message = _message(body, self.clock.calendar(seconds))
         decision = engine.authorize(message, ledger)
         log.warning("account %s without authorization: decided again now: %d %s",
                     message.call_id, decision.code, decision.reason)
@@ -273,7 +274,7 @@ class BillingService:
                 or not 0 < speed <= 1e6:  # type: ignore[operator]
             raise BadInput(400, "Client.params", "params.epoch (Unix time) and params.speed "
                            "(> 0) must be numbers")
-        self.clock = Clock(self.clock.start, float(epoch), float(speed))  # type: ignore[arg-type]
+        self.clock = ScenarioClock(self.clock.start, float(epoch), float(speed))  # type: ignore[arg-type]
         for call_id in list(self.pending):
             self._release(call_id)
         self.envs.ledgers = {name: Ledger.of(self.scenario.environment(name))
@@ -413,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScenarioError, UsageError, OSError) as exc:
         print(f"billing service: {exc}", file=sys.stderr)
         return 2
-    clock = Clock(loaded.start, time.time() if args.epoch is None else args.epoch, args.speed)
+    epoch = time.time() if args.epoch is None else args.epoch
+    clock = ScenarioClock(loaded.start, epoch, args.speed)
     try:
         asyncio.run(_run(BillingService(loaded, store, clock, login, password), args))
     finally:

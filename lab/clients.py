@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import pjsua2 as pj
 
-from lab.plan import TARGET_CACHE, Identity, Message
+from lab.plan import TARGET_CACHE, Identity, PlannedMessage
 
 MSG_ID_HEADER = "X-IMSIM-Msg-Id"
 PJSIP_EBUSY = 171001  # PJSIP_ERRNO_START_PJSIP + 1, not exported by the bindings
@@ -163,7 +163,7 @@ class Softphone(pj.Account):
             self.buddies[uri] = Watched(self, user, uri)
 
     # messages ----------------------------------------------------------------------
-    def send(self, msg: Message, token: pj.SipHeader) -> None:
+    def send(self, msg: PlannedMessage, token: pj.SipHeader) -> None:
         prm = pj.SendInstantMessageParam()
         prm.content = msg.body
         prm.contentType = "text/plain"

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import plan as plans
-from lab.plan import Plan
+from lab.plan import DriverPlan
 from lab.stack import default_runtime_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 class Child:
     """One driver process; its control lines go to the group's queue."""
 
-    def __init__(self, part: Plan, out_dir: Path, lines: queue.Queue) -> None:
+    def __init__(self, part: DriverPlan, out_dir: Path, lines: queue.Queue) -> None:
         self.index = part.process
         self.out = out_dir / f"records-{self.index}.jsonl"
         self.out.unlink(missing_ok=True)
@@ -147,10 +147,10 @@ def play(scenario: Any, proxy: tuple[str, int, str], speed: float = 1.0,
          out_dir: Path | str | None = None, processes: int = 1,
          timeout: float | None = None,
          on_start: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
-    """Play a Scenario (or a ready Plan) with real pjsua2 clients; every record, merged.
+    """Play a Scenario (or a ready DriverPlan) with real pjsua2 clients; every record, merged.
     ``on_start(wall time of scenario second 0)`` runs once every process is ready, just
     before the script starts (the lab aligns the billing service's clock there)."""
-    plan = scenario if isinstance(scenario, Plan) else plans.from_scenario(
+    plan = scenario if isinstance(scenario, DriverPlan) else plans.from_scenario(
         scenario, proxy, speed, timeout)
     return run_plan(plan, Path(out_dir or default_runtime_dir() / "driver"), processes,
                     on_start=on_start)
@@ -166,7 +166,8 @@ def run_driver(accounts: Iterable[Any], script: Iterable[Any], proxy: tuple[str,
     return run_plan(plan, out.parent, processes, merged=out.name)
 
 
-def run_plan(plan: Plan, out_dir: Path, processes: int = 1, merged: str = "records.jsonl",
+def run_plan(plan: DriverPlan, out_dir: Path, processes: int = 1,
+             merged: str = "records.jsonl",
              on_start: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
     """Start the driver processes together, stop them together, merge their records."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """What the pjsua2 driver plays: identities, their presence window and the scripted MESSAGEs.
 
-Plain data, no pjsua2: a `Plan` is built from a `Scenario` (or by hand in tests and
+Plain data, no pjsua2: a `DriverPlan` is built from a `Scenario` (or by hand in tests and
 benchmarks), split into per-process plans (pjsua2 is compiled with at most 8 accounts
 and 256 buddies per process, and aborts the process beyond that), and written as JSON
 for `python -m lab.driver --plan plan.json`.
@@ -52,7 +52,7 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Message:
+class PlannedMessage:
     msg_id: str
     at: float
     sender: str
@@ -68,10 +68,10 @@ class Message:
 
 
 @dataclass(frozen=True)
-class Plan:
+class DriverPlan:
     proxy: tuple[str, int, str]
     identities: tuple[Identity, ...]
-    messages: tuple[Message, ...] = ()
+    messages: tuple[PlannedMessage, ...] = ()
     speed: float = 1.0  # scenario seconds per real second; 0 or inf: as fast as possible
     timeout: float = 60.0  # hard bound on the whole run of one driver process
     max_in_flight: int | None = None  # MESSAGE transactions awaiting a final answer
@@ -103,22 +103,22 @@ class Plan:
         return path
 
 
-def redacted(plan: Plan) -> Plan:
+def redacted(plan: DriverPlan) -> DriverPlan:
     """The plan without its passwords (what is written next to the records)."""
     return replace(plan, identities=tuple(replace(i, password="***") for i in plan.identities),
                    messages=tuple(replace(m, password="***") for m in plan.messages))
 
 
-def from_json(text: str) -> Plan:
+def from_json(text: str) -> DriverPlan:
     raw = json.loads(text)
     identities = tuple(Identity(**dict(i, buddies=tuple(i["buddies"])))
                        for i in raw.pop("identities"))
-    messages = tuple(Message(**m) for m in raw.pop("messages"))
-    return Plan(proxy=tuple(raw.pop("proxy")), identities=identities,  # type: ignore[arg-type]
+    messages = tuple(PlannedMessage(**m) for m in raw.pop("messages"))
+    return DriverPlan(proxy=tuple(raw.pop("proxy")), identities=identities,  # type: ignore[arg-type]
                 messages=messages, **raw)
 
 
-def read(path: Path) -> Plan:
+def read(path: Path) -> DriverPlan:
     return from_json(Path(path).read_text())
 
 
@@ -135,7 +135,7 @@ def target_uri(to: str, domain: str) -> str:
 
 
 def from_scenario(scenario: Any, proxy: tuple[str, int, str], speed: float = 1.0,
-                  timeout: float | None = None) -> Plan:
+                  timeout: float | None = None) -> DriverPlan:
     """Every account of every environment, online for the whole run, and the script."""
     identities = {}
     for env in scenario.environments:
@@ -145,12 +145,12 @@ def from_scenario(scenario: Any, proxy: tuple[str, int, str], speed: float = 1.0
             identities[ident.key] = ident
     messages = tuple(_message(scenario, index, msg, identities)
                      for index, msg in enumerate(scenario.traffic.script))
-    plan = Plan(proxy, tuple(identities.values()), messages, speed=speed)
+    plan = DriverPlan(proxy, tuple(identities.values()), messages, speed=speed)
     bound = timeout if timeout is not None else plan.wall_offset(plan.end) + 60.0
     return replace(plan, timeout=bound)
 
 
-def _message(scenario: Any, index: int, msg: Any, identities: dict) -> Message:
+def _message(scenario: Any, index: int, msg: Any, identities: dict) -> PlannedMessage:
     domain = msg.sender_domain or _home_domain(scenario, msg.sender)
     account = next((i for i in identities.values()
                     if (i.user, i.domain) == (msg.sender, domain)), None)
@@ -160,7 +160,7 @@ def _message(scenario: Any, index: int, msg: Any, identities: dict) -> Message:
         sender = Identity(msg.sender, domain, password, register=False)
         identities[sender.key] = sender
     body = msg.body if msg.body is not None else "x" * msg.size
-    return Message(msg.id or str(index), float(msg.at), msg.sender, domain, password,
+    return PlannedMessage(msg.id or str(index), float(msg.at), msg.sender, domain, password,
                    msg.to, target_uri(msg.to, domain), body)
 
 
@@ -169,7 +169,7 @@ def _home_domain(scenario: Any, sender: str) -> str:
     return (env or scenario.environments[0]).domain
 
 
-def split(plan: Plan, processes: int = 1) -> list[Plan]:
+def split(plan: DriverPlan, processes: int = 1) -> list[DriverPlan]:
     """Per-process plans: identities spread round-robin, each message with its sender.
 
     At least as many processes as MAX_ACCOUNTS requires; never more than identities.
@@ -197,7 +197,7 @@ def split(plan: Plan, processes: int = 1) -> list[Plan]:
     return parts
 
 
-def check(plan: Plan) -> None:
+def check(plan: DriverPlan) -> None:
     """Refuse what would abort pjsua2 (assertions, not exceptions, in its C code)."""
     if len(plan.identities) > MAX_ACCOUNTS:
         raise PlanError(f"{len(plan.identities)} accounts in one driver process; "
@@ -214,19 +214,19 @@ def check(plan: Plan) -> None:
 
 def build(accounts: Iterable[Any], script: Iterable[Any], proxy: tuple[str, int, str],
           speed: float = 1.0, timeout: float = 60.0,
-          max_in_flight: int | None = None) -> Plan:
+          max_in_flight: int | None = None) -> DriverPlan:
     """A plan by hand: accounts as Identity, (user, domain, password[, buddies]) or dicts;
-    script lines as Message or dicts like the scenario's (id, at, from, to, body/length,
+    script lines as PlannedMessage or dicts like the scenario's (id, at, from, to, body/length,
     optional password and domain)."""
     identities = {i.key: i for i in map(_identity, accounts)}
     messages = []
     for index, line in enumerate(script):
-        msg = line if isinstance(line, Message) else _scripted(index, line, identities)
+        msg = line if isinstance(line, PlannedMessage) else _scripted(index, line, identities)
         if msg.identity_key not in identities:
             sender = Identity(msg.sender, msg.domain, msg.password, register=False)
             identities[sender.key] = sender
         messages.append(msg)
-    return Plan(tuple(proxy), tuple(identities.values()), tuple(messages),  # type: ignore
+    return DriverPlan(tuple(proxy), tuple(identities.values()), tuple(messages),  # type: ignore
                 speed=speed, timeout=timeout, max_in_flight=max_in_flight)
 
 
@@ -239,7 +239,7 @@ def _identity(account: Any) -> Identity:
     return Identity(user, domain, password, buddies=tuple(rest[0]) if rest else ())
 
 
-def _scripted(index: int, line: dict, identities: dict) -> Message:
+def _scripted(index: int, line: dict, identities: dict) -> PlannedMessage:
     sender = str(line["from"]).split("@", 1)[0]
     homes = [i for i in identities.values() if i.user == sender]
     domain = line.get("domain") or (homes[0].domain if homes else "")
@@ -247,5 +247,5 @@ def _scripted(index: int, line: dict, identities: dict) -> Message:
     password = line.get("password") or (account.password if account else "")
     body = line.get("body")
     body = str(body) if body is not None else "x" * int(line.get("length", 0))
-    return Message(str(line.get("id") or index), float(line.get("at", 0)), sender, domain,
+    return PlannedMessage(str(line.get("id") or index), float(line.get("at", 0)), sender, domain,
                    password, str(line["to"]), target_uri(str(line["to"]), domain), body)

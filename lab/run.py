@@ -222,7 +222,7 @@ def remote(target: Target) -> Live:
                 acc_dir=target.path(spec.accounting) if spec.accounting else None)
 
 
-def retarget(plan: plans.Plan, target: Target) -> plans.Plan:
+def retarget(plan: plans.DriverPlan, target: Target) -> plans.DriverPlan:
     """The plan with the target's domain and passwords (a remote deployment's own)."""
     spec = target.spec
     if not isinstance(spec, Remote):
@@ -239,14 +239,14 @@ def retarget(plan: plans.Plan, target: Target) -> plans.Plan:
     return dataclasses.replace(plan, identities=identities, messages=messages)
 
 
-def _own(plan: plans.Plan, message: plans.Message) -> bool:
+def _own(plan: plans.DriverPlan, message: plans.PlannedMessage) -> bool:
     """Sent with the account's own password (not a scripted wrong one)."""
     return any(i.key == message.identity_key and i.register for i in plan.identities)
 
 
 # -- playing and collecting ------------------------------------------------------------
 
-def play(plan: plans.Plan, live: Live, folder: Path, processes: int,
+def play(plan: plans.DriverPlan, live: Live, folder: Path, processes: int,
          speed: float) -> list[dict[str, Any]]:
     def on_start(start: float) -> None:
         live.start = start
@@ -263,7 +263,7 @@ def play(plan: plans.Plan, live: Live, folder: Path, processes: int,
         raise
 
 
-def collect_xdrs(live: Live, plan: plans.Plan, records: list[dict[str, Any]],
+def collect_xdrs(live: Live, plan: plans.DriverPlan, records: list[dict[str, Any]],
                  unbilled: set[str] = frozenset(),  # type: ignore[assignment]
                  numbers: dict[str, tuple[str, str]] | None = None) -> collect.Collected:
     """This run's billed xDRs; ``unbilled``: 2xx messages no xDR is awaited for;
@@ -281,7 +281,7 @@ def collect_xdrs(live: Live, plan: plans.Plan, records: list[dict[str, Any]],
         raise UsageError(f"xDR source: {exc}") from None
 
 
-def senders(plan: plans.Plan) -> set[str]:
+def senders(plan: plans.DriverPlan) -> set[str]:
     """The scenario's accounts that send in the script (whose xDR lists are read)."""
     own = {i.user for i in plan.identities if i.register}
     return {m.sender for m in plan.messages if m.sender in own}
@@ -316,7 +316,7 @@ def _stored(live: Live) -> list[Xdr]:
     return [x for x in live.client.xdrs() if x.i_xdr > live.after_xdr]
 
 
-def collect_accounting(live: Live, plan: plans.Plan) -> list[dict[str, str]] | None:
+def collect_accounting(live: Live, plan: plans.DriverPlan) -> list[dict[str, str]] | None:
     """Kamailio's accounting lines of this run (written while it played)."""
     if live.acc_dir is None or live.start is None:
         return None

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from lab import clients, sip
 from lab import plan as plans
-from lab.plan import Plan
+from lab.plan import DriverPlan
 
 SETUP_TIMEOUT = 5.0  # registrations and first NOTIFYs
 LINGER = 1.0  # standalone: keep receiving after the last own answer
@@ -25,7 +25,7 @@ OFFLINE_WAIT = 1.0  # for the un-REGISTER answers
 class Driver:
     """One process's part of a plan, on one thread, polling pjsua2."""
 
-    def __init__(self, plan: Plan, out_path: Path, control_in: IO[str] | None = None,
+    def __init__(self, plan: DriverPlan, out_path: Path, control_in: IO[str] | None = None,
                  control_out: IO[str] | None = None) -> None:
         self.plan = plan
         self.control_in, self.control_out = control_in, control_out
@@ -105,7 +105,7 @@ class Driver:
         else:
             self.send(what)
 
-    def send(self, msg: plans.Message) -> None:
+    def send(self, msg: plans.PlannedMessage) -> None:
         token = clients.msg_id_header(msg.msg_id)
         sent = time.time()
         fields = {"msg_id": msg.msg_id, "from": msg.sender, "to": msg.to,

@@ -398,13 +398,14 @@ def test_a_slow_client_does_not_hold_up_kamailios_requests(service):
 def test_an_authorization_whose_account_never_came_gives_its_hold_back(tmp_path):
     """The hold is the settlement's (`imsim.rules.settle`): found by the message, so a
     stale authorization (expired, or its Call-ID authorized again) releases it."""
-    from lab.billing_service import BillingService, Clock
+    from lab.billing_service import BillingService, ScenarioClock
     from lab.xdr_store import XdrStore
 
     loaded = scenario.load(HANDBOOK)
     store = XdrStore(tmp_path / "xdrs.db")
     try:
-        service = BillingService(loaded, store, Clock(loaded.start, time.time()), "qa", "pw")
+        clock = ScenarioClock(loaded.start, time.time())
+        service = BillingService(loaded, store, clock, "qa", "pw")
         ledger = service.envs.ledgers[HANDBOOK_ENV.name]
         alice = f"account:{ALICE}"
         assert service.authorize(contract("c-stale", msg_id="m1")).payload["code"] == 200

@@ -56,7 +56,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 
 
 def script_plan(stack: Stack, accounts: dict, prefix: str, count: int, spacing: float,
-                **options: object) -> plans.Plan:
+                **options: object) -> plans.DriverPlan:
     """Alice sends `count` messages to Bob, one every `spacing` seconds."""
     script = [{"id": f"{prefix}{n}", "at": n * spacing, "from": ALICE, "to": BOB,
                "body": f"#{n}"} for n in range(count)]
