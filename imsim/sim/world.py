@@ -81,7 +81,7 @@ class World:
             for stream in self.poisson:
                 stream.begin()
             self.clock.at(0.0, self._sample)
-            self.clock.run(progress)
+            self.clock.play(progress)
         for site in self.sites.values():
             site.fold()
             if site.prefetch is not None:
