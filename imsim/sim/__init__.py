@@ -11,22 +11,46 @@ fan-out, softphones coming and going. Modules:
 - `messaging`: the MESSAGE path (407 challenge, AAA, lookup, delivery, accounting)
 - `agents`, `arrivals`: sessions, conversations, the script and the Poisson stream
 - `records`, `world`: what is written down, and the run itself
+
+Two engines run the model (``sim.engine`` in a scenario, ``engine=`` here,
+``--engine`` on ``imsim run`` and ``imsim sweep``): ``fast`` (the default: the modules
+above, compiled, millions of messages a minute) and ``simpy`` (`reference`,
+`reference_world`: generator processes, `simpy.Resource` workers, the extension API
+of ``world.env``, ``world.send``, ``world.wait``, ``world.proxy().take``). They give
+the same messages, xDRs and presence counts for the same seed
+(tests/test_sim_engines.py).
 """
 
 from __future__ import annotations
 
 from imsim.results import RunResult
 from imsim.scenario import Scenario
-from imsim.sim.world import Progress, UntilRequired, World, run_length
+from imsim.sim.world import EngineError, Progress, UntilRequired, World, run_length
+
+ENGINES = ("fast", "simpy")
+
+
+def world(scenario: Scenario, seed: int | None = None, until: float | None = None,
+          trace: bool = False, engine: str | None = None) -> World:
+    """The world of ``scenario`` on ``engine`` (default: ``sim.engine``, else fast)."""
+    chosen = engine or scenario.sim.engine or "fast"
+    if chosen == "simpy":
+        from imsim.sim.reference_world import SimpyWorld
+
+        return SimpyWorld(scenario, seed, until, trace)
+    if chosen != "fast":
+        raise ValueError(f"engine {chosen!r}: one of {', '.join(ENGINES)}")
+    return World(scenario, seed, until, trace)
 
 
 def run(scenario: Scenario, seed: int | None = None, until: float | None = None,
         trace: bool = False, progress: Progress | None = None,
-        quiet: bool = True) -> RunResult:
+        quiet: bool = True, engine: str | None = None) -> RunResult:
     """Simulate ``scenario``; the same seed gives the same frames. ``run`` never prints
     (``quiet`` is accepted for callers that say so); ``progress(now)`` is called as
     simulated time advances."""
-    return World(scenario, seed, until, trace).run(progress)
+    return world(scenario, seed, until, trace, engine).run(progress)
 
 
-__all__ = ["run", "World", "RunResult", "UntilRequired", "run_length"]
+__all__ = ["run", "world", "World", "RunResult", "UntilRequired", "EngineError",
+           "run_length", "ENGINES"]
