@@ -32,15 +32,23 @@ ENGINES = ("fast", "simpy")
 
 def world(scenario: Scenario, seed: int | None = None, until: float | None = None,
           trace: bool = False, engine: str | None = None) -> World:
-    """The world of ``scenario`` on ``engine`` (default: ``sim.engine``, else fast)."""
-    chosen = engine or scenario.sim.engine or "fast"
-    if chosen == "simpy":
+    """The world of ``scenario`` on ``engine`` (default: ``sim.engine``, else fast; an
+    engine given here is recorded in the summary's config as ``sim.engine``)."""
+    scenario = with_engine(scenario, engine)
+    if scenario.sim.engine == "simpy":
         from imsim.sim.reference_world import SimpyWorld
 
         return SimpyWorld(scenario, seed, until, trace)
-    if chosen != "fast":
-        raise ValueError(f"engine {chosen!r}: one of {', '.join(ENGINES)}")
     return World(scenario, seed, until, trace)
+
+
+def with_engine(scenario: Scenario, engine: str | None) -> Scenario:
+    """``scenario`` with ``sim.engine`` set to ``engine`` (None: as it is)."""
+    if engine is None:
+        return scenario
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    return scenario.model_copy(update={"sim": scenario.sim.model_copy(update={"engine": engine})})
 
 
 def run(scenario: Scenario, seed: int | None = None, until: float | None = None,
@@ -53,4 +61,4 @@ def run(scenario: Scenario, seed: int | None = None, until: float | None = None,
 
 
 __all__ = ["run", "world", "World", "RunResult", "UntilRequired", "EngineError",
-           "run_length", "ENGINES"]
+           "run_length", "ENGINES", "with_engine"]
