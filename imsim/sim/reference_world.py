@@ -61,6 +61,7 @@ class SimpyWorld(World):
             self.platform.on_notify = self.notified
         self.body = sampler(traffic.length, self.streams.generator("conversation.body"))
         self.conversations = 0
+        self.user_sent = 0   # messages of `send` (ids user-1, user-2, ...)
         self.candidates = [Candidates(traffic, site, self.streams, scenario.start)
                            for site in self.sites.values()] if traffic.poisson else []
         for candidates in self.candidates:
@@ -82,11 +83,13 @@ class SimpyWorld(World):
     def send(self, sender: str, to: str, body: int | str = 160, msg_id: str | None = None,
              password: str | None = None) -> simpy.Process:
         """``sender`` sends a MESSAGE now: an event that fires with its `Answer`
-        (``body``: the text, or its length)."""
+        (``body``: the text, or its length; ``msg_id``: user-1, user-2, ... by
+        default)."""
         site = next(s for s in self.sites.values() if sender in s.index)
         length = body if isinstance(body, int) else len(body)
         self.platform.sent += 1
-        m = Sent(site, msg_id or f"user-{self.platform.sent}", sender, to, length,
+        self.user_sent += 1
+        m = Sent(site, msg_id or f"user-{self.user_sent}", sender, to, length,
                  password if password is not None else site.passwords[site.index[sender]],
                  self.env.now)
         return self.env.process(self._sent(m))
