@@ -2,7 +2,7 @@
 
 The message path of ``DESIGN.md`` (407 challenge, AAA, lookup, delivery, accounting),
 the registrar and presence, as generator processes on a plain `simpy.Environment`,
-the proxy and the billing AAA as `Workers` (a `simpy.PriorityResource`). Deciding and
+the proxy and the billing AAA as `Workers` (a `simpy.Resource`). Deciding and
 settling are `imsim.rules.decide.BillingEngine`'s (`authenticate`, `decide`, `settle`,
 `account`); what is written down goes to the same `Recorder`. It gives the fast
 engine's answer (`imsim.sim.messaging`, tests/test_sim_engines.py), more slowly, and
@@ -40,7 +40,6 @@ Process = Generator[simpy.Event, Any, Any]
 OPEN: Final = 1
 CLOSED: Final = 0
 STATUS: Final = {OPEN: "open", CLOSED: "closed"}
-TAKE: Final = -1   # the priority of a request that takes a worker away
 
 
 class Answer(NamedTuple):
@@ -64,7 +63,11 @@ class Sent(NamedTuple):
     sent_at: float
 
 
-class Workers(simpy.PriorityResource):
+class Outage(simpy.resources.resource.Request):
+    """A request that takes a worker away (`Workers.take`)."""
+
+
+class Workers(simpy.Resource):
     """The proxy's or the billing AAA's workers: one FIFO queue. `take` holds some
     away (an outage) ahead of the queue, `give_back` returns them. Statistics as
     `imsim.sim.core.Pool.stats`."""
@@ -73,7 +76,7 @@ class Workers(simpy.PriorityResource):
         super().__init__(env, workers)
         self.name, self.workers = name, workers
         self.jobs, self.wait_time, self.busy_time, self.max_queue = 0, 0.0, 0.0, 0
-        self.taken: list[simpy.resources.resource.PriorityRequest] = []
+        self.taken: list[Outage] = []
 
     def serve(self, service: float) -> Process:
         """One job of ``service`` seconds: wait for a worker, hold it, let it go."""
@@ -88,9 +91,20 @@ class Workers(simpy.PriorityResource):
     def take(self, count: int) -> simpy.Event:
         """Take ``count`` workers away as they come free (before any queued job): an
         event that fires when all are taken."""
-        requests = [self.request(priority=TAKE) for _ in range(count)]
+        requests = [Outage(self) for _ in range(count)]
+        for request in requests:
+            if not request.triggered:   # queued: it goes ahead of the queued jobs
+                self.put_queue.remove(request)
+                self.put_queue.insert(self._outages_queued(), request)
         self.taken += requests
         return self._env.all_of(requests)
+
+    def _outages_queued(self) -> int:
+        """How many outages wait at the head of the queue."""
+        n, queue = 0, self.put_queue
+        while n < len(queue) and isinstance(queue[n], Outage):
+            n += 1
+        return n
 
     def give_back(self, count: int | None = None) -> None:
         """Give back the last ``count`` workers taken (all by default)."""
@@ -100,7 +114,7 @@ class Workers(simpy.PriorityResource):
 
     def sample(self) -> tuple[int, int]:
         """(busy workers, jobs waiting) now."""
-        queue = sum(1 for r in self.queue if r.priority != TAKE)
+        queue = len(self.queue) - self._outages_queued()
         self.max_queue = max(self.max_queue, queue)
         return self.count, queue
 
@@ -249,6 +263,8 @@ class Platform:
         while site.session[i] == session:
             yield from self.job(site, "REGISTER")
             done = self.env.now
+            if first and site.session[i] != session:
+                return   # gone before its first REGISTER was processed
             site.registered_until[i] = done + self.expires
             if first:
                 self.env.process(self.presence(site, i, session, done + 2 * self.delay))
