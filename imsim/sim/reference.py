@@ -156,7 +156,7 @@ class Platform:
 
     def at(self, when: float) -> simpy.Event:
         """An event at ``when`` (simpy's time of ``now + (when - now)``)."""
-        return self.env.timeout(max(when - self.env.now, 0.0))
+        return self.env.timeout(when - self.env.now)
 
     def told(self, what: str, value: Any) -> None:
         """Fire the events waiting for ``what`` (`SimpyWorld.wait`) with ``value``."""
@@ -277,8 +277,8 @@ class Platform:
         site.online[i] = 0
         site.session[i] += 1
         session = site.session[i]
-        if crash:
-            yield self.at(site.registered_until[i])
+        if crash:   # (a softphone never registered has nothing to expire: now)
+            yield self.at(max(site.registered_until[i], self.env.now))
             if site.session[i] == session:
                 self.expired(site, i)
             return

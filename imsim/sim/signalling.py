@@ -1,8 +1,9 @@
 """Registrar and presence server in time: REGISTER, PUBLISH, SUBSCRIBE, NOTIFY.
 
 - REGISTER: the binding lasts ``registration.expires`` from the moment the proxy
-  processed it (a session's first REGISTER: from then on, not while it is queued); the softphone refreshes after ``refresh`` x ``expires``. A softphone
-  that stops refreshing (a crash) stays registered until its binding expires.
+  processed it (a session's first REGISTER binds then, not while it is queued); the
+  softphone refreshes after ``refresh`` x ``expires``. A softphone that stops
+  refreshing (a crash) stays registered until its binding expires.
 - Coming online: REGISTER, then on its 200 a PUBLISH (open) and a SUBSCRIBE to every
   buddy. Every accepted SUBSCRIBE gets one initial NOTIFY with the buddy's status.
 - A status change (PUBLISH with a new status, or a crashed softphone's publication
