@@ -16,7 +16,7 @@ import pytest
 import simpy
 
 from imsim import scenario, sim
-from imsim.sim.reference import Answer
+from imsim.sim.reference import Answer, Workers
 from tests.helpers import HANDBOOK
 
 DELIVERED = 0.067
@@ -136,3 +136,48 @@ def test_waiting_for_an_expired_registration() -> None:
                               & (result.presence["watcher"] == "")]
     first = expired.sort_values("time").iloc[0]
     assert (when, env_name, account) == (first["time"], first["env"], first["presentity"])
+
+
+def test_workers_given_back_before_they_were_taken_leave_the_queue() -> None:
+    env = simpy.Environment()
+    proxy = Workers(env, "main/proxy", 1)
+    done: list[tuple[str, float]] = []
+
+    def job(name: str, service: float):  # type: ignore[no-untyped-def]
+        yield from proxy.serve(service)
+        done.append((name, env.now))
+
+    def outage():  # type: ignore[no-untyped-def]
+        yield env.timeout(0.5)
+        proxy.take(1)                    # the worker is busy: the outage waits first
+        yield env.timeout(0.2)
+        proxy.give_back()                # before it got the worker
+
+    env.process(job("a", 1.0))
+    env.process(outage())
+    env.process(job("b", 1.0))
+    env.run()
+    assert done == [("a", 1.0), ("b", 2.0)] and proxy.count == 0 and not proxy.queue
+
+
+def test_an_outage_goes_ahead_of_queued_jobs() -> None:
+    env = simpy.Environment()
+    proxy = Workers(env, "main/proxy", 1)
+    done: list[tuple[str, float]] = []
+
+    def job(name: str):  # type: ignore[no-untyped-def]
+        yield from proxy.serve(1.0)
+        done.append((name, env.now))
+
+    def outage():  # type: ignore[no-untyped-def]
+        yield env.timeout(0.5)
+        yield proxy.take(1)              # at 1.0, before "b" that queued at 0
+        assert proxy.sample() == (1, 1)  # busy with the outage; "b" waits
+        yield env.timeout(3.0)
+        proxy.give_back()
+
+    for name in ("a", "b"):
+        env.process(job(name))
+    env.process(outage())
+    env.run()
+    assert done == [("a", 1.0), ("b", 5.0)]

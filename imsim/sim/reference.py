@@ -13,8 +13,9 @@ Where the fast engine fixes a moment, this one does too:
 - every time is computed as the fast engine computes it (``yield self.at(when)``),
   so the two agree to the last bit except where sums are associated differently;
 - billing decides when the AAA request arrives, before its queue (the answer leaves
-  after it); it accounts the final answer when the answer is back at the proxy (the
-  recipient's answer is drawn then): a hold is released or committed at that moment;
+  after it); it accounts the final answer at the registrar lookup, when billing's
+  answer is back at the proxy (the recipient's answer is drawn then): a hold is
+  released or committed at that moment;
 - service times are drawn when a job arrives, before it queues.
 
 A message's outcome is written down when its answer reaches the sender: at ``until``
@@ -74,19 +75,19 @@ class Workers(simpy.Resource):
 
     def __init__(self, env: simpy.Environment, name: str, workers: int) -> None:
         super().__init__(env, workers)
-        self.name, self.workers = name, workers
+        self.env, self.name, self.workers = env, name, workers
         self.jobs, self.wait_time, self.busy_time, self.max_queue = 0, 0.0, 0.0, 0
         self.taken: list[Outage] = []
 
     def serve(self, service: float) -> Process:
         """One job of ``service`` seconds: wait for a worker, hold it, let it go."""
-        arrived = self._env.now
+        arrived = self.env.now
         self.jobs += 1
         self.busy_time += service
         with self.request() as turn:
             yield turn
-            self.wait_time += self._env.now - arrived
-            yield self._env.timeout(service)
+            self.wait_time += self.env.now - arrived
+            yield self.env.timeout(service)
 
     def take(self, count: int) -> simpy.Event:
         """Take ``count`` workers away as they come free (before any queued job): an
@@ -97,7 +98,7 @@ class Workers(simpy.Resource):
                 self.put_queue.remove(request)
                 self.put_queue.insert(self._outages_queued(), request)
         self.taken += requests
-        return self._env.all_of(requests)
+        return self.env.all_of(requests)
 
     def _outages_queued(self) -> int:
         """How many outages wait at the head of the queue."""
@@ -110,7 +111,11 @@ class Workers(simpy.Resource):
         """Give back the last ``count`` workers taken (all by default)."""
         count = len(self.taken) if count is None else count
         for _ in range(count):
-            self.release(self.taken.pop())
+            request = self.taken.pop()
+            if request.triggered:
+                self.release(request)
+            else:   # never got its worker: it leaves the queue
+                request.cancel()
 
     def sample(self) -> tuple[int, int]:
         """(busy workers, jobs waiting) now."""
