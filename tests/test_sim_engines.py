@@ -148,3 +148,24 @@ def test_the_engine_comes_from_the_scenario() -> None:
     assert loaded.sim.engine == "simpy"
     assert sim.world(loaded).engine == "simpy"
     assert sim.world(loaded, engine="fast").engine == "fast"
+
+
+def test_a_recipient_whose_first_register_is_queued_is_not_registered() -> None:
+    # regression (found by this comparison under bench_sim's registration storm): the
+    # fast engine bound a softphone when its first REGISTER reached the proxy, not when
+    # the proxy had processed it. Here: 2 proxy workers, REGISTER takes 20 s. At 0.01
+    # Alice's MESSAGE (scheduled first) is challenged at once, Alice's and Bob's
+    # REGISTERs take the workers to 20.01 and 20.011, Carol's waits to 20.01 (processed
+    # at 40.01). The resent MESSAGE (0.031) waits to 20.011, done 20.012; AAA there
+    # and back, 20.017: the lookup finds Carol not registered, 480 to Alice at 20.027.
+    from tests.helpers import handbook_document, load_document
+
+    document = handbook_document()
+    document["sim"] = {"proxy": {"workers": 2, "service": {"REGISTER": 20}}}
+    document["traffic"]["script"] = [{"id": "m1", "at": 0, "from": "15551230001",
+                                      "to": "15551230003", "body": "Carol?"}]
+    fast, reference = assert_agree(load_document(document))
+    for run in (fast, reference):
+        [row] = run.messages.itertuples()
+        assert (row.code, row.check) == (480, "registration")
+        assert row.latency == pytest.approx(20.027, abs=TOLERANCE)
