@@ -5,7 +5,8 @@ billing engine (`imsim.rules.proxy`, `imsim.rules.decide`) and adds what only ti
 network and processing delays, queues, propagation of admin changes, presence
 fan-out, softphones coming and going. Modules:
 
-- `core`: clock (callback events on simpy), named random streams, samplers, pools
+- `core`: clock (a `simpy.Environment` of callback events), named random streams,
+  samplers, pools
 - `site`: one virtual environment: population, configuration versions, memo
 - `signalling`: registrar and presence (REGISTER, PUBLISH, SUBSCRIBE, NOTIFY)
 - `messaging`: the MESSAGE path (407 challenge, AAA, lookup, delivery, accounting)
