@@ -2,10 +2,17 @@
 
     python benchmarks/bench_sim.py            # 10,000 accounts, about 1,000,000 messages
     python benchmarks/bench_sim.py --scale    # 1,000,000 accounts, about 10,000,000 messages
+    python benchmarks/bench_sim.py --engine simpy   # the SimPy engine, its ceiling, the fast
 
 Prints figures only (no pass/fail). Goals (issue 3): >= 100,000 messages/s end to end
 and a ratio to bare simpy events/s >= 0.2; the scale run in < 3 minutes and < 4 GiB
 peak RSS. Softphones come online over ``--spread`` seconds (10 by default).
+
+``--engine simpy`` (issue 17): messages/s of the SimPy engine through the full path for
+10,000 accounts (100,000 messages, every record kept as in the fast run), beside the
+fast engine's on the same load and a SimPy ceiling measured in the same run: the same
+message path as bare process-per-message SimPy (a `simpy.Resource` per pool, timeouts,
+a dict lookup for the decision, nothing recorded). Goal: >= 60 % of the ceiling.
 
 Every message is two proxy transactions (407 challenge, then with credentials), an
 AAA authorization (`BillingEngine.authenticate/decide/settle`), a registrar lookup,
@@ -19,11 +26,11 @@ import resource
 import sys
 import time
 
+import numpy as np
 import simpy
 
-from imsim import _hotpath, scenario
+from imsim import _hotpath, scenario, sim
 from imsim.memory import no_collection_at_exit
-from imsim.sim import World
 
 TEMPLATE = """
 name: bench
@@ -57,7 +64,7 @@ sim:
   billing: {{workers: {billing}}}
   registration: {{spread: {spread}, expires: 1d}}
   sample_interval: 10
-  records: {{messages: failed, xdrs: false, presence: false}}
+  records: {keep}
 """
 
 
@@ -75,8 +82,47 @@ def bare_simpy(events: int = 1_000_000) -> float:
     return events / (time.perf_counter() - began)
 
 
+def ceiling(accounts: int, messages: int, until: float) -> float:
+    """Messages/s of the message path as bare process-per-message SimPy: Poisson
+    arrivals, two proxy transactions, the AAA (a dict lookup for the decision), the
+    answer's way back; pools sized as in `full_path`, nothing recorded."""
+    env = simpy.Environment()
+    workers = max(4, int(messages / until * 0.001 * 2 * 3))
+    proxy, billing = simpy.Resource(env, workers), simpy.Resource(env, workers)
+    decisions = {(f"1555{k:07d}", f"1555{(k + 1) % accounts:07d}"): 200
+                 for k in range(accounts)}
+    rng = np.random.default_rng(1)
+    gaps = rng.exponential(until / messages, messages).tolist()
+    senders = rng.integers(0, accounts, messages).tolist()
+
+    def message(k: int):  # type: ignore[no-untyped-def]
+        yield env.timeout(0.01)
+        for wait in (0.02, 0.002):               # 407 and resent, then the AAA request
+            with proxy.request() as turn:
+                yield turn
+                yield env.timeout(0.001)
+            yield env.timeout(wait)
+        code = decisions[(f"1555{k:07d}", f"1555{(k + 1) % accounts:07d}")]
+        with billing.request() as turn:
+            yield turn
+            yield env.timeout(0.001)
+        yield env.timeout(0.002 + 0.01 + 0.01 + 0.01 if code == 200 else 0.012)
+
+    def arrivals():  # type: ignore[no-untyped-def]
+        for gap, k in zip(gaps, senders, strict=True):
+            yield env.timeout(gap)
+            env.process(message(k))
+
+    env.process(arrivals())
+    began = time.perf_counter()
+    env.run()
+    return messages / (time.perf_counter() - began)
+
+
 def full_path(accounts: int, messages: int, until: float, buddies: int,
-              spread: float = 10.0) -> dict[str, float]:
+              spread: float = 10.0, engine: str = "fast",
+              keep: str = "{messages: failed, xdrs: false, presence: false}"
+              ) -> dict[str, float]:
     """One run; both pools sized for the messages (two proxy transactions and one
     authorization each, 1 ms a transaction, x3); softphones come online over
     ``spread`` seconds."""
@@ -85,11 +131,11 @@ def full_path(accounts: int, messages: int, until: float, buddies: int,
     began = time.perf_counter()
     loaded = scenario.loads(TEMPLATE.format(accounts=accounts, buddies=buddies, rate=rate,
                                             until=until, proxy=workers, billing=workers,
-                                            spread=spread))
-    world = World(loaded)
+                                            spread=spread, keep=keep))
+    world = sim.world(loaded, engine=engine)
     built = time.perf_counter()
     marks: list[tuple[float, float, int]] = []
-    result = world.run(lambda now: marks.append((now, time.perf_counter(), world.path.sent)))
+    result = world.run(lambda now: marks.append((now, time.perf_counter(), world.sent)))
     ran = time.perf_counter()
     sent = result.summary["messages"]["sent"]
     half, before = next((t, n) for now, t, n in marks if now >= until / 2)
@@ -112,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", type=float, default=10.0,
                         help="seconds over which the softphones come online (default 10; "
                              "with --scale that is a registration storm the proxy queues)")
+    parser.add_argument("--engine", choices=("fast", "simpy"), default="fast",
+                        help="simpy: the SimPy engine beside its ceiling and the fast one")
     args = parser.parse_args(argv)
     no_collection_at_exit()
+    if args.engine == "simpy":
+        return simpy_engine(args.spread)
     events = bare_simpy()
     print(f"imsim hot path: {_hotpath.status()}")
     print(f"bare simpy: {events:,.0f} timeout events/s")
@@ -129,6 +179,32 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['second_half_msg_per_s']:,.0f} messages/s")
     total = figures["load_s"] + figures["run_s"]
     print(f"  wall {total:.1f} s, peak RSS {peak_rss_gib():.2f} GiB")
+    return 0
+
+
+def simpy_engine(spread: float) -> int:
+    """The SimPy engine, its ceiling and the fast engine on one load (100,000
+    messages, 10,000 accounts), every record kept in both engines."""
+    accounts, messages, until = 10_000, 100_000, 100.0
+    keep = "{messages: all, xdrs: true, presence: true}"
+    print(f"imsim hot path: {_hotpath.status()}")
+    events = bare_simpy()
+    print(f"bare simpy: {events:,.0f} timeout events/s")
+    top = ceiling(accounts, messages, until)
+    print(f"SimPy ceiling (process per message, Resources, dict decision, no records): "
+          f"{top:,.0f} messages/s")
+    for engine in ("simpy", "fast"):
+        figures = full_path(accounts, messages, until, buddies=3, spread=spread,
+                            engine=engine, keep=keep)
+        print(f"{engine} engine: {figures['messages']:,.0f} messages "
+              f"({figures['delivered']:,.0f} delivered, every record kept) in "
+              f"{figures['run_s']:.1f} s: {figures['msg_per_s']:,.0f} messages/s, "
+              f"{figures['msg_per_s'] / top:.0%} of the ceiling, ratio to bare simpy "
+              f"{figures['msg_per_s'] / events:.3f}")
+        steady = figures["second_half_msg_per_s"]
+        print(f"  second half of simulated time (softphones registered, presence done): "
+              f"{steady:,.0f} messages/s, {steady / top:.0%} of the ceiling")
+    print(f"  peak RSS {peak_rss_gib():.2f} GiB")
     return 0
 
 

@@ -94,3 +94,8 @@ class SimSettings(Frozen):
     sample_interval: Seconds = Field(1.0, gt=0)
     drain: Seconds = 60.0
     records: RecordSettings = RecordSettings()
+    engine: Literal["fast", "simpy"] | None = None
+    """The engine that runs the model: ``fast`` (the default when unset: callback
+    events on a compiled clock, for large runs) or ``simpy`` (the reference model in
+    SimPy's idiom, `imsim.sim.reference`: the one to read and extend). Both give the
+    same answer (tests/test_sim_engines.py)."""

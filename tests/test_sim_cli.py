@@ -56,3 +56,28 @@ def test_progress_follows_simulated_time() -> None:
     result = sim.run(scenario.load(HANDBOOK), progress=seen.append)
     assert len(seen) == 200 and seen[-1] == result.summary["until"]
     assert seen == sorted(seen)
+
+
+@pytest.mark.parametrize("engine", ["fast", "simpy"])
+def test_run_on_either_engine(engine: str, tmp_path: Path) -> None:
+    assert main(["run", str(HANDBOOK), "--out", str(tmp_path), "--quiet",
+                 "--engine", engine]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["sim"]["engine"] == engine
+    assert summary["messages"]["delivered"] == 3
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_unknown_engine_exits_2(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, str(HANDBOOK), "--engine", "turbo"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imsim: ") and "--engine" in err and len(err.splitlines()) == 1
+
+
+def test_sweep_on_the_simpy_engine(tmp_path: Path) -> None:
+    assert main(["sweep", str(HANDBOOK), "--vary", "sim.proxy.workers=1,2", "--workers", "0",
+                 "--engine", "simpy", "--out", str(tmp_path), "--quiet"]) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 2 and set(runs["delivered"]) == {3}

@@ -145,3 +145,27 @@ def test_simpy_processes_run_in_their_place() -> None:
     assert on_clock == plain
     assert plain[1] == 3.0 and ("after m4" not in {name for _, name in plain[0]})
     assert [name for t, name in plain[0] if t == 0.5] == ["x", "z", "p0", "m0"]
+
+
+def test_the_clock_needs_none_of_simpys_private_attributes() -> None:
+    # the clock overrides simpy's public extension points (now, schedule, peek, step,
+    # run) and keeps its own queue and counter: simpy's private ones can go (a simpy
+    # release may rename them) and a mixed run is the same
+    clock = Clock(until=3.0)
+    for name in ("_queue", "_eid", "_now"):
+        delattr(clock, name)
+    assert not any(hasattr(clock, name) for name in ("_queue", "_eid", "_now"))
+    seen: list[tuple[float, str]] = []
+
+    def process(env: simpy.Environment):  # type: ignore[no-untyped-def]
+        for k in range(4):
+            yield env.timeout(0.5)
+            seen.append((env.now, f"p{k}"))
+            clock.at(env.now, lambda name: seen.append((clock.now, name)), f"m{k}")
+
+    clock.process(process(clock))
+    assert clock.peek() == 0.0   # the process starts now
+    clock.run()
+    assert seen == [(t / 2, f"{kind}{k}") for k, t in zip(range(4), range(1, 5), strict=True)
+                    for kind in ("p", "m")]
+    assert clock.now == 3.0

@@ -22,7 +22,15 @@ def register(sub: Any, name: str) -> None:
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv",
                         help="file format of the frames (default csv)")
     parser.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    add_engine(parser)
     parser.set_defaults(handler=run)
+
+
+def add_engine(parser: Any) -> None:
+    """``--engine fast|simpy`` (default: the scenario's ``sim.engine``, else fast)."""
+    parser.add_argument("--engine", choices=("fast", "simpy"),
+                        help="the simulator engine: fast (compiled, for large runs) or "
+                        "simpy (the reference model) (default: sim.engine, else fast)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         writable_folder(args.out, "--out")
     try:
-        world = sim.World(loaded, args.seed, until)
+        world = sim.world(loaded, args.seed, until, engine=args.engine)
     except sim.UntilRequired as exc:
         raise UsageError(str(exc)) from None
     result = _with_progress(world, args.quiet)

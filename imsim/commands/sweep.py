@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imsim.commands.run import _duration, writable_folder
+from imsim.commands.run import _duration, add_engine, writable_folder
 from imsim.errors import UsageError
 
 
@@ -29,6 +29,7 @@ def register(sub: Any, name: str) -> None:
     parser.add_argument("--out", default="runs/sweep",
                         help="folder for runs.parquet/csv and means.parquet/csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    add_engine(parser)
     parser.set_defaults(handler=run)
 
 
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     writable_folder(args.out, "--out")
     planned = sweep.plan(args.scenario, args.vary, args.replications, args.seed, until,
                          args.common_random_numbers)
+    if args.engine:
+        from imsim import sim
+
+        planned.scenarios = [sim.with_engine(s, args.engine) for s in planned.scenarios]
     table = sweep.run(planned, workers=args.workers, scheduler=args.scheduler,
                       progress=not args.quiet and sys.stderr.isatty())
     written = table.write(Path(args.out))

@@ -36,14 +36,14 @@ def play_script(scenario: Scenario, sites: dict[str, Site], path: MessagePath) -
                   line.at, line.password)
 
 
-class PoissonStream(Event):
-    """The merged Poisson stream of one environment (its own event: `fire`)."""
+class Candidates:
+    """The candidates of one environment's merged Poisson stream: the gaps between
+    them (``gap``), and which become messages (`pick`). Both engines draw them."""
 
-    def __init__(self, clock: Clock, traffic: Traffic, site: Site, path: MessagePath,
-                 streams: Streams, start: dt.datetime) -> None:
-        super().__init__()
+    def __init__(self, traffic: Traffic, site: Site, streams: Streams,
+                 start: dt.datetime) -> None:
         assert traffic.poisson is not None
-        self.clock, self.site, self.path, self.start = clock, site, path, start
+        self.site, self.start = site, start
         self.profile = traffic.profile
         self.peak = max(self.profile) if self.profile else 1.0
         self.elasticity = traffic.elasticity
@@ -53,46 +53,44 @@ class PoissonStream(Event):
         name = f"poisson.{site.name}"
         rng = streams.generator(name)
         self.gap = Draws(lambda n: rng.exponential(1 / rate, n)) if size else None
-        self.pick = Draws(lambda n: rng.integers(0, size, n))
+        self.choice = Draws(lambda n: rng.integers(0, size, n))
         self.chance = uniforms(streams.generator(f"{name}.thinning"))
         self.where = Destinations(traffic, site, streams.generator(f"{name}.destination"))
         self.body = sampler(traffic.length, streams.generator(f"{name}.body"))
         self._hours: dict[tuple[int, int], float] = {}
         self._zones = [ZoneInfo(z) for z in site.zones]
-        self.delay = path.delay
+        self.delay = 0.0
+        """The network delay: a candidate's message was sent this long before it
+        arrives (set by the engine)."""
         self.count = 0
         self.prefix = f"p{site.name}."   # message ids: p<env>.<count>
-        self._clock = clock
+        self.to = ""
+        self.length = 0
+        self.route = -1
 
-    def begin(self) -> None:
-        if self.gap is not None:
-            self.clock.again(self, self.gap.next() + self.delay)
-
-    def run(self) -> None:
-        self.fire()
-
-    def fire(self) -> None:
-        now = self._clock.t
-        assert self.gap is not None
-        self.clock.again(self, now + self.gap.next())
-        i = int(self.pick.next())
+    def pick(self, now: float) -> int:
+        """The candidate arriving at the proxy at ``now``: its sender's index, or -1 if
+        it sends nothing; when it sends, the message's ``to``, ``length``, ``route``
+        (the pair's place in `Site.routes`, -1: none) and ``count`` (its serial)."""
+        i = int(self.choice.next())
         site = self.site
         if not site.online[i]:
-            return
+            return -1
         sent = now - self.delay
         if self.profile is not None and self.chance.next() * self.peak >= self.multiplier(i, sent):
-            return
+            return -1
         to = self.where.choose(i)
         if to is None:
-            return
+            return -1
         length = int(self.body.next())
         if self.elasticity is not None and \
-                self.chance.next() * self.cap >= self.demand(i, to, length):
-            return
+                self.chance.next() * self.cap >= self.demand(i, to, length, now):
+            return -1
         self.count += 1
         slot = self.where.slot
-        self.path.arrive_now(site, site.ids[i], to, length, self.prefix, site.passwords[i],
-                             self.count, i * site.route_width + slot if slot >= 0 else -1)
+        self.to, self.length = to, length
+        self.route = i * site.route_width + slot if slot >= 0 else -1
+        return i
 
     def multiplier(self, i: int, sent: float) -> float:
         """The profile multiplier of the sender's local hour (cached per minute)."""
@@ -105,10 +103,10 @@ class PoissonStream(Event):
             found = self._hours[key] = self.profile[hour]
         return found
 
-    def demand(self, i: int, to: str, length: int) -> float:
+    def demand(self, i: int, to: str, length: int, now: float) -> float:
         """Elasticity: (unit price / reference) ** coefficient for this destination."""
         assert self.elasticity is not None
-        site, now = self.site, self.clock.now
+        site = self.site
         user, _, domain = to.partition("@")
         at, micros = site.at(now)
         msg = Message("", site.ids[i], user, domain or site.domain, at, length)
@@ -119,6 +117,42 @@ class PoissonStream(Event):
         if price <= 0:
             return self.cap
         return float((price / self.elasticity.reference_price) ** self.elasticity.coefficient)
+
+
+class PoissonStream(Event):
+    """The merged Poisson stream of one environment on the fast clock (its own
+    event: `fire`)."""
+
+    def __init__(self, clock: Clock, traffic: Traffic, site: Site, path: MessagePath,
+                 streams: Streams, start: dt.datetime) -> None:
+        super().__init__()
+        self.clock, self.site, self.path = clock, site, path
+        self.candidates = Candidates(traffic, site, streams, start)
+        self.candidates.delay = path.delay
+        self._clock = clock
+
+    @property
+    def count(self) -> int:
+        return self.candidates.count
+
+    def begin(self) -> None:
+        gap = self.candidates.gap
+        if gap is not None:
+            self.clock.again(self, gap.next() + self.path.delay)
+
+    def run(self) -> None:
+        self.fire()
+
+    def fire(self) -> None:
+        now = self._clock.t
+        found = self.candidates
+        assert found.gap is not None
+        self.clock.again(self, now + found.gap.next())
+        i = found.pick(now)
+        if i >= 0:
+            site = self.site
+            self.path.arrive_now(site, site.ids[i], found.to, found.length, found.prefix,
+                                 site.passwords[i], found.count, found.route)
 
 
 class Destinations:

@@ -4,13 +4,14 @@ samplers and FIFO worker pools.
 Everything in the model is an event that calls a function at a simulated moment
 (`Clock.at`), or an object that is its own event (`Event`: a message in flight, the
 Poisson stream); no process or generator per message, so a run of millions of messages
-costs a few events each. The clock orders its events exactly as
-`simpy.Environment.run` orders simpy's (by time, then priority, then the order they
-were scheduled in, with the ids of simpy's own counter), in a heap of its own: every
-`Event` carries its time and id, so scheduling allocates nothing and comparing two
-events reads two numbers (compiled, no tuples and no rich comparisons). The world is
-a `simpy.Environment` (`Clock.env`): a simpy process or event scheduled there runs in
-its place in the same order, and ``env.now`` is the clock's time. A `Pool` is a FIFO
+costs a few events each. The clock is a
+`simpy.Environment` (a subclass overriding its public ``schedule``, ``step``, ``peek``
+and ``run``, as `simpy.rt.RealtimeEnvironment` does) and orders its events exactly as
+simpy orders its own (by time, then priority, then the order they were scheduled in,
+one id counter for both), in a heap of its own: every `Event` carries its time and
+id, so scheduling allocates nothing and comparing two events reads two numbers
+(compiled, no tuples and no rich comparisons). A simpy process or event scheduled on
+the clock runs in its place in the same order. A `Pool` is a FIFO
 multi-server queue: because arrivals are admitted in time order (each arrival is an
 event), a job's start and finish are known when it arrives, so finishing needs no
 event of its own.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Callable
+from heapq import heappop, heappush
 from typing import Any, Final
 
 import numpy as np
@@ -38,7 +40,7 @@ INF: Final = float("inf")
 class Event:
     """A model event: when its time comes the clock calls ``run()`` (a native method
     call when compiled). It carries its own place in the order, ``t`` and ``eid``
-    (simpy's id counter, `Ids`): a message in flight is its own event, rescheduled
+    (`Clock.serial`): a message in flight is its own event, rescheduled
     stage after stage without allocating anything."""
 
     __slots__ = ("t", "eid")
@@ -63,23 +65,6 @@ class Call(Event):
 
     def run(self) -> None:
         self.fn(self.arg)
-
-
-class Ids:
-    """Event ids, in the order of scheduling: the clock's and, as ``env._eid``, simpy's
-    own (one counter, so a simpy event and a model event at the same time and priority
-    run in the order they were scheduled)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __iter__(self) -> Ids:
-        return self
-
-    def __next__(self) -> Any:   # Any: mypyc's slot for an int-typed __next__ miscompiles
-        n = self.n
-        self.n = n + 1
-        return n
 
 
 class Lane(Event):
@@ -166,21 +151,28 @@ def _pop(heap: list[Event]) -> None:
         _sink(heap, last)
 
 
-class Clock:
-    """Simulated time: ``at(t, fn, arg)`` calls ``fn(arg)`` at ``t``; nothing at or past
-    ``until`` is scheduled (it would never run)."""
+class Clock(simpy.Environment):
+    """Simulated time, a `simpy.Environment`: ``at(t, fn, arg)`` calls ``fn(arg)`` at
+    ``t``; nothing at or past ``until`` is scheduled (it would never run).
+
+    It keeps two queues: the model's events (a heap of `Event`s and `Lane`s, by time
+    and id) and simpy's (what `schedule` is given: timeouts, processes, requests, by
+    time, priority and id). Ids come from one counter, so the two interleave as one
+    simpy queue would. It overrides simpy's public extension points, as
+    `simpy.rt.RealtimeEnvironment` does: `now`, `schedule`, `peek`, `step`, `run`.
+    """
 
     def __init__(self, until: float) -> None:
-        self.env = simpy.Environment()
+        super().__init__()
         self.until = until
-        self.ids = Ids()
-        self.env._eid = self.ids  # type: ignore[assignment]   # one counter
-        self._simpy: list[Any] = self.env._queue  # type: ignore[attr-defined]
+        self.serial = 0
+        """The next event id (the model's and simpy's events share it)."""
+        self.simpy_queue: list[tuple[float, int, int, simpy.Event]] = []
+        """simpy's events (`schedule`): (time, priority, id, event), a heap."""
         self.queue: list[Event] = []
         """The clock's heap: events and lanes, by (t, eid)."""
         self.t = 0.0
-        """The time of the event being processed: simpy's ``env.now``, kept here while
-        the clock runs (`advance` hands it to simpy whenever simpy steps itself)."""
+        """The time of the event being processed: ``now``."""
         self._started = False
         self._pending = Lane()
         """What `at` and `put` scheduled before the clock started (every softphone's
@@ -191,13 +183,149 @@ class Clock:
     def now(self) -> float:
         return self.t
 
+    @property
+    def env(self) -> Clock:
+        """The clock itself: the world's `simpy.Environment`."""
+        return self
+
+    # -- simpy's extension points --------------------------------------------------------
+    def schedule(self, event: simpy.Event, priority: int = NORMAL, delay: float = 0) -> None:
+        """`simpy.Environment.schedule`: ``event`` at ``now + delay``."""
+        serial = self.serial
+        self.serial = serial + 1
+        heappush(self.simpy_queue, (self.t + delay, priority, serial, event))
+
+    def peek(self) -> float:
+        """The time of the next event (either queue), ``inf`` if none."""
+        if not self._started:
+            self._start()
+        found = self.simpy_queue[0][0] if self.simpy_queue else INF
+        return min(found, self.queue[0].t) if self.queue else found
+
+    def step(self) -> None:
+        """Process the next event (either queue); `simpy.core.EmptySchedule` if none."""
+        if not self._started:
+            self._start()
+        if self.simpy_queue and self._simpy_first(INF, 0):
+            self._step_simpy()
+        elif self.queue:
+            self._step_model()
+        else:
+            raise simpy.core.EmptySchedule()
+
+    def run(self, until: Any = None) -> Any:
+        """`simpy.Environment.run`: to a time (None: to ``until``), or until an event
+        has been processed (its value)."""
+        if until is None or not isinstance(until, simpy.Event):
+            self.play(None, 1, self.until if until is None else float(until))
+            return None
+        return simpy.Environment.run(self, until)
+
+    # -- running -------------------------------------------------------------------------
+    def play(self, step: Callable[[float], None] | None = None, chunks: int = 200,
+             to: float = -1.0) -> None:
+        """Run to ``to`` (default: ``until``); with ``step``, in chunks, calling
+        ``step(now)`` after each.
+
+        Nothing the model makes needs the cyclic garbage collector (a queued message and
+        its path's lane refer to each other only until it is taken): it is paused
+        (`paused_gc`).
+        """
+        end = self.until if to < 0 else to
+        with paused_gc():
+            if step is None:
+                self.advance(end)
+                return
+            for k in range(1, chunks + 1):
+                self.advance(end * k / chunks)
+                step(self.t)
+
+    def advance(self, to: float) -> None:
+        """``run(until=to)``: stops where simpy's stop event (urgent, at ``now + (to -
+        now)``, with the next id) would; the model's events and simpy's run in their
+        order."""
+        if to <= self.t:
+            raise ValueError(f"until ({to}) must be greater than the current simulation time")
+        end = self.t + (to - self.t)
+        stop = self.serial
+        self.serial = stop + 1
+        if not self._started:
+            self._start()
+        heap, foreign = self.queue, self.simpy_queue
+        while True:
+            if foreign and self._simpy_first(end, stop):
+                self._step_simpy()
+                continue
+            if not heap:
+                break
+            top = heap[0]
+            if top.t >= end:   # the stop event is urgent: it comes first at ``end``
+                break
+            self.t = top.t   # `_step_model`, inlined: the loop of every run
+            if isinstance(top, Lane):
+                event = top.take()
+                if top.head < len(top.events):   # its time and id are its next event's
+                    _sink(heap, top)
+                else:
+                    _pop(heap)
+                event.run()
+            else:
+                _pop(heap)
+                top.run()
+        self.t = end
+
+    def _step_model(self) -> None:
+        """Run the model's next event (the top of its heap)."""
+        heap = self.queue
+        top = heap[0]
+        self.t = top.t
+        if isinstance(top, Lane):
+            event = top.take()
+            if top.head < len(top.events):   # its time and id are its next event's
+                _sink(heap, top)
+            else:
+                _pop(heap)
+            event.run()
+        else:
+            _pop(heap)
+            top.run()
+
+    def _step_simpy(self) -> None:
+        """Process simpy's next event, as `simpy.Environment.step` does."""
+        when, _, _, event = heappop(self.simpy_queue)
+        self.t = when
+        callbacks = event.callbacks
+        event.callbacks = None  # type: ignore[assignment]   # as simpy does: processed
+        for k, callback in enumerate(callbacks):
+            try:
+                callback(event)
+            except simpy.core.StopSimulation:   # resume the rest when run again
+                event.callbacks = callbacks[k + 1:]
+                self.schedule(event, URGENT - 1)
+                raise
+        if not event.ok and not event.defused:
+            failure: Any = event.value
+            raise type(failure)(*failure.args) from failure
+
+    def _simpy_first(self, end: float, stop: int) -> bool:
+        """Whether simpy's next event comes before the model's next and the stop."""
+        when, priority, eid, _ = self.simpy_queue[0]
+        if (when, priority, eid) > (end, URGENT, stop):
+            return False
+        heap = self.queue
+        if not heap:
+            return True
+        top = heap[0]
+        return (when, priority, eid) < (top.t, NORMAL, top.eid)
+
+    # -- the model's events ------------------------------------------------------------
     def _key(self, event: Event, when: float) -> None:
         """Give ``event`` its time (as simpy computes it: ``now + delay``) and an id."""
         now = self.t
         event.t = now + (when - now)
-        ids = self.ids
-        event.eid = ids.n
-        ids.n += 1
+        serial = self.serial
+        event.eid = serial
+        self.serial = serial + 1
 
     def at(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         if when < self.until:
@@ -237,67 +365,6 @@ class Clock:
             lane.eid = event.eid
             lane.events.append(event)
             _push(self.queue, lane)
-
-    def run(self, step: Callable[[float], None] | None = None, chunks: int = 200) -> None:
-        """Run to ``until``; with ``step``, in chunks, calling ``step(now)`` after each.
-
-        Nothing the model makes needs the cyclic garbage collector (a queued message and
-        its path's lane refer to each other only until it is taken): it is paused
-        (`paused_gc`).
-        """
-        with paused_gc():
-            if step is None:
-                self.advance(self.until)
-                return
-            for k in range(1, chunks + 1):
-                self.advance(self.until * k / chunks)
-                step(self.now)
-
-    def advance(self, to: float) -> None:
-        """``env.run(until=to)``: stops where simpy's stop event (urgent, at ``now + (to -
-        now)``, with the next id) would; the clock's events run inline, and an event in
-        simpy's own queue that comes first is handed to ``env.step``."""
-        env = self.env
-        if to <= self.t:
-            raise ValueError(f"until ({to}) must be greater than the current simulation time")
-        end = self.t + (to - self.t)
-        stop = next(self.ids)
-        if not self._started:
-            self._start()
-        heap, foreign = self.queue, self._simpy
-        while True:
-            if foreign and self._foreign_first(end, stop):
-                self.t = env._now = foreign[0][0]
-                env.step()
-                continue
-            if not heap:
-                break
-            top = heap[0]
-            if top.t >= end:   # the stop event is urgent: it comes first at ``end``
-                break
-            self.t = top.t
-            if isinstance(top, Lane):
-                event = top.take()
-                if top.head < len(top.events):   # its time and id are its next event's
-                    _sink(heap, top)
-                else:
-                    _pop(heap)
-                event.run()
-            else:
-                _pop(heap)
-                top.run()
-        self.t = env._now = end
-
-    def _foreign_first(self, end: float, stop: int) -> bool:
-        """Whether simpy's own next event comes before the clock's next and the stop."""
-        when, priority, eid, _ = self._simpy[0]
-        if (when, priority, eid) > (end, URGENT, stop):
-            return False
-        heap = self.queue
-        if not heap:
-            return True
-        top = heap[0]
-        return (when, priority, eid) < (top.t, NORMAL, top.eid)
 
     def _start(self) -> None:
         """The pending events, sorted by time (stable: in order of scheduling, which is

@@ -1,8 +1,9 @@
 """Registrar and presence server in time: REGISTER, PUBLISH, SUBSCRIBE, NOTIFY.
 
 - REGISTER: the binding lasts ``registration.expires`` from the moment the proxy
-  processed it; the softphone refreshes after ``refresh`` x ``expires``. A softphone
-  that stops refreshing (a crash) stays registered until its binding expires.
+  processed it (a session's first REGISTER binds then, not while it is queued); the
+  softphone refreshes after ``refresh`` x ``expires``. A softphone that stops
+  refreshing (a crash) stays registered until its binding expires.
 - Coming online: REGISTER, then on its 200 a PUBLISH (open) and a SUBSCRIBE to every
   buddy. Every accepted SUBSCRIBE gets one initial NOTIFY with the buddy's status.
 - A status change (PUBLISH with a new status, or a crashed softphone's publication
@@ -45,6 +46,7 @@ class Signalling:
         # Events at now or a proxy finish plus a constant: lanes (`imsim.sim.core.Lane`)
         self.registering, self.refreshing, self.presenting = Lane(), Lane(), Lane()
         self.publishing, self.subscribing, self.leaving = Lane(), Lane(), Lane()
+        self.binding = Lane()
 
     def _job(self, site: Site, method: str, now: float) -> float:
         site.jobs[method] += 1   # 200s, counted (`Site.fold`)
@@ -77,7 +79,10 @@ class Signalling:
             return
         now = self.clock.now
         done = self._job(site, "REGISTER", now)
-        site.registered_until[i] = done + self.expires
+        if first:   # the binding exists once the proxy has processed the REGISTER
+            self.clock.at_lane(self.binding, done, self._bound, (site, i, session, done))
+        else:       # a refresh: the binding it extends holds meanwhile
+            site.registered_until[i] = done + self.expires
         if self.trace:
             self.recorder.log(done, "registrar", f"200 REGISTER {site.ids[i]} "
                               f"expires {self.expires:g}")
@@ -86,6 +91,12 @@ class Signalling:
         if first:
             self.clock.at_lane(self.presenting, done + 2 * self.delay, self._presence,
                                (site, i, session))
+
+    def _bound(self, arg: tuple[Site, int, int, float]) -> None:
+        """A session's first REGISTER has been processed (at ``done``)."""
+        site, i, session, done = arg
+        if site.session[i] == session:
+            site.registered_until[i] = done + self.expires
 
     def offline(self, site: Site, i: int, now: float, crash: bool = False) -> None:
         """The softphone stops: cleanly (unREGISTER, PUBLISH closed, un-SUBSCRIBE), or
