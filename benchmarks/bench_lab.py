@@ -59,7 +59,7 @@ SENDER, RECEIVER = "15551230001", "15551230002"
 def start_stack(folder: Path, scenario_path: Path, children: int,
                 synchronous: str = "FULL") -> tuple[Stack, dict[str, Account]]:
     """The stack on free ports, and the subscribers by account id."""
-    from imsim import scenario
+    from imsim.model import scenario
 
     subscribers = provision.subscribers(scenario.load(scenario_path))
     sip_port, billing_port = free_port(), free_port()

@@ -37,7 +37,7 @@ async def serve_aiohttp(scenario: str, port: int, db: str) -> None:
     """The billing service with aiohttp in place of lab.httpd (what main() does)."""
     from aiohttp import web
 
-    from imsim import scenario as scenarios
+    from imsim.model import scenario as scenarios
     from lab import billing_service as bs
     from lab.xdr_store import XdrStore
 

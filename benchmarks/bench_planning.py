@@ -14,7 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from imsim import planning, scenario
+from imsim import planning
+from imsim.model import scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

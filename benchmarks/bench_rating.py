@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imsim.config import OffPeakPeriod, Rate, Tariff
+from imsim.model.config import OffPeakPeriod, Rate, Tariff
 from imsim.rules.batch import BatchTable, rate_many
 from imsim.rules.rating import RateTable
 

@@ -3,7 +3,7 @@
 Writes N outgoing xDR rows of ``scenarios/planning/per_message.yaml`` (drawn by
 `imsim.planning.synthetic_messages`, billed by `imsim.planning.rate_messages`, in
 imsim's xDR names) as Parquet files of ``--chunk`` rows, then re-rates them with
-`imsim.rerate.run` under two variants (the base and a dearer UK/DE retail rate) on a
+`imsim.planning.rerate.run` under two variants (the base and a dearer UK/DE retail rate) on a
 LocalCluster of 1 and of 2 worker processes. Prints the disk and memory it used,
 the host (2 shared cores here: wall rates move with the other load; the rate per
 worker CPU-second does not),
@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imsim import planning, rerate, scenario
+from imsim import planning
+from imsim.model import scenario
+from imsim.planning import rerate
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios/planning/per_message.yaml"

@@ -29,8 +29,9 @@ import time
 import numpy as np
 import simpy
 
-from imsim import _hotpath, scenario, sim
-from imsim.memory import no_collection_at_exit
+from imsim import _hotpath, sim
+from imsim.model import scenario
+from imsim.model.memory import no_collection_at_exit
 
 TEMPLATE = """
 name: bench

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/fuzz_lab.py [--examples 300] [--seed 0] [--speed 50]
 
 Starts the embedded stack on free loopback ports in a temporary runtime folder, plays
-``--examples`` scenarios from `imsim.generate` (model, live, compare per message) and
+``--examples`` scenarios from `imsim.model.generate` (model, live, compare per message) and
 prints scenarios per minute, messages played and the agreement figure; a disagreement
 is shrunk (at most ``--shrink-seconds``) and written to ``--out``. Stops the stack.
 """

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from imsim import __version__
 from imsim.errors import UsageError
-from imsim.memory import no_collection_at_exit
-from imsim.scenario import ScenarioError
+from imsim.model.memory import no_collection_at_exit
+from imsim.model.scenario import ScenarioError
 
 # (command name, module under imsim.commands); each module has register() and run().
 COMMANDS: tuple[tuple[str, str], ...] = (

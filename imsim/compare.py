@@ -16,7 +16,7 @@ exactly one customer xDR (``lost``: none, ``duplicated``: more than one) and no 
 such a transaction (``orphans``). A 2xx the model also leaves unbilled (outgoing_aaa off)
 is counted as ``unbilled``, not lost.
 
-No I/O here: `imsim.lab_report.write_reports` writes the files.
+No I/O here: `imsim.training.lab_report.write_reports` writes the files.
 """
 
 from __future__ import annotations

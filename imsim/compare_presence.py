@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from imsim.scenario import Scenario
+from imsim.model.scenario import Scenario
 
 STATES = {"online": "open", "offline": "closed", "open": "open", "closed": "closed"}
 Key = tuple[str, str, str]

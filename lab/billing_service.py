@@ -39,15 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imsim import scenario as scenarios
-from imsim.config import Environment
 from imsim.errors import UsageError
-from imsim.replay import timeline
+from imsim.model import scenario as scenarios
+from imsim.model.config import Environment
+from imsim.model.replay import timeline
+from imsim.model.scenario import Scenario, ScenarioError
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Decision, Message
 from imsim.rules.settle import charge
-from imsim.scenario import Scenario, ScenarioError
 from lab import httpd
 from lab.billing_api import Api, BadInput, json_object
 from lab.httpd import Deferred, Reply, Request
@@ -65,7 +65,7 @@ _ACCOUNT_FIELDS = _AUTHORIZE_FIELDS | {"code": int, "reason": str}
 
 def environment_versions(scenario: Scenario) -> dict[str, list[tuple[float, Environment]]]:
     """Each environment's versions as (effective seconds since start, Environment): the
-    setup journal replayed with the propagation delay (`imsim.replay.timeline`)."""
+    setup journal replayed with the propagation delay (`imsim.model.replay.timeline`)."""
     return timeline(scenario)
 
 

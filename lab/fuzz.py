@@ -3,7 +3,7 @@
     found = Fuzz(targets.load(None), Path("runs/fuzz"), speed=50).run(examples=15, seed=0)
     found.ok      # every message of every scenario agreed
 
-Each scenario comes from `imsim.generate` (hypothesis, seeded), is written as YAML and
+Each scenario comes from `imsim.model.generate` (hypothesis, seeded), is written as YAML and
 played with `lab.run.run` (the model, the live stack, `imsim.compare`): 100 % of its
 messages must agree (code, delivered, xDRs, units, amount, tariff, rate code) and the
 accounting must reconcile. On the first disagreement hypothesis shrinks the scenario,
@@ -29,8 +29,9 @@ from hypothesis import seed as seeded
 from hypothesis.errors import HypothesisException
 from tqdm import tqdm
 
-from imsim import compare, generate
+from imsim import compare
 from imsim.errors import UsageError
+from imsim.model import generate
 from lab import run as runs
 from lab.targets import Target
 

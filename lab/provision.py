@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imsim.scenario import Scenario
+from imsim.model.scenario import Scenario
 from lab.dbtext import Account
 
 

@@ -39,12 +39,13 @@ from typing import Any
 
 import pandas as pd
 
-from imsim import compare, compare_presence, lab_report, sim
-from imsim import scenario as scenarios
+from imsim import compare, compare_presence, sim
 from imsim.errors import UsageError
+from imsim.model import scenario as scenarios
+from imsim.model.scenario import Scenario
 from imsim.results import message_frame, xdr_frame
 from imsim.rules.message import Xdr
-from imsim.scenario import Scenario
+from imsim.training import lab_report
 from lab import accounting, collect, driver, gap, matching, provision
 from lab import plan as plans
 from lab.stack import Stack, StackError, check_free, set_aside

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from imsim.exports import ALIASES, REQUIRED, ExportError, csv_rows
+from imsim.planning.exports import ALIASES, REQUIRED, ExportError, csv_rows
 from imsim.rules.message import XDR_COLUMNS, Xdr
 from lab.portabilling import ApiError, Session
 

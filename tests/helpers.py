@@ -9,7 +9,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from imsim import scenario
+from imsim.model import scenario
 from imsim.rules.message import Message
 
 ROOT = Path(__file__).resolve().parent.parent

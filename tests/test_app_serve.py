@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from imsim.apps import serve
 from imsim.cli import main
 from imsim.errors import UsageError
+from imsim.training.apps import serve
 from tests.helpers import ROOT
 
 
@@ -44,7 +44,7 @@ class FakeVoila:
 def test_the_notebook_shows_the_app_of_the_project(tmp_path: Path) -> None:
     path = serve.notebook("trainer", ROOT, tmp_path)
     (cell,) = json.loads(path.read_text())["cells"]
-    assert cell["source"] == (f"from imsim.apps.trainer import TrainerApp\n\n"
+    assert cell["source"] == (f"from imsim.training.apps.trainer import TrainerApp\n\n"
                               f"TrainerApp({str(ROOT)!r}).widget")
 
 

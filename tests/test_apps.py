@@ -11,9 +11,9 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from imsim.apps.exercise import exercises  # noqa: E402
-from imsim.apps.planner import PlannerApp  # noqa: E402
-from imsim.apps.trainer import TrainerApp  # noqa: E402
+from imsim.training.apps.exercise import exercises  # noqa: E402
+from imsim.training.apps.planner import PlannerApp  # noqa: E402
+from imsim.training.apps.trainer import TrainerApp  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
 
 # The nine steps as a trainee types them: (step, action, {field: value}).

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imsim.config import OffPeakPeriod, Rate, Tariff
+from imsim.model.config import OffPeakPeriod, Rate, Tariff
+from imsim.model.scenario import load
 from imsim.rules.batch import COLUMNS, MICRO, BatchTable, rate_many
 from imsim.rules.rating import RateTable
-from imsim.scenario import load
 from tests.helpers import HANDBOOK
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)  # a Monday

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from imsim.model.scenario import ScenarioError
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.settle import bundle_period
-from imsim.scenario import ScenarioError
 from tests.helpers import START, handbook_document, load_document, message
 
 ALICE, BOB = "15551230001", "15551230002"

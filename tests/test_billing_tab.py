@@ -6,7 +6,7 @@ xDRs `account` writes."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim.config import Product
+from imsim.model.config import Product
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message

@@ -3,7 +3,8 @@ states each watcher was told, in order, per environment, watcher and presentity.
 
 import pandas as pd
 
-from imsim import compare_presence, scenario
+from imsim import compare_presence
+from imsim.model import scenario
 from tests.helpers import HANDBOOK
 
 ALICE, BOB, CAROL = "15551230001", "15551230002", "15551230003"

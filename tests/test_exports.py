@@ -1,4 +1,4 @@
-"""`imsim.exports`: xDR exports of either dialect read into one schema."""
+"""`imsim.planning.exports`: xDR exports of either dialect read into one schema."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim import exports
+from imsim.planning import exports
 
 PORTABILLING = """\
 i_xdr,account_id,CLI,CLD,connect_time,charged_amount,charged_quantity,h323_conf_id,\

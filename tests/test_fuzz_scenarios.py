@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from imsim import scenario
-from imsim.scenario import ScenarioError
+from imsim.model import scenario
+from imsim.model.scenario import ScenarioError
 from tests.helpers import HANDBOOK, ROOT
 
 SCENARIOS = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml")

@@ -1,4 +1,4 @@
-"""`imsim.generate`: every generated document passes the scenario loader, the same seed
+"""`imsim.model.generate`: every generated document passes the scenario loader, the same seed
 gives the same YAML, and together the examples cover the dimensions issue 15 lists."""
 
 import datetime as dt
@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from imsim import generate, scenario
+from imsim.model import generate, scenario
 from tests.helpers import ROOT
 
 SEEDS = range(80)
@@ -14,7 +14,7 @@ SEEDS = range(80)
 
 def test_same_seed_same_yaml_and_it_loads_back(tmp_path):
     out = tmp_path / "g.yaml"
-    argv = [sys.executable, "-m", "imsim.generate", "--seed", "7", "--out", str(out)]
+    argv = [sys.executable, "-m", "imsim.model.generate", "--seed", "7", "--out", str(out)]
     assert subprocess.run(argv, cwd=ROOT, timeout=60).returncode == 0
     assert out.read_text() == generate.dump(generate.example(7))
     assert scenario.load(out).name == "generated"

@@ -1,6 +1,6 @@
 """The simulator against the plain decision, on generated scenarios (issue 15, item 6).
 
-For every generated scenario (`imsim.generate`) the simulator's per-message outcome
+For every generated scenario (`imsim.model.generate`) the simulator's per-message outcome
 (final code, delivered or not) and its xDRs (who, direction, tariff, rate code, units,
 unit price, amount, currency) equal a plain sequential replay of the script through
 `BillingEngine.authenticate`, `authorize` and `account` with one `Ledger` per
@@ -30,11 +30,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imsim import compare, generate, sim
+from imsim import compare, sim
+from imsim.model import generate
+from imsim.model.scenario import Scenario
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message
-from imsim.scenario import Scenario
 
 EXAMPLES = int(os.environ.get("IMSIM_FUZZ_EXAMPLES", "50"))
 XDR_FIELDS = ("msg_id", "env", "account_id", "CLI", "CLD", "direction", "tariff", "rate_code",

@@ -1,4 +1,4 @@
-"""The lab report page (`imsim.lab_report`): verdict first, differing messages next with
+"""The lab report page (`imsim.training.lab_report`): verdict first, differing messages next with
 their fields named, the latency figure explained, a table that fits the page."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from imsim import compare, scenario, sim
-from imsim.lab_report import differing_fields, html_report
+from imsim import compare, sim
+from imsim.model import scenario
+from imsim.training.lab_report import differing_fields, html_report
 from tests.helpers import HANDBOOK
 
 

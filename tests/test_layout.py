@@ -88,3 +88,20 @@ def test_the_circle_finder_finds_a_circle():
 def test_no_module_imports_itself_round_a_circle():
     found = circles(graph())
     assert found == [], "import circles: " + "; ".join(" <-> ".join(g) for g in found)
+
+
+ALLOWED_BELOW = {
+    "imsim.model": ("imsim.model", "imsim.errors"),
+    "imsim.rules": ("imsim.rules", "imsim.model", "imsim.errors"),
+}
+
+
+def test_arrows_point_down_the_model_and_the_rules_import_nothing_above():
+    """DESIGN.md: the rules use the model; the model uses nothing else of imsim."""
+    edges = graph()
+    wrong = [f"{module} imports {target}" for module, targets in sorted(edges.items())
+             for package, allowed in ALLOWED_BELOW.items()
+             if module == package or module.startswith(package + ".")
+             for target in sorted(targets)
+             if not any(target == a or target.startswith(a + ".") for a in allowed)]
+    assert wrong == []

@@ -7,8 +7,8 @@ import gc
 import subprocess
 import sys
 
-from imsim import scenario
-from imsim.memory import paused_gc
+from imsim.model import scenario
+from imsim.model.memory import paused_gc
 
 
 def test_gc_is_paused_inside_and_restored_after() -> None:

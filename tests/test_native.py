@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from imsim import _hotpath, scenario, sim
+from imsim import _hotpath, sim
+from imsim.model import scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_LANE = ("records: {messages: all, xdrs: true}", "records: {messages: failed, xdrs: false}")

@@ -15,7 +15,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imsim.config import WEEKDAYS, OffPeakPeriod, Rate, Tariff
+from imsim.model.config import WEEKDAYS, OffPeakPeriod, Rate, Tariff
 from imsim.rules.batch import BatchTable, _units, epoch_us
 from imsim.rules.rating import RateTable, units_for, zone
 from tests.helpers import ROOT

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imsim import planning, scenario, sim
-from imsim.scenario import Scenario
+from imsim import planning, sim
+from imsim.model import scenario
+from imsim.model.scenario import Scenario
 from tests.helpers import ROOT
 
 PLANNING = ROOT / "scenarios" / "planning.yaml"

@@ -3,7 +3,7 @@
 `planning.rate_messages` asks the engine once per kind of message, rates the money with
 `rate_many` and settles whole frames at once where no payer can run short. Here it is
 held to the plain path, message by message in time order: the configuration in effect
-(`imsim.replay.timeline`), `BillingEngine.decide`, `settle` and, for an authorized
+(`imsim.model.replay.timeline`), `BillingEngine.decide`, `settle` and, for an authorized
 message, `account` of a delivery (200), as the lab billing service settles one; the
 expected values are those xDRs. Every scenario the project ships, and generated ones
 (``IMSIM_AGREEMENT_EXAMPLES=1000`` for a longer search by hand).
@@ -23,13 +23,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim import planning, scenario
-from imsim.config import BalanceModel, OffPeakPeriod, UsageCharge
-from imsim.replay import timeline
+from imsim import planning
+from imsim.model import scenario
+from imsim.model.config import BalanceModel, OffPeakPeriod, UsageCharge
+from imsim.model.replay import timeline
+from imsim.model.scenario import Scenario
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message
-from imsim.scenario import Scenario
 from tests.helpers import HANDBOOK, ROOT
 from tests.test_properties import MODERATE
 

@@ -1,4 +1,4 @@
-"""`imsim.plots`: every figure says what it shows: title, axis labels, tick labels,
+"""`imsim.planning.plots`: every figure says what it shows: title, axis labels, tick labels,
 legend entries, and bands that stay within the quantity's range (Agg backend)."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from imsim import plots, scenario, sim, sweep  # noqa: E402
+from imsim import sim  # noqa: E402
+from imsim.model import scenario
+from imsim.planning import plots, sweep
 from tests.helpers import ROOT  # noqa: E402
 
 

@@ -15,12 +15,12 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imsim.config import WEEKDAYS, BalanceModel, OffPeakPeriod, Rate, Tariff, UsageCharge
+from imsim.model.config import WEEKDAYS, BalanceModel, OffPeakPeriod, Rate, Tariff, UsageCharge
+from imsim.model.scenario import load
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message
 from imsim.rules.rating import RateTable
-from imsim.scenario import load
 from tests.helpers import HANDBOOK
 from tests.test_batch import assert_agrees
 

@@ -1,6 +1,6 @@
 import pytest
 
-from imsim.config import ServicePolicy
+from imsim.model.config import ServicePolicy
 from imsim.rules.proxy import domain_matches, recipient_number, select_policy, to_e164
 
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from imsim.config import OffPeakPeriod, Rate, Tariff
+from imsim.model.config import OffPeakPeriod, Rate, Tariff
 from imsim.rules.rating import RateTable, units_for
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)  # a Monday

@@ -5,8 +5,8 @@ files live; tests/test_sim_golden.py keeps their summaries."""
 
 import pytest
 
-from imsim import scenario
-from imsim.trainer import check
+from imsim.model import scenario
+from imsim.training.trainer import check
 from tests.helpers import ROOT
 
 REGRESSIONS = sorted((ROOT / "scenarios" / "regressions").glob("*.yaml"))

@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim import rerate, scenario, sim
+from imsim import sim
 from imsim.cli import main
-from imsim.scenario import Scenario
+from imsim.model import scenario
+from imsim.model.scenario import Scenario
+from imsim.planning import rerate
 from tests.helpers import ROOT
 from tests.test_planning import with_records
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from imsim import scenario
-from imsim.scenario import ScenarioError
+from imsim.model import scenario
+from imsim.model.scenario import ScenarioError
 from tests.helpers import HANDBOOK, handbook_document, load_document
 
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from imsim import scenario
-from imsim.checklist import fill
-from imsim.replay import BEFORE, environment_at, replay, timeline
-from imsim.scenario import ScenarioError
+from imsim.model import scenario
+from imsim.model.replay import BEFORE, environment_at, replay, timeline
+from imsim.model.scenario import ScenarioError
+from imsim.training.checklist import fill
 from tests.helpers import ROOT
 
 TRAINING = ROOT / "scenarios" / "training"

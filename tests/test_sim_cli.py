@@ -50,7 +50,8 @@ def test_random_traffic_needs_until(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_progress_follows_simulated_time() -> None:
-    from imsim import scenario, sim
+    from imsim import sim
+    from imsim.model import scenario
 
     seen: list[float] = []
     result = sim.run(scenario.load(HANDBOOK), progress=seen.append)

@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 import pandas as pd
 from pandas.testing import assert_frame_equal
 
-from imsim import scenario, sim
+from imsim import sim
+from imsim.model import scenario
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Message
 from imsim.sim.periods import breakpoints

@@ -23,10 +23,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from imsim import generate, scenario, sim
-from imsim.golden import SCENARIOS, scenario_files
+from imsim import sim
+from imsim.model import generate, scenario
+from imsim.model.scenario import Scenario
 from imsim.results import RunResult
-from imsim.scenario import Scenario
+from tests.goldens import SCENARIOS, scenario_files
 
 TOLERANCE = 1e-9
 ALL = {"messages": "all", "xdrs": True, "presence": True}

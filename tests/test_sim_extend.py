@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import simpy
 
-from imsim import scenario, sim
+from imsim import sim
+from imsim.model import scenario
 from imsim.sim.reference import Answer, Workers
 from tests.helpers import HANDBOOK
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imsim import scenario
+from imsim.model import scenario
 from imsim.sim import World
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 """Golden summaries of every scenario under scenarios/ (regenerate them with
-``python -m imsim.golden --update`` after an intended change, and review the diff)."""
+``python -m tests.goldens --update`` after an intended change, and review the diff)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imsim import golden
+from tests import goldens as golden
 
 
 @pytest.mark.parametrize("scenario_file", golden.scenario_files(),

@@ -1,4 +1,4 @@
-"""The simulator keeps each decision with what it needs again (`imsim.sim.site.Plan`):
+"""The simulator keeps each decision with what it needs again (`imsim.sim.site.Route`):
 every message still passes every check, whatever came before it on the same plan."""
 
 from __future__ import annotations

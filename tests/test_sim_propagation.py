@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from imsim import scenario, sim
+from imsim import sim
+from imsim.model import scenario
 from tests.helpers import handbook_document, load_document
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imsim import scenario
+from imsim.model import scenario
 from imsim.sim import World
 from imsim.sim.core import Draws, Pool, replace_min
 

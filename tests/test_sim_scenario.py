@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imsim.scenario import ScenarioError
+from imsim.model.scenario import ScenarioError
 from tests.helpers import handbook_document, load_document
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from imsim import scenario, sim
+from imsim import sim
+from imsim.model import scenario
 from tests.helpers import HANDBOOK
 
 ALICE, BOB, CAROL = "15551230001", "15551230002", "15551230003"

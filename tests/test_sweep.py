@@ -1,4 +1,4 @@
-"""`imsim.sweep` and ``imsim sweep``: factors, seeds, sequential == parallel on Dask,
+"""`imsim.planning.sweep` and ``imsim sweep``: factors, seeds, sequential == parallel on Dask,
 failures, confidence intervals, and the direction of change of the model."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from imsim import sweep
 from imsim.cli import main
-from imsim.scenario import ScenarioError
+from imsim.model.scenario import ScenarioError
+from imsim.planning import sweep
 from tests.helpers import ROOT
 
 PLANNING = ROOT / "scenarios" / "planning.yaml"

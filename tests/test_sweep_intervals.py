@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from imsim import sweep
+from imsim.planning import sweep
 
 T_1 = 12.7062  # t(0.975, 1 degree of freedom)
 RUNS = pd.DataFrame({"w": [1, 1], "latency_p95": [0.1, 0.4], "margin": [-1.0, 3.0]})

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from imsim import scenario
-from imsim.render import render
-from imsim.trainer import TrainingSession, check
+from imsim.model import scenario
+from imsim.training.render import render
+from imsim.training.trainer import TrainingSession, check
 from tests.helpers import HANDBOOK, ROOT
 
 TRAINING = sorted((ROOT / "scenarios" / "training").glob("*.yaml"))

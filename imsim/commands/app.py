@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from imsim.apps.serve import APPS
 from imsim.errors import UsageError
+from imsim.training.apps.serve import APPS
 
 
 def register(sub: Any, name: str) -> None:
@@ -24,8 +24,8 @@ def register(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imsim.apps.serve import serve
-    from imsim.apps.widgets import project_root
+    from imsim.training.apps.serve import serve
+    from imsim.training.apps.widgets import project_root
 
     root = Path(args.root).resolve() if args.root else project_root()
     if not (root / "scenarios").is_dir():

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imsim import scenario
-from imsim.render import FORMATS, render
-from imsim.trainer import check
+from imsim.model import scenario
+from imsim.training.render import FORMATS, render
+from imsim.training.trainer import check
 
 
 def register(sub: Any, name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imsim.checklist import blank
+from imsim.training.checklist import blank
 
 
 def register(sub: Any, name: str) -> None:

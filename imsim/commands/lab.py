@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imsim import scenario
 from imsim.errors import UsageError
+from imsim.model import scenario
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "handbook.yaml"
 XDR_DB = "xdr.sqlite"

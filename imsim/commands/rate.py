@@ -7,8 +7,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from imsim import scenario
 from imsim.errors import UsageError
+from imsim.model import scenario
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message

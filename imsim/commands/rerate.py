@@ -39,7 +39,7 @@ def register(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imsim import rerate
+    from imsim.planning import rerate
 
     if args.workers < 1 or args.top < 1 or (args.partitions is not None
                                             and args.partitions < 1):

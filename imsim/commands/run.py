@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imsim import scenario
 from imsim.errors import UsageError
-from imsim.units import parse_duration
+from imsim.model import scenario
+from imsim.model.units import parse_duration
 
 
 def register(sub: Any, name: str) -> None:

@@ -34,7 +34,7 @@ def register(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imsim import sweep
+    from imsim.planning import sweep
 
     if args.replications < 1 or args.workers < 0:
         raise UsageError("--replications must be 1 or more and --workers 0 or more")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imsim import scenario
+from imsim.model import scenario
 
 
 def register(sub: Any, name: str) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imsim.model.scenario import Scenario
 from imsim.planning.bill import DELIVERED, Billing, rate_messages
 from imsim.planning.synthetic import Population, synthetic_messages
 from imsim.rules.batch import MICRO
-from imsim.scenario import Scenario
 
 __all__ = ["DELIVERED", "Billing", "Month", "Population", "month", "rate_messages", "summarize",
            "synthetic_messages"]

@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imsim.config import Environment, Tariff
-from imsim.replay import timeline
+from imsim.model.config import Environment, Tariff
+from imsim.model.replay import timeline
+from imsim.model.scenario import Scenario
 from imsim.rules.batch import MICRO, rate_many
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger, Payer
 from imsim.rules.message import Decision, Message
 from imsim.rules.settle import CANNOT_PAY, Tab, charge
-from imsim.scenario import Scenario
 
 DELIVERED = "delivered"
 """The ``check`` of a message billing authorized (planning has no timing: delivered)."""
@@ -101,7 +101,7 @@ class Prepared:
 class Billing:
     """A scenario's billing, prepared once for many frames (re-rating bills a month
     part by part): the configuration versions of each environment from the setup
-    journal (`imsim.replay.timeline`), each `Prepared`. Each `rate` starts from the
+    journal (`imsim.model.replay.timeline`), each `Prepared`. Each `rate` starts from the
     scenario's balances (a fresh `Ledger`)."""
 
     def __init__(self, scenario: Scenario) -> None:

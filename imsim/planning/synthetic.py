@@ -8,7 +8,7 @@ no registration); `imsim.planning.bill` bills them.
   ``destinations.mix`` (a fixed number, a prefix with random digits, any account);
   the ``domain`` of a mix entry is not modelled (the environment's own domain);
 - lengths from ``traffic.length``, drawn as the simulator draws them
-  (`imsim.distributions.draws`).
+  (`imsim.model.distributions.draws`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from imsim.config import Environment
-from imsim.distributions import draws
-from imsim.scenario import Scenario
-from imsim.traffic import Traffic
+from imsim.model.config import Environment
+from imsim.model.distributions import draws
+from imsim.model.scenario import Scenario
+from imsim.model.traffic import Traffic
 
 DAY = 86_400
 US = 1_000_000

@@ -1,5 +1,5 @@
 """The rulebook: what PortaSIP and PortaBilling decide about a MESSAGE, and how it is
-settled. Pure: plain Python over `imsim.config` objects, no simpy, no I/O, no pandas
+settled. Pure: plain Python over `imsim.model.config` objects, no simpy, no I/O, no pandas
 outside the vectorised money of `imsim.rules.batch`.
 
 - `imsim.rules.proxy`: service-policy selection, E.164 translation of the user part;

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imsim.config import WEEKDAYS, WILDCARD, OffPeakPeriod, RateStatus, Tariff
+from imsim.model.config import WEEKDAYS, WILDCARD, OffPeakPeriod, RateStatus, Tariff
 from imsim.rules.rating import RateTable, zone
 
 MICRO = 1_000_000

@@ -29,7 +29,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Final
 
-from imsim.config import (
+from imsim.model.config import (
     PORTASIP,
     Account,
     AppliedTo,

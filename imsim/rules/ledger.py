@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from imsim.config import Account, BalanceModel, Customer, Environment
+from imsim.model.config import Account, BalanceModel, Customer, Environment
 
 ZERO: Final = Decimal(0)
 ACCOUNT, CUSTOMER = "account:", "customer:"

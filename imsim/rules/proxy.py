@@ -1,6 +1,6 @@
 """PortaSIP's part of the message path: service-policy selection and E.164 translation.
 
-Plain functions over `imsim.config` objects; the simulator and the lab billing
+Plain functions over `imsim.model.config` objects; the simulator and the lab billing
 service both call them.
 """
 
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import phonenumbers
 
-from imsim.config import ServicePolicy
+from imsim.model.config import ServicePolicy
 
 _SEPARATORS = re.compile(r"[\s\-().]")
 

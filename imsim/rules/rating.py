@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from imsim.config import WILDCARD, Rate, RateStatus, Tariff
+from imsim.model.config import WILDCARD, Rate, RateStatus, Tariff
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _CACHE_LIMIT = 1_000_000

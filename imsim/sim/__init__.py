@@ -24,8 +24,8 @@ the same messages, xDRs and presence counts for the same seed
 
 from __future__ import annotations
 
+from imsim.model.scenario import Scenario
 from imsim.results import RunResult
-from imsim.scenario import Scenario
 from imsim.sim.world import EngineError, Progress, UntilRequired, World, run_length
 
 ENGINES = ("fast", "simpy")

@@ -13,7 +13,7 @@ whose turn it is has gone offline.
 
 from __future__ import annotations
 
-from imsim.scenario import Scenario
+from imsim.model.scenario import Scenario
 from imsim.sim.core import Clock, Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath
 from imsim.sim.signalling import Signalling

@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from imsim.model.scenario import Scenario
+from imsim.model.traffic import Destination, Traffic
 from imsim.rules.message import Message
-from imsim.scenario import Scenario
 from imsim.sim.core import Clock, Draws, Event, Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath
 from imsim.sim.site import Site
-from imsim.traffic import Destination, Traffic
 
 
 def play_script(scenario: Scenario, sites: dict[str, Site], path: MessagePath) -> None:
@@ -108,7 +108,7 @@ class Candidates:
         assert self.elasticity is not None
         site = self.site
         user, _, domain = to.partition("@")
-        at, micros = site.at(now)
+        at, micros = site.calendar(now)
         msg = Message("", site.ids[i], user, domain or site.domain, at, length)
         rating = site.version(now).decide(msg, to, micros).customer
         if rating is None:

@@ -28,8 +28,8 @@ from typing import Any, Final
 import numpy as np
 import simpy
 
-from imsim.distributions import Distribution, draws
-from imsim.memory import paused_gc
+from imsim.model.distributions import Distribution, draws
+from imsim.model.memory import paused_gc
 
 NORMAL: Final = simpy.core.NORMAL   # Final: compiled, no module lookup per use
 URGENT: Final = simpy.core.URGENT

@@ -31,11 +31,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any, Final
 
+from imsim.model.settings import SimSettings
 from imsim.rules.message import Decision, Message
-from imsim.settings import SimSettings
 from imsim.sim.core import Clock, Event, Lane, Streams, sampler, uniforms
 from imsim.sim.records import Recorder
-from imsim.sim.site import MemoKey, Plan, Site, Version
+from imsim.sim.site import MemoKey, Route, Site, Version
 
 NAN: Final = float("nan")
 ARRIVE: Final = 0   # a message's next event (`Msg.stage`): events 1 to 4 above
@@ -65,7 +65,7 @@ class Msg(Event):
         self.message: Message | None = None
         self.decision: Decision | None = None
         self.version: Version | None = None
-        self.plan: Plan | None = None
+        self.plan: Route | None = None
 
     @property
     def msg_id(self) -> str:
@@ -186,7 +186,7 @@ class MessagePath:
             if route >= 0:
                 site.routes[route] = plan
             early = self.certain and plan.ok and back < self._until and \
-                site.stays(plan.at(site), back)
+                site.stays(plan.recipient_in(site), back)
             tab = plan.tab
             if tab is None:
                 assert m.message is not None
@@ -211,7 +211,7 @@ class MessagePath:
             self.next(m, back, ROUTE, self.answering)
 
     def plan(self, m: Msg, now: float, version: Version, key: MemoKey | None,
-             plan: Plan | None) -> Plan:
+             plan: Route | None) -> Route:
         """The memoized `decide` answer of a sender whose password `authenticate`
         accepted (``plan`` when known, else learnt under ``key``); the message billing
         sees (``m.message``) when the plain path needs it."""
@@ -231,7 +231,7 @@ class MessagePath:
         decision = m.decision
         assert decision is not None and decision.recipient is not None
         assert m.plan is not None
-        b = m.plan.at(site)
+        b = m.plan.recipient_in(site)
         if b < 0 or not site.registered_until[b] > now:  # `Site.registered`
             reason = f"Temporarily Unavailable ({decision.recipient} is not registered)"
             self.account(m, now, 480, reason)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from imsim.config import Environment
+from imsim.model.config import Environment
 
 DAY = dt.timedelta(days=1)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from imsim.model.settings import RecordSettings
 from imsim.results import (
     MESSAGE_DTYPES,
     PRESENCE_DTYPES,
@@ -25,7 +26,6 @@ from imsim.results import (
     xdr_frame,
 )
 from imsim.rules.message import Xdr
-from imsim.settings import RecordSettings
 
 Trace = list[tuple[float, str, str]]
 Money = Sequence[tuple[tuple[str, ...], int, Decimal]]

@@ -30,9 +30,9 @@ from typing import Any, Final, NamedTuple
 
 import simpy
 
+from imsim.model.settings import SimSettings
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Decision, Message
-from imsim.settings import SimSettings
 from imsim.sim.core import Streams, sampler, uniforms
 from imsim.sim.records import Recorder
 from imsim.sim.site import Site
@@ -207,7 +207,7 @@ class Platform:
             return refusal, None, version.engine
         user, _, domain = m.to.partition("@")
         message = site.message(m.msg_id, m.sender, user, domain or site.domain, m.length, now)
-        decided = version.decide(message, m.to, site.at(now)[1])
+        decided = version.decide(message, m.to, site.calendar(now)[1])
         return version.engine.settle(message, decided, site.ledger), message, version.engine
 
     def deliver(self, m: Sent, decision: Decision, message: Message,

@@ -1,7 +1,7 @@
 """One virtual billing environment in time: its population, the configuration in
 effect at each moment, the billing engine of that configuration, and the pools.
 
-The configuration server holds timestamped versions (`imsim.replay.timeline`: the
+The configuration server holds timestamped versions (`imsim.model.replay.timeline`: the
 setup journal, with the propagation delay of configuration-server and service-policy
 changes); the `BillingEngine` used at a moment is the one built from the version in
 effect then. Its decisions are memoized per (sender, recipient, length, rating
@@ -15,12 +15,12 @@ import datetime as dt
 from bisect import bisect_right
 from decimal import Decimal
 
-from imsim.config import Environment
+from imsim.model.config import Environment
+from imsim.model.settings import METHODS
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Decision, Message
 from imsim.rules.settle import Tab
-from imsim.settings import METHODS
 from imsim.sim.core import INF, Pool
 from imsim.sim.periods import breakpoints
 from imsim.sim.prefetch import E164Prefetch
@@ -36,15 +36,15 @@ MemoKey = tuple[str, str, int, int]
 Money = tuple[tuple[tuple[str, str, str, str, str], int, Decimal], ...]
 
 
-class Plan:
+class Route:
     """A memoized `decide` answer and what the message path needs again with it: its
     `Tab` (None: settle and account on the plain path), and the money of a delivery's
     xDRs, each (env, direction, tariff, rate_code, currency), units, amount: one
-    shared tuple per distinct money (``moneys``), as many plans have the same. Also
+    shared tuple per distinct money (``moneys``), as many routes have the same. Also
     the last password `BillingEngine.authenticate` accepted for it (the same string
     object again needs no check: the answer depends on the engine, the sender and the
-    password only), the recipient's index in the site (`at`), and the version whose
-    memo has it (``owner``: a plan found by `Site.routes` is used only in its version)."""
+    password only), the recipient's index in the site (`recipient_in`), and the version whose
+    memo has it (``owner``: a route found by `Site.routes` is used only in its version)."""
 
     __slots__ = ("decision", "ok", "tab", "money", "counter", "password", "recipient", "owner")
 
@@ -62,7 +62,7 @@ class Plan:
         self.recipient = -2
         self.owner: Version | None = None   # the version whose memo has it
 
-    def at(self, site: Site) -> int:
+    def recipient_in(self, site: Site) -> int:
         """The index of the decision's recipient among the site's accounts, -1 if none
         (found once)."""
         found = self.recipient
@@ -80,7 +80,7 @@ class Version:
         self.since, self.env, self.prefetch = since, env, prefetch
         self._start, self._until = start, until
         self._engine: BillingEngine | None = None
-        self.memo: dict[MemoKey, Plan] = {}
+        self.memo: dict[MemoKey, Route] = {}
         self.moneys: dict[Money, Money] = {}
         self.periods: list[int] = []
         self.by_length = any(p.billing_unit_size for p in env.service_policies)
@@ -107,14 +107,14 @@ class Version:
         return (sender, to, length if self.by_length else 0,
                 bisect_right(self.periods, micros) if self.periods else 0)
 
-    def learn(self, key: MemoKey, msg: Message) -> Plan:
+    def learn(self, key: MemoKey, msg: Message) -> Route:
         """Decide ``msg`` (a memo miss) and keep its plan under ``key``."""
         if len(self.memo) >= MEMO_LIMIT:
             self.memo.clear()
         prefetch = self.prefetch
         if prefetch is not None and prefetch.country == self.env.country:
             self.engine.numbers = prefetch.known()   # the translations arrived so far
-        found = self.memo[key] = Plan(self.engine, msg.sender, self.engine.decide(msg),
+        found = self.memo[key] = Route(self.engine, msg.sender, self.engine.decide(msg),
                                       self.moneys)
         found.owner = self
         return found
@@ -152,7 +152,7 @@ class Site:
         self.buddy_ids = [a.buddies for _, a in pairs]
         widest = max((len(b) for b in self.buddy_ids), default=0)
         self.route_width = widest if widest <= 16 else 0
-        self.routes: list[Plan | None] = [None] * (len(pairs) * self.route_width)
+        self.routes: list[Route | None] = [None] * (len(pairs) * self.route_width)
         """The plan of each (sender, buddy) pair, at ``sender x route_width + slot``: a
         message to a buddy finds it there, not by hashing its memo key (`Version.memo`
         still has it under that key)."""
@@ -196,7 +196,7 @@ class Site:
             return self.versions[0]
         return self.versions[bisect_right(self._since, now) - 1]
 
-    def at(self, now: float) -> tuple[dt.datetime, int]:
+    def calendar(self, now: float) -> tuple[dt.datetime, int]:
         """The calendar moment of ``now`` and its microseconds since the start."""
         micros = round(now * 1_000_000)
         return self.start + dt.timedelta(microseconds=micros), micros
@@ -204,7 +204,7 @@ class Site:
     def message(self, msg_id: str, sender: str, to_user: str, to_domain: str, length: int,
                 now: float) -> Message:
         """The `Message` billing sees at ``now``."""
-        return Message(msg_id, sender, to_user, to_domain, self.at(now)[0], length,
+        return Message(msg_id, sender, to_user, to_domain, self.calendar(now)[0], length,
                        f"{msg_id}@{self.domain}")
 
     def registered(self, i: int, now: float) -> bool:

@@ -9,11 +9,11 @@ from typing import Any
 import simpy
 
 from imsim import __version__
-from imsim.config import Environment
-from imsim.memory import paused_gc
-from imsim.replay import timeline
+from imsim.model.config import Environment
+from imsim.model.memory import paused_gc
+from imsim.model.replay import timeline
+from imsim.model.scenario import Scenario
 from imsim.results import RunResult
-from imsim.scenario import Scenario
 from imsim.sim.agents import Agents
 from imsim.sim.arrivals import PoissonStream, play_script
 from imsim.sim.core import Clock, Streams

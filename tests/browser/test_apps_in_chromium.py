@@ -1,5 +1,5 @@
 """End to end in a real browser: Debian's chromium driven by Playwright, the apps
-served by Voila on 127.0.0.1 (`imsim.apps.serve`, started once per app and module).
+served by Voila on 127.0.0.1 (`imsim.training.apps.serve`, started once per app and module).
 
 A trainee does the nine steps by clicking and typing until the checklist shows 9 of 9
 and the test message 200 and billed; an exercise shows the diagnosis step; the
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from imsim.apps import serve
-from imsim.apps.exercise import exercises
+from imsim.training.apps import serve
+from imsim.training.apps.exercise import exercises
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.browser
@@ -168,8 +168,9 @@ def _amount(text: str) -> float:
 
 def test_a_mismatching_lab_report_shows_its_differences_first(browser: Any, tmp_path: Path,
                                                               shots: Path) -> None:
-    from imsim import scenario, sim
-    from imsim.lab_report import html_report
+    from imsim import sim
+    from imsim.model import scenario
+    from imsim.training.lab_report import html_report
     from tests.helpers import HANDBOOK
     from tests.test_lab_report import mismatching
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import ACCOUNTS, ROOT
 from fake_billing import FakeBilling
 
+from imsim.model.scenario import Scenario, load
 from imsim.rules.proxy import to_e164
-from imsim.scenario import Scenario, load
 from lab.stack import Stack
 
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import pytest
 
-from imsim import scenario
+from imsim.model import scenario
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message

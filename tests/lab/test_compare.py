@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from imsim import compare, lab_report, scenario, sim
+from imsim import compare, sim
+from imsim.model import scenario
+from imsim.training import lab_report
 from tests.lab.billing_fixtures import HANDBOOK
 
 

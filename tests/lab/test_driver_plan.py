@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import ROOT
 
-from imsim.scenario import load
+from imsim.model.scenario import load
 from lab import driver, plan
 
 PROXY = ("127.0.0.1", 5060, "udp")

@@ -22,7 +22,7 @@ from contextlib import closing
 
 import pytest
 
-from imsim import scenario
+from imsim.model import scenario
 from lab import accounting, driver, gap, provision, sip
 from lab import plan as plans
 from lab.stack import Stack

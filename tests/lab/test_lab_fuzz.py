@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imsim import compare, generate, scenario, sim
+from imsim import compare, sim
+from imsim.model import generate, scenario
 from lab.fuzz import Fuzz
 from lab.targets import load as load_target
 from tests.lab.billing_fixtures import ROOT

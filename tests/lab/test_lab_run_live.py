@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from imsim import scenario
+from imsim.model import scenario
 from lab import run, targets
 from tests.lab.billing_fixtures import HANDBOOK, ROOT, local_lab
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from imsim import scenario
+from imsim.model import scenario
 from lab import accounting, load, provision, run, sip, targets
 from lab.stack import Stack
 from tests.lab.billing_fixtures import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imsim import scenario
+from imsim.model import scenario
 from lab import run, targets
 from tests.lab.billing_fixtures import ROOT, local_lab
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from imsim import scenario
+from imsim.model import scenario
 from imsim.rules.message import XDR_COLUMNS
 from lab import provision
 from lab.xdr_client import (

@@ -10,14 +10,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from imsim.config import AppliedTo, BalanceModel, Environment
-from imsim.problems import Path_, ScenarioError, line_of
-from imsim.setup import SetupAction
-from imsim.traffic import Traffic
+from imsim.model.config import AppliedTo, BalanceModel, Environment
+from imsim.model.problems import Path_, ScenarioError, line_of
+from imsim.model.setup import SetupAction
+from imsim.model.traffic import Traffic
 
 
 class Scenario(Protocol):
-    """What the checks read of an `imsim.scenario.Scenario` (which calls them while
+    """What the checks read of an `imsim.model.scenario.Scenario` (which calls them while
     it loads, so they do not import it)."""
 
     @property

@@ -16,16 +16,16 @@ from pydantic import Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from imsim import references
-from imsim.config import Environment, Frozen
-from imsim.memory import paused_gc
-from imsim.population import Generate
-from imsim.problems import Path_, ScenarioError, lc_line, line_of
-from imsim.replay import replay
-from imsim.settings import SimSettings
-from imsim.setup import SetupAction
-from imsim.traffic import Traffic
-from imsim.units import Seconds
+from imsim.model import references
+from imsim.model.config import Environment, Frozen
+from imsim.model.memory import paused_gc
+from imsim.model.population import Generate
+from imsim.model.problems import Path_, ScenarioError, lc_line, line_of
+from imsim.model.replay import replay
+from imsim.model.settings import SimSettings
+from imsim.model.setup import SetupAction
+from imsim.model.traffic import Traffic
+from imsim.model.units import Seconds
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -179,14 +179,14 @@ def _from_document(document: Any, source: str) -> Scenario:
 
 def _after_setup(scenario: Scenario, document: Any, source: str) -> Scenario:
     """The scenario with ``environments`` as the journal leaves them; ``initial`` keeps
-    the state before it (for `imsim.replay.timeline`)."""
+    the state before it (for `imsim.model.replay.timeline`)."""
     references.check_journal(scenario, document, source)
     done = replay(scenario.environments, scenario.setup)
     return scenario.model_copy(update={"environments": done.final(),
                                        "initial": scenario.environments})
 
 
-# -- generated populations (imsim.population) ------------------------------------------
+# -- generated populations (imsim.model.population) ------------------------------------------
 
 Generated = list[tuple[int, int, Generate]]
 

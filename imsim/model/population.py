@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from pydantic import Field, model_validator
 
-from imsim.config import Account, Frozen, Name, NonNegativeMoney
+from imsim.model.config import Account, Frozen, Name, NonNegativeMoney
 
 MAX_GENERATED = 1_000_000  # the scale goal; bounds the memory a scenario can ask for
 MAX_BUDDY_LINKS = 20_000_000

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import html
 
-from imsim.checklist import SECTIONS, StepState
-from imsim.config import STEP_TITLES
-from imsim.diagnosis import NOTE, UNBILLED, Finding
-from imsim.setup import Applied
-from imsim.trainer import Outcome, Report
+from imsim.model.config import STEP_TITLES
+from imsim.model.setup import Applied
+from imsim.training.checklist import SECTIONS, StepState
+from imsim.training.diagnosis import NOTE, UNBILLED, Finding
+from imsim.training.trainer import Outcome, Report
 
 FORMATS = ("text", "markdown", "html")
 

@@ -2,7 +2,7 @@
 names the step that went wrong and fixes it; the attempt is scored.
 
 The step to find comes from the diagnosis of the journal as written
-(`imsim.diagnosis.diagnose`), the fix is judged by the trainee's own report
+(`imsim.training.diagnosis.diagnose`), the fix is judged by the trainee's own report
 (`Report.works`): the app restates neither rule.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imsim import scenario
-from imsim.diagnosis import NOTE, diagnose
-from imsim.trainer import Report, TrainingSession
+from imsim.model import scenario
+from imsim.training.diagnosis import NOTE, diagnose
+from imsim.training.trainer import Report, TrainingSession
 
 FOUND, FIXED = 50, 50
 

@@ -1,11 +1,11 @@
 """The admin interface's forms, one group per handbook step, with the handbook's field
-names and choices. Defaults are the models' own (`imsim.config`, `imsim.setup`);
+names and choices. Defaults are the models' own (`imsim.model.config`, `imsim.model.setup`);
 names are left for the trainee to type."""
 
 from __future__ import annotations
 
-from imsim.apps.widgets import Form, checkbox, choice, codes, number, text, yes_no
-from imsim.config import PORTASIP, STEP_TITLES
+from imsim.model.config import PORTASIP, STEP_TITLES
+from imsim.training.apps.widgets import Form, checkbox, choice, codes, number, text, yes_no
 
 SERVICES = [("Messaging Service", "messaging"), ("Voice Calls", "voice")]
 APPLIED_TO = [("Vendor", "vendor"), ("Customer", "customer")]

@@ -13,12 +13,12 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imsim.config import WILDCARD, AppliedTo, Environment, Service, ServicePolicy, Tariff
+from imsim.model.config import WILDCARD, AppliedTo, Environment, Service, ServicePolicy, Tariff
 from imsim.rules.decide import BillingEngine
 from imsim.rules.proxy import recipient_number, select_policy
 
 if TYPE_CHECKING:
-    from imsim.scenario import Scenario
+    from imsim.model.scenario import Scenario
 
 BREAKS, UNBILLED, NOTE = "breaks", "unbilled", "note"
 
@@ -272,7 +272,7 @@ def _destinations(scenario: Scenario, env: Environment) -> Iterator[Finding]:
 
 def _timing(scenario: Scenario) -> Iterator[Finding]:
     """Test messages sent before a step-1 or step-2 change had propagated."""
-    from imsim.replay import timeline
+    from imsim.model.replay import timeline
 
     if not scenario.setup:
         return

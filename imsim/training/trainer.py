@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from imsim.checklist import StepState, fill
-from imsim.diagnosis import BREAKS, NOTE, UNBILLED, Finding, diagnose, explains
-from imsim.replay import replay
-from imsim.setup import Applied
+from imsim.model.replay import replay
+from imsim.model.setup import Applied
+from imsim.training.checklist import StepState, fill
+from imsim.training.diagnosis import BREAKS, NOTE, UNBILLED, Finding, diagnose, explains
 
 if TYPE_CHECKING:
-    from imsim.scenario import Scenario
+    from imsim.model.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class TrainingSession:
         return cls(document, str(base))
 
     def wait(self, duration: str | float) -> None:
-        from imsim.units import parse_duration
+        from imsim.model.units import parse_duration
 
         self.clock += parse_duration(duration)
 
@@ -170,7 +170,7 @@ class TrainingSession:
         return msg_id
 
     def scenario(self) -> Scenario:
-        from imsim.scenario import from_document
+        from imsim.model.scenario import from_document
 
         return from_document(self.document, self.source)
 

@@ -7,13 +7,13 @@ report = rerate.run(["exports/*.csv.gz"], chosen, "runs/rerate", workers=2)
 report.summary, report.tables["rate_code"], report.winners_losers
 ```
 
-Every outgoing message of the exports (`imsim.exports.outgoing`) is billed again under
+Every outgoing message of the exports (`imsim.planning.exports.outgoing`) is billed again under
 each variant by `imsim.planning.bill.Billing` (as `rate_messages`; prepared once per
 variant and process), the planning rules (decide per group of messages,
 `imsim.rules.batch.rate_many` for money, bundles per account-month, off-peak in the
 customer's zone); nothing here rates, authorizes or applies a bundle.
 The variant ``base`` is the ``--scenario`` itself; ``--variant NAME=FILE`` adds a
-scenario file; each combination of ``--vary`` factors (`imsim.sweep.parse_vary`)
+scenario file; each combination of ``--vary`` factors (`imsim.planning.sweep.parse_vary`)
 adds the base changed by them.
 
 Partitioning (why results do not depend on the cluster): the input is shuffled by the
@@ -57,13 +57,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imsim import exports
-from imsim import scenario as scenario_mod
-from imsim.cluster import cluster
 from imsim.errors import UsageError
+from imsim.model import scenario as scenario_mod
+from imsim.model.scenario import Scenario
+from imsim.planning import exports
 from imsim.planning.bill import Billing
+from imsim.planning.cluster import cluster
 from imsim.rules.proxy import select_policy
-from imsim.scenario import Scenario
 
 MICRO = 1_000_000
 ORDER = ["CLI", "connect_time", "i_xdr", "CLD", "call_id"]
@@ -137,7 +137,7 @@ def _with_unknown(names: pd.Series) -> pd.Categorical:
 def variants(base: str | Path, named: Sequence[str] = (),
              vary: Sequence[str] = ()) -> list[Variant]:
     """``base``, each ``NAME=FILE.yaml`` and each combination of ``vary`` on the base."""
-    from imsim import sweep
+    from imsim.planning import sweep
 
     found = [Variant.of("base", scenario_mod.load(base))]
     for spec in named:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from imsim.config import (
+from imsim.model.config import (
     AppliedTo,
     ConfigServer,
     Connection,
@@ -40,7 +40,7 @@ from imsim.config import (
     UsageCharge,
     Vendor,
 )
-from imsim.units import Seconds
+from imsim.model.units import Seconds
 
 
 class _Action(Frozen):
@@ -349,7 +349,7 @@ def _create_customer(env: Environment, action: Any) -> Environment:
 
 
 def _create_account(env: Environment, action: Any) -> Environment:
-    from imsim.config import Account
+    from imsim.model.config import Account
 
     customer = next((c for c in env.customers if c.name == action.customer), None)
     if customer is None:

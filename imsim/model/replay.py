@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from imsim.config import Environment
-from imsim.setup import PROPAGATED_ACTIONS, Applied, Refused, SetupAction, action_step, apply
+from imsim.model.config import Environment
+from imsim.model.setup import PROPAGATED_ACTIONS, Applied, Refused, SetupAction, action_step, apply
 
 
 class Journaled(Protocol):
-    """What `timeline` reads of an `imsim.scenario.Scenario` (which replays its
+    """What `timeline` reads of an `imsim.model.scenario.Scenario` (which replays its
     journal while it loads, so this module does not import it)."""
 
     @property

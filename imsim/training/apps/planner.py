@@ -2,13 +2,13 @@
 bundle sizes, rate a month, read revenue, cost and margin and the plots.
 
 ```python
-from imsim.apps.planner import PlannerApp
+from imsim.training.apps.planner import PlannerApp
 PlannerApp().widget
 ```
 
 The changes are written into the scenario document at their YAML paths
-(`imsim.sweep.assign`, the path an ``imsim sweep --vary`` takes), validated by
-`imsim.scenario.from_document`, and rated by `imsim.planning.month`: the app
+(`imsim.planning.sweep.assign`, the path an ``imsim sweep --vary`` takes), validated by
+`imsim.model.scenario.from_document`, and rated by `imsim.planning.month`: the app
 computes no money itself.
 """
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import ipywidgets as w
 
-from imsim import planning, plots, sweep
-from imsim.apps.widgets import STYLE, figure_png, project_root
-from imsim.scenario import ScenarioError, from_document, parse_yaml
+from imsim import planning
+from imsim.model.scenario import ScenarioError, from_document, parse_yaml
+from imsim.planning import plots, sweep
+from imsim.training.apps.widgets import STYLE, figure_png, project_root
 
 SCENARIOS = {"per message": "scenarios/planning/per_message.yaml",
              "bundle": "scenarios/planning/bundle.yaml"}

@@ -25,8 +25,8 @@ from typing import Any
 
 from imsim.errors import UsageError
 
-APPS = {"trainer": ("imsim.apps.trainer", "TrainerApp"),
-        "planner": ("imsim.apps.planner", "PlannerApp")}
+APPS = {"trainer": ("imsim.training.apps.trainer", "TrainerApp"),
+        "planner": ("imsim.training.apps.planner", "PlannerApp")}
 HOST = "127.0.0.1"
 READY_SECONDS = 60.0
 

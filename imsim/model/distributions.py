@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
-from imsim.config import Frozen
-from imsim.units import parse_duration
+from imsim.model.config import Frozen
+from imsim.model.units import parse_duration
 
 Number = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 

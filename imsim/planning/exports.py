@@ -26,7 +26,7 @@ value that is not a number becomes -1, which no account and no rate matches);
 ``charged_amount_micro`` is the amount in micro-units, parsed from the text as a
 decimal (CSV) or rounded from a float with at most 6 decimals (Parquet, imsim's
 documented float round trip). ``length`` is the message length when the export has
-one, else -1 (`imsim.rerate` then infers it from ``charged_quantity``).
+one, else -1 (`imsim.planning.rerate` then infers it from ``charged_quantity``).
 """
 
 from __future__ import annotations

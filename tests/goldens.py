@@ -1,7 +1,7 @@
 """Golden summaries: every scenario under ``scenarios/`` run with its own seed.
 
-    python -m imsim.golden            # diff every scenario against tests/golden/
-    python -m imsim.golden --update   # rewrite the goldens after an intended change
+    python -m tests.goldens            # diff every scenario against tests/golden/
+    python -m tests.goldens --update   # rewrite the goldens after an intended change
 
 ``tests/test_sim_golden.py`` runs the same diff. A golden is the run's
 ``summary.json`` without what varies from run to run (wall-clock time).
@@ -31,7 +31,8 @@ def golden_path(scenario_file: Path) -> Path:
 
 
 def summary_of(scenario_file: Path) -> dict[str, Any]:
-    from imsim import scenario, sim
+    from imsim import sim
+    from imsim.model import scenario
 
     summary = sim.run(scenario.load(scenario_file)).summary
     return {k: v for k, v in summary.items() if k not in VOLATILE}
@@ -46,7 +47,7 @@ def diff(scenario_file: Path) -> str:
     path = golden_path(scenario_file)
     actual = render(summary_of(scenario_file))
     if not path.exists():
-        return f"no golden {path}: run python -m imsim.golden --update\n"
+        return f"no golden {path}: run python -m tests.goldens --update\n"
     expected = path.read_text()
     if expected == actual:
         return ""

@@ -2,11 +2,11 @@
 ticking, a test message with its SIP answer, billing and the diagnosis.
 
 ```python
-from imsim.apps.trainer import TrainerApp
+from imsim.training.apps.trainer import TrainerApp
 TrainerApp().widget          # the last expression of a notebook cell displays it
 ```
 
-Every action goes through `imsim.trainer.TrainingSession` (the same validation,
+Every action goes through `imsim.training.trainer.TrainingSession` (the same validation,
 refusals and words as ``imsim check``); the app only reads forms and shows reports.
 An exercise (`Exercise`) replays a journal from ``scenarios/training/`` with its
 description hidden; the trainee names the step that went wrong, fixes it and is scored.
@@ -20,14 +20,14 @@ from pathlib import Path
 import ipywidgets as w
 from ruamel.yaml import YAML
 
-from imsim.apps import forms
-from imsim.apps.exercise import Exercise, exercises
-from imsim.apps.widgets import Form, lines_html, project_root
-from imsim.render import finding_line, outcome_line, refused_line, sections
-from imsim.replay import Replay, replay
-from imsim.scenario import ScenarioError
-from imsim.setup import Applied
-from imsim.trainer import Outcome, Report, TrainingSession
+from imsim.model.replay import Replay, replay
+from imsim.model.scenario import ScenarioError
+from imsim.model.setup import Applied
+from imsim.training.apps import forms
+from imsim.training.apps.exercise import Exercise, exercises
+from imsim.training.apps.widgets import Form, lines_html, project_root
+from imsim.training.render import finding_line, outcome_line, refused_line, sections
+from imsim.training.trainer import Outcome, Report, TrainingSession
 
 BASE = "scenarios/training/00_correct_order.yaml"
 SEED = 1

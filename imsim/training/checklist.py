@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from imsim.config import STEP_TITLES, WILDCARD, AppliedTo, Environment, Service
-from imsim.replay import replay
+from imsim.model.config import STEP_TITLES, WILDCARD, AppliedTo, Environment, Service
+from imsim.model.replay import replay
 
 if TYPE_CHECKING:
-    from imsim.scenario import Scenario
+    from imsim.model.scenario import Scenario
 
 SECTIONS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("General Configuration", (1,)),

@@ -1,6 +1,6 @@
 """Traffic of a scenario: scripted messages and the stochastic models the simulator plays.
 
-Distributions are written ``{dist: exponential, mean: 2.0}`` (`imsim.distributions`).
+Distributions are written ``{dist: exponential, mean: 2.0}`` (`imsim.model.distributions`).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from imsim.config import Frozen
-from imsim.distributions import Distribution
-from imsim.units import Seconds
+from imsim.model.config import Frozen
+from imsim.model.distributions import Distribution
+from imsim.model.units import Seconds
 
 
 class ScriptedMessage(Frozen):

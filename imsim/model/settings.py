@@ -2,7 +2,7 @@
 
 Every field has a default, and `SimSettings.model_dump()` records the defaults used
 in a run's summary. Times are seconds (or duration strings); service times are
-distributions (`imsim.distributions`), a plain number being a constant.
+distributions (`imsim.model.distributions`), a plain number being a constant.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from imsim.config import Frozen
-from imsim.distributions import Distribution, constant
-from imsim.units import Seconds
+from imsim.model.config import Frozen
+from imsim.model.distributions import Distribution, constant
+from imsim.model.units import Seconds
 
 METHODS: tuple[str, ...] = ("REGISTER", "SUBSCRIBE", "PUBLISH", "NOTIFY", "MESSAGE")
 

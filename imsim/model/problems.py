@@ -1,7 +1,7 @@
 """Where a scenario went wrong: `ScenarioError` with the file, the YAML path and
 its line, the handbook step and the fix; and the helpers that find a path's line.
 
-Below `imsim.scenario` and `imsim.references` (which both raise it), so neither
+Below `imsim.model.scenario` and `imsim.model.references` (which both raise it), so neither
 imports the other to report a problem.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from imsim.config import STEP_TITLES
+from imsim.model.config import STEP_TITLES
 
 Path_ = tuple[str | int, ...]
 

@@ -10,7 +10,7 @@ table.runs, table.means                   # one row per run; means with 95 % CIs
 
 A factor is a path into the scenario *document* (the YAML, before validation) and
 its values (YAML scalars; a missing mapping key on the way is created). Every
-combination is re-validated by `imsim.scenario.from_document`, so a bad path or value
+combination is re-validated by `imsim.model.scenario.from_document`, so a bad path or value
 is a `ScenarioError` naming it before anything runs.
 
 Seeds: ``SeedSequence(base).spawn(combinations)``, each spawned again into
@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 from ruamel.yaml import YAML
 
-from imsim import scenario as scenario_mod
-from imsim.cluster import cluster
-from imsim.problems import Path_, ScenarioError, format_path
-from imsim.scenario import Scenario
-from imsim.settings import RecordSettings
+from imsim.model import scenario as scenario_mod
+from imsim.model.problems import Path_, ScenarioError, format_path
+from imsim.model.scenario import Scenario
+from imsim.model.settings import RecordSettings
+from imsim.planning.cluster import cluster
 
 LEAN = RecordSettings(messages="none", xdrs=False, presence=False)
 

@@ -4,7 +4,7 @@ separators). Nothing is shown or saved here: a notebook displays the figure, a
 script calls ``fig.savefig``.
 
 - `money_by_variant`: revenue, cost and margin per variant, 95 % confidence intervals
-  (from `imsim.sweep.means`);
+  (from `imsim.planning.sweep.means`);
 - `metric_by_factor`: any sweep metric against a factor, with its interval (latency
   against load, revenue against price);
 - `revenue_by_destination`: billed revenue per rate code (xDRs or a planning month);
@@ -63,7 +63,7 @@ def money_by_variant(means: pd.DataFrame, variant: str, currency: str = "",
 def metric_by_factor(means: pd.DataFrame, factor: str, metric: str, label: str = "",
                      group: str | None = None) -> Figure:
     """``<metric>_mean`` against a numeric factor with its 95 % band (``_low`` to
-    ``_high`` from `imsim.sweep.means`: never below zero for a latency); one line per
+    ``_high`` from `imsim.planning.sweep.means`: never below zero for a latency); one line per
     value of ``group`` when given. The title says how many runs each point has."""
     fig, ax = _figure(f"{label or metric} against {factor} (95 % interval, {_runs(means)})",
                       factor, label or metric)
