@@ -30,6 +30,7 @@ import simpy
 
 from imsim.model.distributions import Distribution, draws
 from imsim.model.memory import paused_gc
+from imsim.model.settings import SimSettings
 
 NORMAL: Final = simpy.core.NORMAL   # Final: compiled, no module lookup per use
 URGENT: Final = simpy.core.URGENT
@@ -462,6 +463,25 @@ def uniforms(rng: np.random.Generator) -> Draws:
     return Draws(rng.random)
 
 
+def message_draws(settings: SimSettings, streams: Streams) -> tuple[Draws, Draws, Draws]:
+    """What a message's path draws, from its named streams, the same in both engines:
+    the proxy's MESSAGE service time, billing's service time, and the uniforms that
+    decide whether a softphone fails to answer."""
+    return (sampler(settings.proxy.service.MESSAGE, streams.generator("service.proxy.MESSAGE")),
+            sampler(settings.billing.service, streams.generator("service.billing")),
+            uniforms(streams.generator("user_agent.failure")))
+
+
+def pool_stats(workers: int, jobs: int, busy_time: float, wait_time: float, max_queue: int,
+               elapsed: float) -> dict[str, float]:
+    """A worker pool's summary over ``elapsed`` seconds (both engines' pools)."""
+    capacity = workers * elapsed
+    return {"workers": workers, "jobs": jobs,
+            "utilization": busy_time / capacity if capacity else 0.0,
+            "mean_wait": wait_time / jobs if jobs else 0.0,
+            "max_queue_sampled": max_queue}
+
+
 class Pool:
     """``workers`` identical servers, one FIFO queue (the proxy, the billing AAA).
 
@@ -540,8 +560,5 @@ class Pool:
         return sum(1 for f in self.free if f > now), queue
 
     def stats(self, elapsed: float) -> dict[str, float]:
-        capacity = self.workers * elapsed
-        return {"workers": self.workers, "jobs": self.jobs,
-                "utilization": self.busy_time / capacity if capacity else 0.0,
-                "mean_wait": self.wait_time / self.jobs if self.jobs else 0.0,
-                "max_queue_sampled": self.max_queue}
+        return pool_stats(self.workers, self.jobs, self.busy_time, self.wait_time,
+                          self.max_queue, elapsed)

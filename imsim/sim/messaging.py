@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from imsim.model.settings import SimSettings
 from imsim.rules.message import Decision, Message
-from imsim.sim.core import Clock, Event, Lane, Streams, sampler, uniforms
+from imsim.sim.core import Clock, Event, Lane, Streams, message_draws
 from imsim.sim.records import Recorder
 from imsim.sim.site import MemoKey, Route, Site, Version
 
@@ -92,14 +92,10 @@ class MessagePath:
         self.delay = settings.network.delay
         self.latency = settings.billing.latency
         self.timeout = settings.transaction_timeout
-        self.proxy_time = sampler(settings.proxy.service.MESSAGE,
-                                  streams.generator("service.proxy.MESSAGE"))
-        self.billing_time = sampler(settings.billing.service,
-                                    streams.generator("service.billing"))
+        self.proxy_time, self.billing_time, self.chance = message_draws(settings, streams)
         ua = settings.user_agent
         self.answer_delay, self.failure = ua.answer_delay, ua.failure_probability
         self.failure_answer = (ua.failure_code, ua.failure_reason)
-        self.chance = uniforms(streams.generator("user_agent.failure"))
         self.sent = 0
         self.trace = recorder.trace
         self.rows = recorder.keep_xdrs or recorder.trace is not None

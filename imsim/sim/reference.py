@@ -33,7 +33,7 @@ import simpy
 from imsim.model.settings import SimSettings
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Decision, Message
-from imsim.sim.core import Streams, sampler, uniforms
+from imsim.sim.core import Streams, message_draws, pool_stats, sampler
 from imsim.sim.records import Recorder
 from imsim.sim.site import Site
 
@@ -124,11 +124,8 @@ class Workers(simpy.Resource):
         return self.count, queue
 
     def stats(self, elapsed: float) -> dict[str, float]:
-        capacity = self.workers * elapsed
-        return {"workers": self.workers, "jobs": self.jobs,
-                "utilization": self.busy_time / capacity if capacity else 0.0,
-                "mean_wait": self.wait_time / self.jobs if self.jobs else 0.0,
-                "max_queue_sampled": self.max_queue}
+        return pool_stats(self.workers, self.jobs, self.busy_time, self.wait_time,
+                          self.max_queue, elapsed)
 
 
 class Platform:
@@ -147,14 +144,10 @@ class Platform:
         self.service = {m: sampler(getattr(settings.proxy.service, m),
                                    streams.generator(f"service.proxy.{m}"))
                         for m in ("REGISTER", "SUBSCRIBE", "PUBLISH", "NOTIFY")}
-        self.proxy_time = sampler(settings.proxy.service.MESSAGE,
-                                  streams.generator("service.proxy.MESSAGE"))
-        self.billing_time = sampler(settings.billing.service,
-                                    streams.generator("service.billing"))
+        self.proxy_time, self.billing_time, self.chance = message_draws(settings, streams)
         ua = settings.user_agent
         self.answer_delay, self.failure = ua.answer_delay, ua.failure_probability
         self.failure_answer = (ua.failure_code, ua.failure_reason)
-        self.chance = uniforms(streams.generator("user_agent.failure"))
         self.sent = 0
         self.on_notify: Any = None   # (site, watcher, buddy, the NOTIFY's process)
         self.waiting: dict[str, list[simpy.Event]] = {}
