@@ -76,7 +76,8 @@ def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
     seconds (the cluster's start apart), worker CPU seconds, peak RSS per worker."""
     chosen = rerate.variants(SCENARIO, vary=[DEARER])
     began = time.perf_counter()
-    with rerate.cluster(workers, None, None, "2GiB", processes=True) as client:
+    with rerate.cluster(workers, None, None, "2GiB", processes=True,
+                        config=rerate.WORKERS) as client:   # as `imsim rerate` starts it
         started = time.perf_counter()
         cpu = sum(client.run(cpu_seconds).values())
         report = rerate.run([source], chosen, out, client=client)
