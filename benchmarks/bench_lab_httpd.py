@@ -43,7 +43,7 @@ async def serve_aiohttp(scenario: str, port: int, db: str) -> None:
 
     loaded, store, loop = scenarios.load(scenario), XdrStore(db), asyncio.get_running_loop()
     login, password = bs.api_credentials(Path(db).with_name("api.secret"), "admin")
-    service = bs.BillingService(loaded, store, bs.Clock(loaded.start, time.time()), login,
+    service = bs.BillingService(loaded, store, bs.ScenarioClock(loaded.start, time.time()), login,
                                 password)
     service.loop, store.after_batch = loop, service.after_batch
 
