@@ -189,11 +189,26 @@ def _kamailio_like_client(port: int, worker: int, count: int) -> None:
                 replies.read(length)
 
 
+def drive(port: int, messages: int, clients: int) -> float:
+    """``messages`` authorizations and accountings sent to the billing service on
+    ``port`` by ``clients`` keep-alive clients like Kamailio's workers, each its own
+    process; the seconds they took."""
+    import multiprocessing
+
+    workers = [multiprocessing.Process(target=_kamailio_like_client,
+                                       args=(port, w, messages // clients))
+               for w in range(clients)]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.monotonic() - started
+
+
 def billing_only_part(folder: Path, scenario_path: Path, messages: int, clients: int,
                       synchronous: str) -> dict[str, Any]:
     """The billing service alone, driven over HTTP by `clients` processes like Kamailio's."""
-    import multiprocessing
-
     port = free_port()
     argv = provision.billing_command(scenario_path, port, folder / "direct.sqlite",
                                      extra=["--synchronous", synchronous])
@@ -203,14 +218,7 @@ def billing_only_part(folder: Path, scenario_path: Path, messages: int, clients:
         Stack(folder / "direct", billing_port=port, start_timeout=20)._wait_port(port)
         cpu_before = cpu_seconds(service.pid)
         per = messages // clients
-        workers = [multiprocessing.Process(target=_kamailio_like_client, args=(port, w, per))
-                   for w in range(clients)]
-        started = time.monotonic()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        elapsed = time.monotonic() - started
+        elapsed = drive(port, messages, clients)
         cpu = cpu_seconds(service.pid) - cpu_before
     finally:
         service.terminate()

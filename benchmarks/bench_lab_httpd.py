@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_lab import _kamailio_like_client, bench_scenario, cpu_seconds, free_port  # noqa: E402
+from bench_lab import bench_scenario, cpu_seconds, drive, free_port  # noqa: E402
 
 from lab import httpd, provision  # noqa: E402
 from lab.stack import Stack  # noqa: E402
@@ -81,15 +80,8 @@ def one(kind: str, folder: Path, messages: int, clients: int) -> dict[str, Any]:
     try:
         Stack(run / "x", billing_port=port, start_timeout=20)._wait_port(port)
         before = cpu_seconds(service.pid)
-        workers = [multiprocessing.Process(target=_kamailio_like_client,
-                                           args=(port, w, messages // clients))
-                   for w in range(clients)]
-        started = time.monotonic()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        elapsed, cpu = time.monotonic() - started, cpu_seconds(service.pid) - before
+        elapsed = drive(port, messages, clients)
+        cpu = cpu_seconds(service.pid) - before
     finally:
         service.terminate()
         service.wait(timeout=10)
