@@ -134,11 +134,15 @@ class Billing:
         return out.drop(columns=["_version", "_to_user", "_kind"], errors="ignore")
 
     def _start(self, name: str) -> Start:
-        """Environment ``name``'s balances at the scenario's start."""
-        start = Start(self.scenario.environment(name), self.versions[name][1][-1].purses,
-                      self.rooms.get(name))
-        self.rooms[name] = start.room
-        return start
+        """Environment ``name``'s balances at the scenario's start; what each purse (of
+        its last version) can spend is found once."""
+        env = self.scenario.environment(name)
+        if name not in self.rooms:
+            ledger = Ledger.of(env)
+            self.rooms[name] = np.array([_micro_floor(ledger.room(payer)) for payer
+                                         in self.versions[name][1][-1].purses.payers],
+                                        dtype=np.float64)
+        return Start(env, self.rooms[name])
 
 
 class Start:
@@ -146,12 +150,8 @@ class Start:
     (``room``, in whole micro-units rounded down, inf when unlimited: `Ledger.room`),
     and the `Ledger` to settle in, made only when a message may find a purse short."""
 
-    def __init__(self, env: Environment, purses: Purses, room: np.ndarray | None) -> None:
-        self.env, self.purses = env, purses
-        if room is None:
-            room = np.array([_micro_floor(self.ledger.room(payer)) for payer in purses.payers],
-                            dtype=np.float64)
-        self.room = room
+    def __init__(self, env: Environment, room: np.ndarray) -> None:
+        self.env, self.room = env, room
 
     @cached_property
     def ledger(self) -> Ledger:
