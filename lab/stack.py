@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -242,6 +243,7 @@ class Stack:
         in its memory: clients must register again (`lab.sip.ProxyWatch`)."""
         pid = self._kamailio_pid(self._read_state())
         if pid:
+            self._drain_accounting()
             self._terminate(pid)
         time.sleep(pause)
         new = self._start_kamailio()
@@ -365,10 +367,27 @@ class Stack:
         for key in ("kamailio", "billing"):
             pid = state.get(f"{key}_pid")
             if pid and self._ours(pid, state.get(f"{key}_marker", "")):
+                if key == "kamailio":
+                    self._drain_accounting()
                 self._terminate(pid)
                 stopped.append(pid)
         self._stop_billing_handle()
         return stopped
+
+    def _drain_accounting(self, timeout: float = 2.0) -> None:
+        """Wait, at most ``timeout`` seconds, until Kamailio has posted the final answers
+        its SIP workers queued for ``/accounts`` (mqueue "account", in its memory:
+        stopping it first would lose the xDRs of messages already answered 200)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                size = re.findall(r"\d+", self.rpc("mqueue.get_size", "account"))
+            except (StackError, OSError, subprocess.SubprocessError):
+                return   # no control socket: nothing to ask
+            if not size or int(size[-1]) == 0:
+                time.sleep(0.1)   # the last batch taken off the queue is being posted
+                return
+            time.sleep(0.02)
 
     def _terminate(self, pid: int) -> None:
         self.runner.kill_group(pid, signal.SIGTERM)
