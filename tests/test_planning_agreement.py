@@ -196,3 +196,19 @@ def variants(draw) -> Scenario:
 def test_generated_scenarios_plan_what_the_engine_bills(loaded: Scenario, repeat: int) -> None:
     frame = pd.concat([pairs(loaded)] * repeat, ignore_index=True)
     assert_agree(loaded, frame)
+
+
+def test_a_purse_past_its_money_still_pays_for_what_fits() -> None:
+    """Once a $5 purse cannot pay a 0.04 message, its 0.02 and 0.03 ones may still
+    fit: each is refused or delivered as the ledger decides, one by one."""
+    loaded = scenario.load(ROOT / "scenarios" / "planning" / "per_message.yaml")
+    uk, us, br = "447700000001", "15550000001", "5511900000001"
+    to = [br, uk, us] * 60  # 0.03, 0.04, 0.02 at peak: 4.95 paid, then br leaves 0.02
+    start = pd.Timestamp("2026-01-07T15:00:00Z")
+    frame = pd.DataFrame({"env": "operator", "CLI": int("447700000002"), "CLD": to,
+                          "connect_time": start + pd.to_timedelta(range(len(to)), unit="s"),
+                          "length": 20})
+    got = assert_agree(loaded, frame)
+    check = got["check"].tolist()
+    first_refused = check.index("balance")
+    assert "delivered" in check[first_refused:], "no message fitted after a refusal"

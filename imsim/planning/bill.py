@@ -584,61 +584,91 @@ class InOrder:
 
     def settle(self, rows: np.ndarray, slow: np.ndarray, sender: np.ndarray,
                purses: Purses) -> None:
-        """Settle ``rows`` (in time order). A purse whose room is below every amount
-        still to come is done: its later messages that ask for money are refused
-        without asking it again (room only shrinks). A purse none of whose messages
-        takes the engine's whole path is settled on its own, in its own time order:
-        nothing else touches it."""
+        """Settle ``rows`` (in time order). A purse none of whose messages takes the
+        engine's whole path is settled on its own, in its own time order: nothing else
+        touches it (`_purse`). The others, all together in time order: a purse whose
+        room is below every amount still to come is done, its later messages that ask
+        for money refused without asking it again (room only shrinks)."""
         out = self.out
         amount = np.where(out["_free"], 0, out["charged_amount_micro"].to_numpy())[rows]
         purse = purses.of[np.maximum(sender[rows], 0)]
-        smallest = pd.Series(np.where(amount > 0, amount, np.iinfo(np.int64).max)[::-1]) \
-            .groupby(purse[::-1]).cummin().to_numpy()[::-1]   # from here on, per purse
-        steps = list(zip(rows.tolist(), slow[rows].tolist(),
-                         out["_version"].to_numpy()[rows].tolist(),
-                         out["_kind"].to_numpy()[rows].tolist(), purse.tolist(),
-                         amount.tolist(), smallest.tolist(), strict=True))
+        version, kind = out["_version"].to_numpy()[rows], out["_kind"].to_numpy()[rows]
         refused: list[int] = []
         mixed = np.isin(purse, purse[slow[rows]])
         alone = np.flatnonzero(~mixed)
         alone = alone[np.argsort(purse[alone], kind="stable")]   # by purse, in time order
-        ends = (np.flatnonzero(np.r_[purse[alone][1:] != purse[alone][:-1], True]) + 1).tolist() \
-            if len(alone) else []
-        for first, last in zip([0, *ends][:len(ends)], ends, strict=True):
-            for k in range(first, last):
-                if self._step(steps[alone[k]], purses, refused):
-                    rest = alone[k + 1:last]
-                    refused.extend(rows[rest[amount[rest] > 0]].tolist())
-                    break
+        bounds = np.flatnonzero(np.r_[True, purse[alone][1:] != purse[alone][:-1], True]) \
+            if len(alone) else np.zeros(1, dtype=np.int64)
+        for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            mine = alone[first:last]
+            self._purse(rows[mine], version[mine], kind[mine], amount[mine],
+                        purses.payers[purse[mine[0]]], refused)
+        together = np.flatnonzero(mixed)
+        smallest = pd.Series(np.where(amount > 0, amount, np.iinfo(np.int64).max)[together][::-1]) \
+            .groupby(purse[together][::-1]).cummin().to_numpy()[::-1]   # from here on, per purse
         done = [False] * len(purses.payers)
-        for k in np.flatnonzero(mixed).tolist():
-            row, whole, version, _, p, micro, _ = steps[k]
+        for row, whole, v, k, p, micro, least in zip(
+                rows[together].tolist(), slow[rows[together]].tolist(), version[together].tolist(),
+                kind[together].tolist(), purse[together].tolist(), amount[together].tolist(),
+                smallest.tolist(), strict=True):
             if whole:
-                self._whole(row, self.engines[version])
+                self._whole(row, self.engines[v])
             elif done[p]:
                 if micro:
                     refused.append(row)
             else:
-                done[p] = self._step(steps[k], purses, refused)
+                after = self._step(row, v, k, purses.payers[p], micro, refused)
+                done[p] = after is not None and after < least
         if refused:
             self._write(np.array(refused), CANNOT_PAY, included=False)
         self._done()
 
-    def _step(self, step: tuple[int, bool, int, int, int, int, int], purses: Purses,
-              refused: list[int]) -> bool:
-        """Settle one message through its tab; whether its purse is done after it."""
-        row, _, version, kind, p, micro, least = step
+    def _purse(self, rows: np.ndarray, version: np.ndarray, kind: np.ndarray,
+               amount: np.ndarray, payer: Payer, refused: list[int]) -> None:
+        """Settle one purse's messages, in time order. Its room only shrinks, so only a
+        message asking no more than the room has now is settled through its tab; after
+        each charge, the messages that still fit are found again. The others that ask
+        for money cannot pay. (Stacked months of traffic run purses dry: asking the tab
+        of every message past the money was half of re-rating them.)"""
+        asked = np.zeros(len(rows), dtype=bool)
+        room, k = _micro_floor(self.ledger.room(payer)), 0
+        while k < len(rows):
+            fits, k = (np.flatnonzero(amount[k:] <= room) + k).tolist(), len(rows)
+            for j in fits:
+                if amount[j] > room:
+                    continue
+                asked[j] = True
+                after = self._step(int(rows[j]), int(version[j]), int(kind[j]), payer,
+                                   int(amount[j]), refused)
+                if after is not None and after < room:
+                    room, k = after, j + 1
+                    break
+        unpaid = ~asked & (amount > 0) & self._priced(version, kind)
+        refused.extend(rows[unpaid].tolist())
+
+    def _priced(self, version: np.ndarray, kind: np.ndarray) -> np.ndarray:
+        """Whether each message's answer has a customer rating to pay."""
+        priced = np.zeros(len(kind), dtype=bool)
+        for v in np.unique(version).tolist():
+            has = np.array([d.customer is not None for d in self.answers[v]], dtype=bool)
+            mine = version == v
+            priced[mine] = has[kind[mine]]
+        return priced
+
+    def _step(self, row: int, version: int, kind: int, payer: Payer, micro: int,
+              refused: list[int]) -> float | None:
+        """Settle one message through its tab; the room its purse has left after a
+        charge, in whole micro-units (None: nothing was charged)."""
         decision = self.answers[version][kind]
         if decision.customer is None:
-            return False
-        tab = self._tab(version, kind, purses.payers[p], micro, decision)
+            return None
+        tab = self._tab(version, kind, payer, micro, decision)
         answer = tab.settle_delivered(self.ledger) if decision.ok else tab.settle(self.ledger)
         if answer is CANNOT_PAY:
             refused.append(row)
         elif decision.ok and micro:
-            room = self.ledger.room(purses.payers[p])
-            return room is not None and room * MICRO < least
-        return False
+            return _micro_floor(self.ledger.room(payer))
+        return None
 
     def _tab(self, version: int, kind: int, payer: Payer, micro: int, decision: Decision) -> Tab:
         """The tab of a kind's answer for a payer and amount (found once)."""
