@@ -8,8 +8,9 @@ LocalCluster of 1 and of 2 worker processes. Prints the disk and memory it used,
 the host (2 shared cores here: wall rates move with the other load; the rate per
 worker CPU-second does not),
 rows/s per worker and per variant, the scale-out efficiency (rate on 2 workers / twice
-the rate on 1), the peak RSS per worker, and the time 1e9 rows would take on 16
-workers at the measured per-worker rate and efficiency. A script, not a test:
+the rate on 1), the peak RSS per worker, the time 1e9 rows would take on 16
+workers at the measured per-worker rate and efficiency, and what reading and
+shuffling alone cost on one worker (the floor under any rating). A script, not a test:
 ``.venv/bin/python benchmarks/bench_rerate.py [--rows N] [--workers 1,2]``.
 Default N is the issue's 50,000,000 (about 0.9 GiB of Parquet, 1.5 GiB of deltas).
 Goals (issue 18): >= 1,500,000 rows/s per worker per variant; efficiency >= 0.8;
@@ -36,6 +37,7 @@ from imsim.planning import rerate
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios/planning/per_message.yaml"
 DEARER = "environments[0].tariffs[1].rates[1].price=0.05"
+GOAL = 1_500_000   # rows/s per worker per variant (issue 18)
 GIB = 2 ** 30
 
 
@@ -88,6 +90,18 @@ def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
             "peak": max(report.peak_rss.values()) / GIB}
 
 
+def floor(source: Path) -> dict[str, float]:
+    """Reading and shuffling alone, on one worker (`rerate.by_sender`, each part only
+    counted): what re-rating costs before anything is rated."""
+    with rerate.cluster(1, None, None, "2GiB", processes=True, config=rerate.WORKERS) as client:
+        cpu = sum(client.run(cpu_seconds).values())
+        began = time.perf_counter()
+        rows = sum(client.compute(rerate.by_sender([source]).map_partitions(len)).result())
+        seconds = time.perf_counter() - began
+        cpu = sum(client.run(cpu_seconds).values()) - cpu
+    return {"rows": rows, "seconds": seconds, "cpu": cpu}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=50_000_000)
@@ -113,6 +127,14 @@ def main() -> None:
               f"row-variants/s; {got['rows'] / got['cpu']:,.0f} rows per worker CPU-second; "
               f"peak RSS per worker {got['peak']:.2f} GiB; deltas {deltas / GIB:.2f} GiB")
     report(rates, cpu_rates)
+    if 1 in rates:
+        got = floor(folder / "xdrs")
+        print(f"reading and shuffling alone, 1 worker: {got['rows'] / got['seconds']:,.0f} "
+              f"rows/s, {got['rows'] / got['cpu']:,.0f} rows per CPU-second: "
+              f"{cpu_rates[1] / (got['rows'] / got['cpu']):.0%} of the whole re-rating's "
+              f"CPU time (goal: {GOAL:,} rows/s per worker per variant, {2 / GOAL * 1e6:.2f} "
+              f"us per row for everything with two variants; this alone "
+              f"{got['cpu'] / got['rows'] * 1e6:.2f} us)")
     if not args.folder:
         shutil.rmtree(folder)
 

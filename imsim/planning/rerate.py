@@ -357,18 +357,26 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
     (``processes=False``: threads of this process), the cluster at ``scheduler``, or
     a given ``client``."""
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)   # "initialized by"
-    frame = exports.read(sources, mapping, time_zone, blocksize)
-    frame = frame.map_partitions(exports.outgoing, i_service, meta=exports.empty())[KEPT]
     shutil.rmtree(Path(out) / "deltas", ignore_errors=True)
     sizes = unit_sizes(chosen[0].scenario)
     with cluster(workers, scheduler, client, memory_limit, processes, WORKERS) as dask:
-        shuffled = frame.shuffle(on="CLI", npartitions=partitions or frame.npartitions)
-        sums = list(_compute(dask, shuffled, chosen, sizes, str(out), progress))
+        parts = by_sender(sources, partitions, mapping, time_zone, i_service, blocksize)
+        sums = list(_compute(dask, parts, chosen, sizes, str(out), progress))
         peak = dask.run(peak_rss)
     report = Report.of(pd.concat(sums, ignore_index=True), [v.name for v in chosen], top)
     report.peak_rss = dict(peak)
     report.write(out)
     return report
+
+
+def by_sender(sources: Sequence[str | Path], partitions: int | None = None,
+              mapping: Mapping[str, str] | None = None, time_zone: str = "UTC",
+              i_service: str | None = None, blocksize: str | int = "64MB") -> Any:
+    """The outgoing messages of ``sources`` (the columns re-rating reads), shuffled into
+    ``partitions`` parts by sender: a lazy dask DataFrame (see the module docstring)."""
+    frame = exports.read(sources, mapping, time_zone, blocksize)
+    frame = frame.map_partitions(exports.outgoing, i_service, meta=exports.empty())[KEPT]
+    return frame.shuffle(on="CLI", npartitions=partitions or frame.npartitions)
 
 
 def _compute(dask: Any, shuffled: Any, chosen: Sequence[Variant], sizes: Mapping[str, int],
