@@ -186,11 +186,25 @@ class InOrder:
         alone = alone[np.argsort(purse[alone], kind="stable")]   # by purse, in time order
         bounds = np.flatnonzero(np.r_[True, purse[alone][1:] != purse[alone][:-1], True]) \
             if len(alone) else np.zeros(1, dtype=np.int64)
+        asked = np.zeros(len(rows), dtype=bool)
         for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             mine = alone[first:last]
-            self._purse(rows[mine], version[mine], kind[mine], amount[mine],
-                        purses.payers[purse[mine[0]]], refused)
-        together = np.flatnonzero(mixed)
+            asked[mine] = self._purse(rows[mine], version[mine], kind[mine], amount[mine],
+                                      purses.payers[purse[mine[0]]], refused)
+        unpaid = ~mixed & ~asked & (amount > 0) & self._priced(version, kind)
+        refused.extend(rows[unpaid].tolist())
+        if mixed.any():
+            self._together(rows, np.flatnonzero(mixed), slow, version, kind, purse, amount,
+                           purses, refused)
+        if refused:
+            self._write(np.array(refused), CANNOT_PAY, included=False)
+        self._done()
+
+    def _together(self, rows: np.ndarray, together: np.ndarray, slow: np.ndarray,
+                  version: np.ndarray, kind: np.ndarray, purse: np.ndarray,
+                  amount: np.ndarray, purses: Purses, refused: list[int]) -> None:
+        """Settle the purses some of whose messages take the engine's whole path, all
+        together in time order."""
         smallest = pd.Series(np.where(amount > 0, amount, np.iinfo(np.int64).max)[together][::-1]) \
             .groupby(purse[together][::-1]).cummin().to_numpy()[::-1]   # from here on, per purse
         done = [False] * len(purses.payers)
@@ -206,17 +220,15 @@ class InOrder:
             else:
                 after = self._step(row, v, k, purses.payers[p], micro, refused)
                 done[p] = after is not None and after < least
-        if refused:
-            self._write(np.array(refused), CANNOT_PAY, included=False)
-        self._done()
 
     def _purse(self, rows: np.ndarray, version: np.ndarray, kind: np.ndarray,
-               amount: np.ndarray, payer: Payer, refused: list[int]) -> None:
-        """Settle one purse's messages, in time order. Its room only shrinks, so only a
-        message asking no more than the room has now is settled through its tab; after
-        each charge, the messages that still fit are found again. The others that ask
-        for money cannot pay. (Stacked months of traffic run purses dry: asking the tab
-        of every message past the money was half of re-rating them.)"""
+               amount: np.ndarray, payer: Payer, refused: list[int]) -> np.ndarray:
+        """Settle one purse's messages, in time order; which were settled through their
+        tab. Its room only shrinks, so only a message asking no more than the room has
+        now is; after each charge, the messages that still fit are found again. The
+        others that ask for money cannot pay (`settle`). (Stacked months of traffic run
+        purses dry: asking the tab of every message past the money was half of
+        re-rating them.)"""
         asked = np.zeros(len(rows), dtype=bool)
         room, k = micro_floor(self.ledger.room(payer)), 0
         while k < len(rows):
@@ -230,8 +242,7 @@ class InOrder:
                 if after is not None and after < room:
                     room, k = after, j + 1
                     break
-        unpaid = ~asked & (amount > 0) & self._priced(version, kind)
-        refused.extend(rows[unpaid].tolist())
+        return asked
 
     def _priced(self, version: np.ndarray, kind: np.ndarray) -> np.ndarray:
         """Whether each message's answer has a customer rating to pay."""
