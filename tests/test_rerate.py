@@ -230,3 +230,32 @@ def test_one_key_sort_is_lexsort_by_sender_then_time(rows, scale):
                   np.array([t % 1000 for _, t in rows], dtype=np.int64)):  # one key, ties
         assert rerate.by_sender_and_time(cli, times).tolist() == \
             np.lexsort((times, cli)).tolist()
+
+
+LOW_LIMIT = "environments[0].customers[3].credit_limit=0.5"   # DE Business, was 5000
+
+
+def test_a_credit_limit_reached_across_parts_is_a_warning(operator, tmp_path):
+    folder, _ = operator
+    chosen = rerate.variants(OPERATOR, vary=[LOW_LIMIT])
+    report = rerun([folder / "xdrs.parquet"], chosen, tmp_path / "many", partitions=4)
+    assert len(report.warnings) == 1
+    assert "'DE Business'" in report.warnings[0] and "--partitions 1" in report.warnings[0]
+    assert LOW_LIMIT.split(".")[-1] in report.warnings[0]   # the variant's name
+    assert (tmp_path / "many" / "warnings.txt").read_text().splitlines() == report.warnings
+    exact = rerun([folder / "xdrs.parquet"], chosen, tmp_path / "one", partitions=1)
+    assert exact.warnings == [] and not (tmp_path / "one" / "warnings.txt").exists()
+    refused = exact.refusals.set_index(["variant", "reason"])["messages"]
+    assert refused[(chosen[1].name, "balance")] > 0   # the ledger refuses past 0.5
+    several = report.refusals.set_index(["variant", "reason"])["messages"]
+    assert several[(chosen[1].name, "balance")] < refused[(chosen[1].name, "balance")]
+
+
+def test_the_cli_prints_a_warning_and_still_writes_every_table(operator, tmp_path, capsys):
+    folder, _ = operator
+    code = main(["rerate", str(folder / "xdrs.parquet"), "--scenario", str(OPERATOR),
+                 "--vary", LOW_LIMIT, "--workers", "1", "--partitions", "3", "--quiet",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    assert "warning: variant " in capsys.readouterr().err
+    assert (tmp_path / "summary.csv").exists() and (tmp_path / "warnings.txt").exists()

@@ -52,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
                         progress=not args.quiet and sys.stderr.isatty(), mapping=mapping,
                         time_zone=args.time_zone, i_service=args.i_service, top=args.top,
                         memory_limit=args.memory_limit)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print(report.summary.to_string(index=False))
         print(f"wrote {args.out}: summary, by_rate_code, by_product, by_customer, by_day, "
-              "refusals, winners_losers (.csv) and deltas/ (Parquet)")
+              "refusals, winners_losers (.csv)" + (", warnings.txt" if report.warnings else "")
+              + " and deltas/ (Parquet)")
     return 0
 
 

@@ -39,7 +39,15 @@ revenue before and after, cost, margin, lost revenue), ``by_rate_code.csv``,
 ``refusals.csv`` (per variant and refusing check: messages and the revenue they
 earned before, now lost), ``winners_losers.csv`` (the customers whose bill falls,
 winners, or rises, losers, most) and ``deltas/NAME/part-NNNNN.parquet``, one
-row per message and variant. Output folders must be shared with a remote cluster.
+row per message and variant; ``warnings.txt`` when a result may be inexact (below).
+Output folders must be shared with a remote cluster.
+
+Balances across parts: a debit account's messages are all in one part, so its balance
+runs out exactly as the ledger's. A credit customer's accounts may be in several
+parts, and each part settles from the customer's whole credit limit: where the
+customer was charged at least what its limit left at the start, messages past the
+limit may not have been refused, and `Report.warnings` says so (`shared_limits`).
+``partitions=1`` settles them exactly, in one part.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -59,10 +68,12 @@ import pandas as pd
 
 from imsim.errors import UsageError
 from imsim.model import scenario as scenario_mod
+from imsim.model.config import BalanceModel
 from imsim.model.scenario import Scenario
 from imsim.planning import exports
 from imsim.planning.bill import Billing
 from imsim.planning.cluster import cluster
+from imsim.rules.ledger import Ledger
 from imsim.rules.proxy import select_policy
 
 MICRO = 1_000_000
@@ -295,6 +306,7 @@ class Report:
     refusals: pd.DataFrame
     winners_losers: pd.DataFrame
     peak_rss: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)   # `shared_limits`
 
     @classmethod
     def of(cls, sums: pd.DataFrame, order: Sequence[str], top: int = 10) -> Report:
@@ -319,7 +331,42 @@ class Report:
                   **{f"by_{by}": table for by, table in self.tables.items()}}
         for name, frame in frames.items():
             frame.to_csv(folder / f"{name}.csv", index=False)
-        return [folder / f"{name}.csv" for name in frames]
+        written = [folder / f"{name}.csv" for name in frames]
+        (folder / "warnings.txt").unlink(missing_ok=True)
+        if self.warnings:
+            (folder / "warnings.txt").write_text("".join(f"{w}\n" for w in self.warnings))
+            written.append(folder / "warnings.txt")
+        return written
+
+
+def shared_limits(by_customer: pd.DataFrame, chosen: Sequence[Variant],
+                  parts: int) -> list[str]:
+    """The credit customers charged at least the room their limit left at the start.
+    A customer's accounts may be in several parts, and each part settles from the
+    whole room: messages past the limit may not have been refused, where one part
+    (``--partitions 1``) refuses them as the ledger does."""
+    if parts <= 1:
+        return []
+    found = []
+    for variant in chosen:
+        charged = by_customer[by_customer["variant"] == variant.name].set_index(
+            "customer")["revenue"]
+        for env in variant.scenario.environments:
+            ledger = Ledger.of(env)
+            for customer in env.customers:
+                if customer.balance_model is not BalanceModel.credit or not customer.accounts:
+                    continue
+                room = ledger.available(customer, customer.accounts[0])
+                spent = Decimal(str(charged.get(customer.name, 0.0)))
+                if room is not None and spent >= room:
+                    found.append(
+                        f"variant {variant.name!r}: credit customer {customer.name!r} was "
+                        f"charged {spent:,.2f} with {room:,.2f} of credit left at the start; "
+                        f"its accounts may be in several of the {parts} parts, each "
+                        "settled from the whole limit, so messages past it may not be "
+                        "refused: --partitions 1 settles them exactly (one part: the "
+                        "whole input must fit one worker)")
+    return found
 
 
 def money(table: pd.DataFrame) -> pd.DataFrame:
@@ -365,6 +412,7 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
         peak = dask.run(peak_rss)
     report = Report.of(pd.concat(sums, ignore_index=True), [v.name for v in chosen], top)
     report.peak_rss = dict(peak)
+    report.warnings = shared_limits(report.tables["customer"], chosen, parts.npartitions)
     report.write(out)
     return report
 
