@@ -325,7 +325,8 @@ class Platform:
         self.change(site, i, status, "PUBLISH")
 
     def subscribe(self, site: Site, w: int, b: int, session: int) -> Process:
-        """``w`` subscribes to ``b``: accepted, then the initial NOTIFY."""
+        """``w`` subscribes to ``b``: accepted, then the initial NOTIFY (in this process:
+        its proxy job is queued as the SUBSCRIBE is accepted, as the fast engine does)."""
         yield from self.job(site, "SUBSCRIBE")
         if site.session[w] != session:
             return
@@ -336,7 +337,7 @@ class Platform:
             elif value not in found:
                 found.append(value)
         self.event(site, "SUBSCRIBE", b, w, STATUS[site.status[b]])
-        self.env.process(self.notify(site, w, b, True))
+        yield from self.notify(site, w, b, True)
 
     def change(self, site: Site, i: int, status: int, event: str) -> None:
         """A publication (or its expiry): a NOTIFY to every watcher if it changed."""
