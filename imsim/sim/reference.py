@@ -33,7 +33,7 @@ import simpy
 from imsim.model.settings import SimSettings
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Decision, Message
-from imsim.sim.core import Streams, message_draws, pool_stats, sampler
+from imsim.sim.core import INF, Streams, message_draws, pool_stats, sampler
 from imsim.sim.records import Recorder
 from imsim.sim.site import Route, Site
 
@@ -140,8 +140,9 @@ class Platform:
     """The proxy, registrar, presence server and billing of every site, as processes."""
 
     def __init__(self, env: simpy.Environment, settings: SimSettings, streams: Streams,
-                 recorder: Recorder, sites: dict[str, Site]) -> None:
+                 recorder: Recorder, sites: dict[str, Site], until: float = INF) -> None:
         self.env, self.recorder, self.sites = env, recorder, sites
+        self.until = until   # the run's end: what is due then or later never runs
         self.proxy = {n: Workers(env, f"{n}/proxy", settings.proxy.workers) for n in sites}
         self.billing = {n: Workers(env, f"{n}/billing", settings.billing.workers)
                         for n in sites}
@@ -161,7 +162,13 @@ class Platform:
         self.waiting: dict[str, list[simpy.Event]] = {}
 
     def at(self, when: float) -> simpy.Event:
-        """An event at ``when`` (simpy's time of ``now + (when - now)``)."""
+        """An event at ``when`` (simpy's time of ``now + (when - now)``). At or past the
+        run's end it would never be processed: an event that never fires instead, kept
+        out of simpy's queue (as the fast engine schedules nothing there), so that a
+        day-long registration refresh per softphone does not make every event's place in
+        the queue dearer to find."""
+        if when >= self.until:
+            return self.env.event()
         return self.env.timeout(when - self.env.now)
 
     def told(self, what: str, value: Any) -> None:
