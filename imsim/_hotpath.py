@@ -1,8 +1,9 @@
 """The simulator's hot path compiled with mypyc: same source, same results, faster.
 
 The modules in `SOURCES` (the clock, the message path, arrivals, registrar and
-presence, softphones, sites, records, the billing engine, its ledger and rating) are
-plain typed Python. ``make native`` (part of
+presence, softphones, sites, records, the billing engine, its ledger and rating, and
+the SimPy engine's platform, whose generator processes mypyc compiles too) are plain
+typed Python. ``make native`` (part of
 ``make venv``) compiles them in place with mypyc, the compiler that ships with mypy:
 a ``.so`` beside each ``.py``, and one shared library, ``imsim/native__mypyc*.so``.
 Python then imports the compiled modules; without them (no compiler, or
@@ -41,6 +42,7 @@ SOURCES: tuple[str, ...] = (
     "imsim/sim/arrivals.py",
     "imsim/sim/signalling.py",
     "imsim/sim/agents.py",
+    "imsim/sim/reference.py",
 )
 GROUP = "imsim.native"
 PURE = "IMSIM_PURE"

@@ -24,23 +24,24 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST_LANE = ("records: {messages: all, xdrs: true}", "records: {messages: failed, xdrs: false}")
 
 
-def digest(name: str, fast_lane: bool = False) -> dict[str, object]:
-    """The summary (without wall-clock time) and a hash of every frame of a run."""
+def digest(name: str, fast_lane: bool = False, engine: str | None = None) -> dict[str, object]:
+    """The summary (without wall-clock time) and a hash of every frame of a run (on
+    ``engine``, default the scenario's)."""
     text = (ROOT / "scenarios" / name).read_text()
     if fast_lane:
         text = text.replace(*FAST_LANE)
-    result = sim.run(scenario.loads(text))
+    result = sim.run(scenario.loads(text), engine=engine)
     summary = {k: v for k, v in result.summary.items() if k != "runtime_s"}
     frames = {f: hashlib.sha256(getattr(result, f).to_csv(index=False).encode()).hexdigest()
               for f in ("xdrs", "messages", "presence", "sip", "utilization")}
     return {"summary": summary, "frames": frames}
 
 
-def pure(name: str, fast_lane: bool = False) -> dict[str, object]:
-    code = ("import json, imsim.sim.messaging as m\n"
-            "assert m.__file__.endswith('.py'), m.__file__\n"
+def pure(name: str, fast_lane: bool = False, engine: str | None = None) -> dict[str, object]:
+    code = ("import json, imsim.sim.messaging as m, imsim.sim.reference as r\n"
+            "assert m.__file__.endswith('.py') and r.__file__.endswith('.py')\n"
             "from tests.test_native import digest\n"
-            f"print(json.dumps(digest({name!r}, {fast_lane!r})))")
+            f"print(json.dumps(digest({name!r}, {fast_lane!r}, {engine!r})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, _hotpath.PURE: "1"}, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -61,6 +62,15 @@ def test_compiled_runs_give_the_results_of_the_sources(name: str, fast_lane: boo
 
     assert not m.__file__.endswith(".py")   # this process runs the compiled module
     assert digest(name, fast_lane) == pure(name, fast_lane)
+
+
+@compiled
+@pytest.mark.parametrize("name", ["handbook.yaml", "planning.yaml"])
+def test_the_compiled_simpy_engine_gives_the_results_of_its_sources(name: str) -> None:
+    import imsim.sim.reference as r
+
+    assert not r.__file__.endswith(".py")   # this process runs the compiled module
+    assert digest(name, engine="simpy") == pure(name, engine="simpy")
 
 
 def fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built: list[str],

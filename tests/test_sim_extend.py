@@ -182,3 +182,16 @@ def test_an_outage_goes_ahead_of_queued_jobs() -> None:
     env.process(outage())
     env.run()
     assert done == [("a", 1.0), ("b", 5.0)]
+
+
+def test_a_wait_until_the_runs_end_or_later_is_never_queued() -> None:
+    # nothing at or past `until` is processed: the SimPy engine keeps it out of simpy's
+    # queue (a day-long registration refresh per softphone), as the fast engine does
+    world = handbook_world()
+    env, platform, until = world.env, world.platform, world.until
+    assert env.peek() == float("inf")   # nothing started yet
+    for when in (until, until + 86_400):
+        assert not platform.at(when).triggered
+    assert env.peek() == float("inf")
+    platform.at(until - 1)
+    assert env.peek() == until - 1

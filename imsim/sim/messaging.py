@@ -184,13 +184,10 @@ class MessagePath:
             early = self.certain and plan.ok and back < self._until and \
                 site.stays(plan.recipient_in(site), back)
             tab = plan.tab
-            if tab is None:
-                assert m.message is not None
-                decision = engine.settle(m.message, plan.decision, site.ledger)
-            elif early:   # delivered: settled and accounted at once
+            if early and tab is not None:   # delivered: settled and accounted at once
                 decision = tab.settle_delivered(site.ledger)
             else:
-                decision = tab.settle(site.ledger)
+                decision = plan.settle(engine, m.message, site.ledger)
         if self.trace is not None:
             self.recorder.log(back - self.latency, "billing",
                               f"authorize {m.msg_id}: {decision.code} {decision.reason}")
@@ -277,16 +274,8 @@ class MessagePath:
         plan, version, decision = m.plan, m.version, m.decision
         assert plan is not None and version is not None and decision is not None
         assert m.message is not None
-        if plan.tab is None:
-            rows = version.engine.account(m.message, decision, code, reason, m.site.ledger,
-                                          self.recorder.next_xdr)
-        elif plan.tab.account(m.site.ledger, code):
-            assert decision.recipient is not None
-            lines = version.engine.lines(m.sender, decision)
-            rows = version.engine.xdrs(m.message, decision.recipient, lines, code, reason,
-                                       self.recorder.next_xdr)
-        else:
-            return
+        rows = plan.account(version.engine, m.message, decision, code, reason, m.site.ledger,
+                            self.recorder.next_xdr)
         if rows:
             self.recorder.xdr(rows)
             if self.trace is not None:

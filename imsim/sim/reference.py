@@ -33,9 +33,9 @@ import simpy
 from imsim.model.settings import SimSettings
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Decision, Message
-from imsim.sim.core import Streams, message_draws, pool_stats, sampler
+from imsim.sim.core import INF, Streams, message_draws, pool_stats, sampler
 from imsim.sim.records import Recorder
-from imsim.sim.site import Site
+from imsim.sim.site import Route, Site
 
 Process = Generator[simpy.Event, Any, Any]
 OPEN: Final = 1
@@ -62,6 +62,14 @@ class Sent(NamedTuple):
     length: int
     password: str
     sent_at: float
+
+
+class Billed(NamedTuple):
+    """What billing keeps of an authorized MESSAGE until it accounts the answer."""
+
+    message: Message
+    route: Route   # the memoized decision, with its `Tab`
+    engine: BillingEngine
 
 
 class Outage(simpy.resources.resource.Request):
@@ -132,8 +140,9 @@ class Platform:
     """The proxy, registrar, presence server and billing of every site, as processes."""
 
     def __init__(self, env: simpy.Environment, settings: SimSettings, streams: Streams,
-                 recorder: Recorder, sites: dict[str, Site]) -> None:
+                 recorder: Recorder, sites: dict[str, Site], until: float = INF) -> None:
         self.env, self.recorder, self.sites = env, recorder, sites
+        self.until = until   # the run's end: what is due then or later never runs
         self.proxy = {n: Workers(env, f"{n}/proxy", settings.proxy.workers) for n in sites}
         self.billing = {n: Workers(env, f"{n}/billing", settings.billing.workers)
                         for n in sites}
@@ -153,7 +162,13 @@ class Platform:
         self.waiting: dict[str, list[simpy.Event]] = {}
 
     def at(self, when: float) -> simpy.Event:
-        """An event at ``when`` (simpy's time of ``now + (when - now)``)."""
+        """An event at ``when`` (simpy's time of ``now + (when - now)``). At or past the
+        run's end it would never be processed: an event that never fires instead, kept
+        out of simpy's queue (as the fast engine schedules nothing there), so that a
+        day-long registration refresh per softphone does not make every event's place in
+        the queue dearer to find."""
+        if when >= self.until:
+            return self.env.event()
         return self.env.timeout(when - self.env.now)
 
     def told(self, what: str, value: Any) -> None:
@@ -162,8 +177,9 @@ class Platform:
             event.succeed(value)
 
     def job(self, site: Site, method: str) -> Process:
-        """A signalling transaction through the site's proxy (answered 200)."""
-        self.recorder.sip[(site.name, method, 200)] += 1
+        """A signalling transaction through the site's proxy (answered 200: counted as
+        the fast engine counts it, `Site.fold`)."""
+        site.jobs[method] += 1
         yield from self.proxy[site.name].serve(self.service[method].next())
 
     # -- the MESSAGE path (DESIGN.md, "Message path and outcomes") ----------------------
@@ -171,14 +187,14 @@ class Platform:
         """A MESSAGE from its arrival at the proxy to its answer at the sender."""
         site, proxy = m.site, self.proxy[m.site.name]
         # 1. challenged: a proxy transaction answered 407; the client resends
-        self.recorder.sip[(site.name, "MESSAGE", 407)] += 1
+        site.challenges += 1   # counted as the fast engine counts it (`Site.fold`)
         yield from proxy.serve(self.proxy_time.next())
         yield self.at(self.env.now + 2 * self.delay)
         # 2. with credentials: a second transaction, then the AAA request to billing
         yield from proxy.serve(self.proxy_time.next())
         yield self.at(self.env.now + self.latency)
         # 3. billing authenticates, decides and settles; the answer leaves after its queue
-        decision, message, engine = self.authorize(m)
+        decision, billed = self.authorize(m)
         yield from self.billing[site.name].serve(self.billing_time.next())
         back = self.env.now + self.latency
         yield self.at(back)
@@ -187,24 +203,24 @@ class Platform:
             return self.finish(m, decision.code, decision.reason, decision.step,
                                decision.check)
         # 4. the registrar lookup, the recipient's answer, accounting
-        assert message is not None   # authorized: billing saw it
-        return (yield from self.deliver(m, decision, message, engine))
+        assert billed is not None   # authorized: billing saw it
+        return (yield from self.deliver(m, decision, billed))
 
-    def authorize(self, m: Sent) -> tuple[Decision, Message | None, BillingEngine]:
+    def authorize(self, m: Sent) -> tuple[Decision, Billed | None]:
         """Billing's answer to the AAA request, now (`BillingEngine.authenticate`,
-        `decide` memoized per rating period, `settle` with the ledger)."""
+        `decide` memoized per rating period, `settle` with the ledger: `Route`)."""
         now, site = self.env.now, m.site
         version = site.version(now)
-        refusal = version.engine.authenticate(m.sender, m.password)
+        engine = version.engine
+        refusal = engine.authenticate(m.sender, m.password)
         if refusal is not None:
-            return refusal, None, version.engine
+            return refusal, None
         user, _, domain = m.to.partition("@")
         message = site.message(m.msg_id, m.sender, user, domain or site.domain, m.length, now)
-        decided = version.decide(message, m.to, site.calendar(now)[1])
-        return version.engine.settle(message, decided, site.ledger), message, version.engine
+        route = version.route(message, m.to, site.calendar(now)[1])
+        return route.settle(engine, message, site.ledger), Billed(message, route, engine)
 
-    def deliver(self, m: Sent, decision: Decision, message: Message,
-                engine: BillingEngine) -> Process:
+    def deliver(self, m: Sent, decision: Decision, billed: Billed) -> Process:
         """The lookup (480: not registered), the recipient's softphone (408: offline;
         a configured failure; 200), billing's accounting of the answer."""
         now, site = self.env.now, m.site
@@ -212,29 +228,29 @@ class Platform:
         b = site.index.get(decision.recipient, -1)
         if b < 0 or not site.registered(b, now):
             reason = f"Temporarily Unavailable ({decision.recipient} is not registered)"
-            self.account(m, engine, message, decision, 480, reason)
+            self.account(m, billed, decision, 480, reason)
             yield self.at(now + self.delay)
             return self.finish(m, 480, reason, None, "registration")
         if not site.online[b]:
             reason = "Request Timeout (no answer from the recipient)"
-            self.account(m, engine, message, decision, 408, reason)
+            self.account(m, billed, decision, 408, reason)
             yield self.at(now + self.timeout)
             return self.finish(m, 408, reason, None, "timeout")
         code, reason, check = 200, "OK", "delivered"
         if self.failure and self.chance.next() < self.failure:
             (code, reason), check = self.failure_answer, "user_agent"
-        self.account(m, engine, message, decision, code, reason)
+        self.account(m, billed, decision, code, reason)
         delivered = now + self.delay
         yield self.at(delivered + self.answer_delay + self.delay + self.delay)
         return self.finish(m, code, reason, None, check,
                            delivered if code < 300 else float("nan"))
 
-    def account(self, m: Sent, engine: BillingEngine, message: Message, decision: Decision,
-                code: int, reason: str) -> None:
+    def account(self, m: Sent, billed: Billed, decision: Decision, code: int,
+                reason: str) -> None:
         """`BillingEngine.account` of the final answer (by the engine that decided): the
         xDRs of a delivery."""
-        rows = engine.account(message, decision, code, reason, m.site.ledger,
-                              self.recorder.next_xdr)
+        rows = billed.route.account(billed.engine, billed.message, decision, code, reason,
+                                    m.site.ledger, self.recorder.next_xdr)
         if rows:
             self.recorder.xdr(rows)
 
@@ -316,7 +332,8 @@ class Platform:
         self.change(site, i, status, "PUBLISH")
 
     def subscribe(self, site: Site, w: int, b: int, session: int) -> Process:
-        """``w`` subscribes to ``b``: accepted, then the initial NOTIFY."""
+        """``w`` subscribes to ``b``: accepted, then the initial NOTIFY (in this process:
+        its proxy job is queued as the SUBSCRIBE is accepted, as the fast engine does)."""
         yield from self.job(site, "SUBSCRIBE")
         if site.session[w] != session:
             return
@@ -327,7 +344,7 @@ class Platform:
             elif value not in found:
                 found.append(value)
         self.event(site, "SUBSCRIBE", b, w, STATUS[site.status[b]])
-        self.env.process(self.notify(site, w, b, True))
+        yield from self.notify(site, w, b, True)
 
     def change(self, site: Site, i: int, status: int, event: str) -> None:
         """A publication (or its expiry): a NOTIFY to every watcher if it changed."""

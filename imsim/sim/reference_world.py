@@ -41,7 +41,8 @@ class SimpyWorld(World):
     def _wire(self) -> None:
         scenario, settings = self.scenario, self.scenario.sim
         self._env = simpy.Environment()
-        self.platform = Platform(self._env, settings, self.streams, self.recorder, self.sites)
+        self.platform = Platform(self._env, settings, self.streams, self.recorder, self.sites,
+                                 self.until)
         traffic = scenario.traffic
         self.churn, self.talk = traffic.churn, traffic.conversations
         self.never = set(traffic.offline)

@@ -19,7 +19,7 @@ from imsim.model.config import Environment
 from imsim.model.settings import METHODS
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
-from imsim.rules.message import Decision, Message
+from imsim.rules.message import Decision, Message, Xdr
 from imsim.rules.settle import Tab
 from imsim.sim.core import INF, Pool
 from imsim.sim.periods import breakpoints
@@ -62,6 +62,27 @@ class Route:
         self.recipient = -2
         self.owner: Version | None = None   # the version whose memo has it
 
+    def settle(self, engine: BillingEngine, msg: Message | None, ledger: Ledger) -> Decision:
+        """`BillingEngine.settle` of the decision for one message: with the route's
+        `Tab` (found once), or, without one (a bundle), on the plain path with ``msg``."""
+        if self.tab is not None:
+            return self.tab.settle(ledger)
+        assert msg is not None
+        return engine.settle(msg, self.decision, ledger)
+
+    def account(self, engine: BillingEngine, msg: Message, decision: Decision, code: int,
+                reason: str, ledger: Ledger, first_xdr: int) -> list[Xdr]:
+        """`BillingEngine.account` of a message this route settled (`settle` gave
+        ``decision``): its xDRs, numbered from ``first_xdr``."""
+        tab = self.tab
+        if tab is None:
+            return engine.account(msg, decision, code, reason, ledger, first_xdr)
+        if not tab.account(ledger, code):
+            return []
+        assert decision.recipient is not None
+        return engine.xdrs(msg, decision.recipient, engine.lines(msg.sender, decision), code,
+                           reason, first_xdr)
+
     def recipient_in(self, site: Site) -> int:
         """The index of the decision's recipient among the site's accounts, -1 if none
         (found once)."""
@@ -94,9 +115,13 @@ class Version:
 
     def decide(self, msg: Message, to: str, micros: int) -> Decision:
         """`BillingEngine.decide` of ``msg`` (sent to ``to``), memoized."""
+        return self.route(msg, to, micros).decision
+
+    def route(self, msg: Message, to: str, micros: int) -> Route:
+        """The memoized `decide` answer of ``msg`` (sent to ``to``) with its `Tab`."""
         key = self.key(msg.sender, to, msg.length, micros)
         found = self.memo.get(key)
-        return (found or self.learn(key, msg)).decision
+        return found if found is not None else self.learn(key, msg)
 
     def key(self, sender: str, to: str, length: int, micros: int) -> MemoKey:
         """The memo key: the sender, the address as sent (in one site it gives the
