@@ -1,9 +1,9 @@
 """The simulator's hot path compiled with mypyc: same source, same results, faster.
 
-The modules in `SOURCES` (the clock, the message path, arrivals, registrar and
-presence, softphones, sites, records, the billing engine, its ledger and rating, and
-the SimPy engine's platform, whose generator processes mypyc compiles too) are plain
-typed Python. ``make native`` (part of
+The modules in `SOURCES` (the clock, random draws, worker pools, the message path,
+arrivals, registrar and presence, softphones, sites, records, the billing engine, its
+ledger and rating, and the SimPy engine's platform, whose generator processes mypyc
+compiles too) are plain typed Python. ``make native`` (part of
 ``make venv``) compiles them in place with mypyc, the compiler that ships with mypy:
 a ``.so`` beside each ``.py``, and one shared library, ``imsim/native__mypyc*.so``.
 Python then imports the compiled modules; without them (no compiler, or
@@ -36,6 +36,8 @@ SOURCES: tuple[str, ...] = (
     "imsim/rules/settle.py",
     "imsim/rules/decide.py",
     "imsim/sim/core.py",
+    "imsim/sim/draws.py",
+    "imsim/sim/pools.py",
     "imsim/sim/records.py",
     "imsim/sim/site.py",
     "imsim/sim/messaging.py",

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from imsim.model import scenario
 from imsim.sim import World
-from imsim.sim.core import Draws, Pool, replace_min
+from imsim.sim.draws import Draws
+from imsim.sim.pools import Pool, replace_min
 
 CUSTOMERS = 25_000
 SEEDS = range(10)

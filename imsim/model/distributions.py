@@ -2,7 +2,7 @@
 
 A plain number or a duration string ('5m') is a constant. Each kind takes exactly
 its own parameters; anything else is refused at load time. `draws` samples them with
-numpy, for the simulator (`imsim.sim.core.sampler`) and planning alike.
+numpy, for the simulator (`imsim.sim.draws.sampler`) and planning alike.
 """
 
 from __future__ import annotations

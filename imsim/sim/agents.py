@@ -14,7 +14,8 @@ whose turn it is has gone offline.
 from __future__ import annotations
 
 from imsim.model.scenario import Scenario
-from imsim.sim.core import Clock, Streams, sampler, uniforms
+from imsim.sim.core import Clock
+from imsim.sim.draws import Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath
 from imsim.sim.signalling import Signalling
 from imsim.sim.site import Site

@@ -22,7 +22,8 @@ import numpy as np
 from imsim.model.scenario import Scenario
 from imsim.model.traffic import Destination, Traffic
 from imsim.rules.message import Message
-from imsim.sim.core import Clock, Draws, Event, Streams, sampler, uniforms
+from imsim.sim.core import Clock, Event
+from imsim.sim.draws import Draws, Streams, sampler, uniforms
 from imsim.sim.messaging import MessagePath
 from imsim.sim.site import Site
 

@@ -1,5 +1,5 @@
-"""The simulator's core: a callback-style clock on simpy, named random streams,
-samplers and FIFO worker pools.
+"""The simulator's core: a callback-style clock on simpy (random streams and samplers:
+`imsim.sim.draws`; FIFO worker pools: `imsim.sim.pools`).
 
 Everything in the model is an event that calls a function at a simulated moment
 (`Clock.at`), or an object that is its own event (`Event`: a message in flight, the
@@ -11,30 +11,21 @@ simpy orders its own (by time, then priority, then the order they were scheduled
 one id counter for both), in a heap of its own: every `Event` carries its time and
 id, so scheduling allocates nothing and comparing two events reads two numbers
 (compiled, no tuples and no rich comparisons). A simpy process or event scheduled on
-the clock runs in its place in the same order. A `Pool` is a FIFO
-multi-server queue: because arrivals are admitted in time order (each arrival is an
-event), a job's start and finish are known when it arrives, so finishing needs no
-event of its own.
+the clock runs in its place in the same order.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any, Final
 
-import numpy as np
 import simpy
 
-from imsim.model.distributions import Distribution, draws
 from imsim.model.memory import paused_gc
-from imsim.model.settings import SimSettings
 
 NORMAL: Final = simpy.core.NORMAL   # Final: compiled, no module lookup per use
 URGENT: Final = simpy.core.URGENT
-BATCH: Final = 4096
 INF: Final = float("inf")
 
 
@@ -381,184 +372,3 @@ class Clock(simpy.Environment):
 
 def _time(event: Event) -> float:
     return event.t
-
-
-def replace_min(heap: list[float], item: float) -> None:
-    """`heapq.heapreplace` for a heap of floats (take the smallest, put ``item``): the
-    same smallest value every time, and, compiled, float comparisons without calls."""
-    size = len(heap)
-    pos = 0
-    child = 1
-    while child < size:
-        right = child + 1
-        if right < size and heap[right] < heap[child]:
-            child = right
-        if not heap[child] < item:
-            break
-        heap[pos] = heap[child]
-        pos = child
-        child = 2 * pos + 1
-    heap[pos] = item
-
-
-class Streams:
-    """Named random streams from one `SeedSequence(seed)`: the stream of a name does
-    not depend on which other streams exist or in which order they were made."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.root = np.random.SeedSequence(seed)
-
-    def generator(self, name: str) -> np.random.Generator:
-        child = np.random.SeedSequence(self.root.entropy,
-                                       spawn_key=(*self.root.spawn_key, zlib.crc32(name.encode())))
-        return np.random.Generator(np.random.PCG64(child))
-
-
-class Draws:
-    """Values of one stream drawn in batches; ``next()`` costs a list index."""
-
-    __slots__ = ("_draw", "_buffer", "_i")
-
-    def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
-        self._draw = draw
-        self._buffer: list[float] = []
-        self._i = 0
-
-    def next(self) -> float:
-        i = self._i
-        if i >= len(self._buffer):
-            self._buffer = self._draw(BATCH).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buffer[i]
-
-
-class Fixed(Draws):
-    """`Draws` of a constant: draws nothing."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: float) -> None:
-        super().__init__(_nothing)
-        self.value = value
-
-    def next(self) -> float:
-        return self.value
-
-
-def _nothing(n: int) -> np.ndarray:
-    raise AssertionError("a constant draws nothing")
-
-
-def sampler(dist: Distribution, rng: np.random.Generator) -> Draws:
-    """Values of ``dist`` (``next()``; a constant draws nothing)."""
-    if dist.is_constant:
-        return Fixed(float(dist.value or 0.0))
-    return Draws(draws(dist, rng))
-
-
-def uniforms(rng: np.random.Generator) -> Draws:
-    """Uniform values in [0, 1) (``next()``)."""
-    return Draws(rng.random)
-
-
-def message_draws(settings: SimSettings, streams: Streams) -> tuple[Draws, Draws, Draws]:
-    """What a message's path draws, from its named streams, the same in both engines:
-    the proxy's MESSAGE service time, billing's service time, and the uniforms that
-    decide whether a softphone fails to answer."""
-    return (sampler(settings.proxy.service.MESSAGE, streams.generator("service.proxy.MESSAGE")),
-            sampler(settings.billing.service, streams.generator("service.billing")),
-            uniforms(streams.generator("user_agent.failure")))
-
-
-def pool_stats(workers: int, jobs: int, busy_time: float, wait_time: float, max_queue: int,
-               elapsed: float) -> dict[str, float]:
-    """A worker pool's summary over ``elapsed`` seconds (both engines' pools)."""
-    capacity = workers * elapsed
-    return {"workers": workers, "jobs": jobs,
-            "utilization": busy_time / capacity if capacity else 0.0,
-            "mean_wait": wait_time / jobs if jobs else 0.0,
-            "max_queue_sampled": max_queue}
-
-
-class Pool:
-    """``workers`` identical servers, one FIFO queue (the proxy, the billing AAA).
-
-    ``admit(now, service)`` returns when the job finishes. Statistics: jobs, total
-    waiting and busy time, and queue samples through ``sample(now)``.
-
-    ``free`` holds when each server is next free. Its smallest is the next job's start:
-    a heap (`replace_min`). While every job takes the same service time and arrives no
-    earlier than the one before, a job's finish is the latest of all, so the servers free
-    up in the order they were taken: ``free`` is then a ring, sorted from ``head``, and
-    the smallest is at ``head`` (no sifting). A job of another service time, or an
-    earlier one, turns the ring into the heap (sorted, it is one), unless every server
-    is free when it comes: then any order is the ring's (a heap becomes a ring again).
-    """
-
-    def __init__(self, name: str, workers: int) -> None:
-        self.name, self.workers = name, workers
-        self.free = [0.0] * workers
-        self.ring = True
-        self.head = 0
-        self.same = 0.0     # the service time of the jobs in the ring
-        self.last = 0.0     # the latest arrival
-        self.latest = 0.0   # the latest finish: every server is free from then on
-        self.jobs = 0
-        self.wait_time = 0.0
-        self.busy_time = 0.0
-        self.waiting: deque[float] = deque()
-        self.max_queue = 0
-
-    def admit(self, now: float, service: float) -> float:
-        if not (self.ring and service == self.same and now >= self.last):
-            if now >= self.latest:   # every server is free
-                if not self.ring:
-                    self.free.sort()
-                    self.head = 0
-                    self.ring = True
-                self.same = service
-            elif self.ring:
-                self._heap()
-        self.last = now
-        free = self.free
-        head = self.head
-        start = free[head]
-        if start <= now:
-            start = now
-        else:
-            self.wait_time += start - now
-            self.waiting.append(start)
-        finish = start + service
-        if self.ring:
-            free[head] = finish
-            head += 1
-            self.head = head if head < len(free) else 0
-        else:
-            replace_min(free, finish)
-        if finish > self.latest:
-            self.latest = finish
-        self.jobs += 1
-        self.busy_time += service
-        return finish
-
-    def _heap(self) -> None:
-        """From a ring to a heap: the ring from ``head`` on is sorted, so a heap."""
-        head = self.head
-        self.free = self.free[head:] + self.free[:head]
-        self.head = 0
-        self.ring = False
-
-    def sample(self, now: float) -> tuple[int, int]:
-        """(busy workers, jobs waiting) at ``now``."""
-        waiting = self.waiting
-        while waiting and waiting[0] <= now:
-            waiting.popleft()
-        queue = len(waiting)
-        self.max_queue = max(self.max_queue, queue)
-        return sum(1 for f in self.free if f > now), queue
-
-    def stats(self, elapsed: float) -> dict[str, float]:
-        return pool_stats(self.workers, self.jobs, self.busy_time, self.wait_time,
-                          self.max_queue, elapsed)

@@ -33,7 +33,8 @@ from typing import Any, Final
 
 from imsim.model.settings import SimSettings
 from imsim.rules.message import Decision, Message
-from imsim.sim.core import Clock, Event, Lane, Streams, message_draws
+from imsim.sim.core import Clock, Event, Lane
+from imsim.sim.draws import Streams, message_draws
 from imsim.sim.records import Recorder
 from imsim.sim.site import MemoKey, Route, Site, Version
 

@@ -33,7 +33,9 @@ import simpy
 from imsim.model.settings import SimSettings
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Decision, Message
-from imsim.sim.core import INF, Streams, message_draws, pool_stats, sampler
+from imsim.sim.core import INF
+from imsim.sim.draws import Streams, message_draws, sampler
+from imsim.sim.pools import pool_stats
 from imsim.sim.records import Recorder
 from imsim.sim.site import Route, Site
 
@@ -79,7 +81,7 @@ class Outage(simpy.resources.resource.Request):
 class Workers(simpy.Resource):
     """The proxy's or the billing AAA's workers: one FIFO queue. `take` holds some
     away (an outage) ahead of the queue, `give_back` returns them. Statistics as
-    `imsim.sim.core.Pool.stats`."""
+    `imsim.sim.pools.Pool.stats`."""
 
     def __init__(self, env: simpy.Environment, name: str, workers: int) -> None:
         super().__init__(env, workers)

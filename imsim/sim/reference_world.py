@@ -27,7 +27,7 @@ import simpy
 
 from imsim.results import RunResult
 from imsim.sim.arrivals import Candidates
-from imsim.sim.core import sampler, uniforms
+from imsim.sim.draws import sampler, uniforms
 from imsim.sim.reference import Answer, Platform, Process, Sent, Workers
 from imsim.sim.site import Site
 from imsim.sim.world import Progress, World

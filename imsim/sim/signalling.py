@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from imsim.model.settings import METHODS, SimSettings
-from imsim.sim.core import Clock, Lane, Streams, sampler
+from imsim.sim.core import Clock, Lane
+from imsim.sim.draws import Streams, sampler
 from imsim.sim.records import Recorder
 from imsim.sim.site import Site
 

@@ -21,8 +21,9 @@ from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Decision, Message, Xdr
 from imsim.rules.settle import Tab
-from imsim.sim.core import INF, Pool
+from imsim.sim.core import INF
 from imsim.sim.periods import breakpoints
+from imsim.sim.pools import Pool
 from imsim.sim.prefetch import E164Prefetch
 from imsim.sim.records import Recorder
 

@@ -16,7 +16,8 @@ from imsim.model.scenario import Scenario
 from imsim.results import RunResult
 from imsim.sim.agents import Agents
 from imsim.sim.arrivals import PoissonStream, play_script
-from imsim.sim.core import Clock, Streams
+from imsim.sim.core import Clock
+from imsim.sim.draws import Streams
 from imsim.sim.messaging import MessagePath
 from imsim.sim.records import Recorder
 from imsim.sim.signalling import Signalling
