@@ -233,13 +233,11 @@ class InOrder:
         room, k = micro_floor(self.ledger.room(payer)), 0
         while k < len(rows):
             fits, k = (np.flatnonzero(amount[k:] <= room) + k).tolist(), len(rows)
-            for j in fits:
-                if amount[j] > room:
-                    continue
+            for j in fits:   # the room holds until a charge: then they are found again
                 asked[j] = True
                 after = self._step(int(rows[j]), int(version[j]), int(kind[j]), payer,
                                    int(amount[j]), refused)
-                if after is not None and after < room:
+                if after is not None:
                     room, k = after, j + 1
                     break
         return asked
