@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,13 +74,18 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def local(workers: int) -> Any:
+    """A LocalCluster's client of ``workers`` processes, started as `imsim rerate`
+    starts it (its memory limit and the workers' glibc settings)."""
+    return rerate.cluster(workers, None, None, "2GiB", processes=True, config=rerate.WORKERS)
+
+
 def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
     """One re-rating run on a fresh LocalCluster of ``workers`` processes: rows, wall
     seconds (the cluster's start apart), worker CPU seconds, peak RSS per worker."""
     chosen = rerate.variants(SCENARIO, vary=[DEARER])
     began = time.perf_counter()
-    with rerate.cluster(workers, None, None, "2GiB", processes=True,
-                        config=rerate.WORKERS) as client:   # as `imsim rerate` starts it
+    with local(workers) as client:
         started = time.perf_counter()
         cpu = sum(client.run(cpu_seconds).values())
         report = rerate.run([source], chosen, out, client=client)
@@ -93,7 +99,7 @@ def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
 def floor(source: Path) -> dict[str, float]:
     """Reading and shuffling alone, on one worker (`rerate.by_sender`, each part only
     counted): what re-rating costs before anything is rated."""
-    with rerate.cluster(1, None, None, "2GiB", processes=True, config=rerate.WORKERS) as client:
+    with local(1) as client:
         cpu = sum(client.run(cpu_seconds).values())
         began = time.perf_counter()
         rows = sum(client.compute(rerate.by_sender([source]).map_partitions(len)).result())
