@@ -375,19 +375,37 @@ class Stack:
         return stopped
 
     def _drain_accounting(self, timeout: float = 2.0) -> None:
-        """Wait, at most ``timeout`` seconds, until Kamailio has posted the final answers
-        its SIP workers queued for ``/accounts`` (mqueue "account", in its memory:
-        stopping it first would lose the xDRs of messages already answered 200)."""
+        """Let Kamailio post every final answer it owes ``/accounts`` before it stops.
+
+        Those bodies live in its memory (mqueue "account", flushed every few ms), so
+        stopping it at once would lose the xDRs of messages already answered 200. It is
+        told to refuse new MESSAGEs (503), then asked, at most ``timeout`` seconds, until
+        no relayed transaction awaits its answer, the queue is empty and no batch is
+        being posted. Batches the billing service refused (the retry spool) and a crash
+        are still lost, as in a real restart."""
+        try:
+            self.rpc("htable.seti", "state", "draining", "1")
+        except (StackError, OSError, subprocess.SubprocessError):
+            return   # no control socket: nothing to ask
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                size = re.findall(r"\d+", self.rpc("mqueue.get_size", "account"))
+            try:   # in this order: a finished transaction has queued its body first
+                tm = self._numbers("tm.stats")
+                busy = (tm.get("current", 0) - tm.get("waiting", 0)
+                        or self._numbers("mqueue.get_size", "account").get("size", 0)
+                        or self._numbers("htable.get", "state", "posting").get("value", 0))
             except (StackError, OSError, subprocess.SubprocessError):
-                return   # no control socket: nothing to ask
-            if not size or int(size[-1]) == 0:
-                time.sleep(0.1)   # the last batch taken off the queue is being posted
+                return
+            if not busy:
                 return
             time.sleep(0.02)
+
+    def _numbers(self, *command: str) -> dict[str, int]:
+        """The ``name: number`` fields of a Kamailio RPC's answer."""
+        answer = self.rpc(*command)
+        if answer.startswith("error:"):   # kamcmd exits 0 on a failed command
+            raise StackError(f"kamcmd {' '.join(command)}: {answer.strip()}")
+        return {name: int(value) for name, value in re.findall(r"(\w+): (\d+)", answer)}
 
     def _terminate(self, pid: int) -> None:
         self.runner.kill_group(pid, signal.SIGTERM)
