@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from imsim import sim
 from imsim.cli import main
 from imsim.model import scenario
+from imsim.model.config import UsageCharge
 from imsim.model.scenario import Scenario
 from imsim.planning import rerate
 from tests.helpers import ROOT
@@ -259,3 +260,49 @@ def test_the_cli_prints_a_warning_and_still_writes_every_table(operator, tmp_pat
     assert code == 0
     assert "warning: variant " in capsys.readouterr().err
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "warnings.txt").exists()
+
+
+def charging_incoming(loaded: Scenario) -> Scenario:
+    """The scenario with every product also charging its accounts' incoming messages
+    at the retail tariff (handbook: free by default)."""
+    env = loaded.environments[0]
+    products = tuple(p.model_copy(update={"usage_charges": p.usage_charges + (
+        UsageCharge(tariff="retail", direction="incoming"),)}) for p in env.products)
+    return loaded.model_copy(update={"environments": (env.model_copy(
+        update={"products": products}),)})
+
+
+def test_charged_incoming_messages_are_revenue_before_and_after(tmp_path):
+    """The recipient's incoming xDR is part of what a message earned: re-rated, the
+    revenue is the simulator's (outgoing and incoming), and a variant that stops
+    charging incoming messages loses exactly what each message's incoming xDR said."""
+    loaded = charging_incoming(with_records(scenario.load(OPERATOR), until=60.0))
+    result = sim.run(loaded)
+    xdrs = result.xdrs
+    xdrs.to_parquet(tmp_path / "xdrs.parquet", index=False)
+    paid = xdrs[xdrs["direction"] == "incoming"].set_index("call_id")["charged_amount"]
+    assert len(paid) > 500 and (paid > 0).all()
+    chosen = [rerate.Variant.of("base", loaded), rerate.Variant.of("free incoming", with_records(
+        scenario.load(OPERATOR), until=60.0))]
+    report = rerun([tmp_path / "xdrs.parquet"], chosen, tmp_path / "out", partitions=3)
+    summary = report.summary.set_index("variant")
+    engine = float(Decimal(result.summary["totals"]["revenue"]["USD"]))
+    assert summary.loc["base", "revenue"] == pytest.approx(engine, abs=1e-9)
+    assert summary.loc["base", "revenue_before"] == pytest.approx(engine, abs=1e-9)
+    assert summary.loc["base", "delta"] == 0
+    base, free = deltas(tmp_path / "out", "base"), deltas(tmp_path / "out", "free incoming")
+    expected = [micro(a) for a in paid.loc[base["call_id"]]]
+    assert base["incoming_micro"].tolist() == expected
+    assert (base["delta_micro"] == 0).all()
+    assert free.loc[base.index, "delta_micro"].tolist() == [-m for m in expected]
+    assert summary.loc["free incoming", "delta"] == pytest.approx(
+        -float(paid.map(lambda a: Decimal(repr(a))).sum()), abs=1e-9)
+    assert summary.loc["base", "incoming_revenue"] == pytest.approx(
+        float(paid.map(lambda a: Decimal(repr(a))).sum()), abs=1e-9)
+    assert summary.loc["free incoming", "incoming_revenue"] == 0
+    losers = report.winners_losers
+    assert losers[losers["variant"] == "free incoming"].empty   # no sender's bill changed
+    assert len(report.warnings) == 1 and "'base' charges recipients" in report.warnings[0]
+    one = rerun([tmp_path / "xdrs.parquet"], chosen, tmp_path / "one", partitions=1)
+    assert one.warnings == []
+    pd.testing.assert_frame_equal(one.summary, report.summary)   # no balance ran out

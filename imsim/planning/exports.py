@@ -286,8 +286,22 @@ def outgoing(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
     """The customer's own outgoing xDRs: imsim's ``direction == 'outgoing'`` (or no
     direction, a PortaBilling account export), not ``failed``, of the messaging service
     ``i_service`` when given (PortaBilling's id for it on that installation)."""
-    keep = frame["direction"].isin(["outgoing", ""])
-    keep &= ~frame["failed"].str.lower().isin(["1", "true", "t", "y", "yes"])
+    return frame[_kept(frame, i_service) & frame["direction"].isin(["outgoing", ""])]
+
+
+def charged(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
+    """What re-rating reads: the outgoing xDRs (`outgoing`) and the charged incoming
+    ones (imsim's ``direction == 'incoming'`` with an amount: what a recipient paid for
+    the message of the same ``call_id``), flagged in the bool column ``incoming``."""
+    kept = _kept(frame, i_service)
+    incoming = frame["direction"].eq("incoming") & frame["charged_amount_micro"].ne(0)
+    keep = kept & (frame["direction"].isin(["outgoing", ""]) | incoming)
+    return frame[keep].assign(incoming=incoming[keep])
+
+
+def _kept(frame: pd.DataFrame, i_service: str | None) -> pd.Series:
+    """Not ``failed``; of the messaging service ``i_service`` when given."""
+    keep = ~frame["failed"].str.lower().isin(["1", "true", "t", "y", "yes"])
     if i_service is not None:
         keep &= frame["i_service"] == str(i_service)
-    return frame[keep]
+    return keep

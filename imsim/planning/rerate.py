@@ -7,7 +7,7 @@ report = rerate.run(["exports/*.csv.gz"], chosen, "runs/rerate", workers=2)
 report.summary, report.tables["rate_code"], report.winners_losers
 ```
 
-Every outgoing message of the exports (`imsim.planning.exports.outgoing`) is billed again under
+Every outgoing message of the exports (`imsim.planning.exports.charged`) is billed again under
 each variant by `imsim.planning.bill.Billing` (as `rate_messages`; prepared once per
 variant and process), the planning rules (decide per group of messages,
 `imsim.rules.batch.rate_many` for money, bundles per account-month, off-peak in the
@@ -33,9 +33,16 @@ disk at 60 % of ``memory_limit`` and pauses a worker at 80 %, so the limit (defa
 rows, CSV ``blocksize`` at 64 MB or less (a .gz file is one part: split large ones), or
 raise ``partitions``.
 
+Revenue is what the messages earned, as in the simulator's totals and planning: the
+senders' charges and, where incoming messages are charged, the recipients' (an
+incoming xDR counts with the outgoing xDR of the same ``call_id``; ``incoming_revenue``
+is that part). By customer and product a message is its sender's; a customer's bill
+(`winners_losers`) is its own charges only.
+
 What is written into ``out``: ``summary.csv`` (per variant: messages, refused,
-revenue before and after, cost, margin, lost revenue), ``by_rate_code.csv``,
-``by_product.csv``, ``by_customer.csv``, ``by_day.csv`` (day in UTC),
+revenue before and after, cost, margin, lost revenue, incoming revenue before and
+after), ``by_rate_code.csv``, ``by_product.csv``, ``by_customer.csv``, ``by_day.csv``
+(day in UTC),
 ``refusals.csv`` (per variant and refusing check: messages and the revenue they
 earned before, now lost), ``winners_losers.csv`` (the customers whose bill falls,
 winners, or rises, losers, most) and ``deltas/NAME/part-NNNNN.parquet``, one
@@ -47,7 +54,9 @@ runs out exactly as the ledger's. A credit customer's accounts may be in several
 parts, and each part settles from the customer's whole credit limit: where the
 customer was charged at least what its limit left at the start, messages past the
 limit may not have been refused, and `Report.warnings` says so (`shared_limits`).
-``partitions=1`` settles them exactly, in one part.
+A recipient charged for incoming messages pays from every part its senders are in,
+each from its whole balance: a variant that charges them gets a warning too
+(`shared_recipients`). ``partitions=1`` settles them exactly, in one part.
 """
 
 from __future__ import annotations
@@ -79,11 +88,12 @@ from imsim.rules.proxy import select_policy
 MICRO = 1_000_000
 ORDER = ["CLI", "connect_time", "i_xdr", "CLD", "call_id"]
 KEPT = ["i_xdr", "env", "account_id", "CLI", "CLD", "connect_time", "call_id",
-        "charged_quantity", "charged_amount_micro", "length"]
+        "charged_quantity", "charged_amount_micro", "length", "incoming"]
 """What re-rating reads: the only columns the shuffle moves (a third of its cost went
 on the others: 10M rows on 1 worker, read and shuffled, 17.2 -> 10.7 CPU-seconds)."""
 DIMENSIONS = ("rate_code", "product", "customer", "day")
-SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro")
+SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro",
+        "incoming_before_micro", "incoming_micro")
 UNKNOWN = "(unknown)"
 WORKERS = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 128 * 2 ** 20,
@@ -202,8 +212,10 @@ def rerated(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> p
     """One row per message of ``part`` under ``variant``: before, after, the delta."""
     home = variant.home(part["CLI"])
     rated = variant.billing.rate(messages(part, variant, home, sizes))
-    before = part["charged_amount_micro"].to_numpy()
-    after = rated["charged_amount_micro"].to_numpy()
+    incoming_before = part["incoming_before_micro"].to_numpy()
+    before = part["charged_amount_micro"].to_numpy() + incoming_before
+    incoming = rated["incoming_micro"].to_numpy()
+    after = rated["charged_amount_micro"].to_numpy() + incoming
     refused = (rated["check"] != "delivered").to_numpy()
     out = pd.DataFrame({
         "variant": pd.Categorical.from_codes(np.zeros(len(part), np.int8), [variant.name]),
@@ -214,6 +226,7 @@ def rerated(part: pd.DataFrame, variant: Variant, sizes: Mapping[str, int]) -> p
         "product": variant.who("product", home), "rate_code": rated["rate_code"].array,
         "check": rated["check"].array, "billed": rated["billed"].to_numpy(),
         "refused": refused, "before_micro": before, "revenue_micro": after,
+        "incoming_before_micro": incoming_before, "incoming_micro": incoming,
         "cost_micro": rated["cost_micro"].to_numpy(), "delta_micro": after - before,
         "lost_micro": np.where(refused, before, 0)})
     for extra in ("code", "step"):   # the refusal's SIP code and handbook step, if given
@@ -247,6 +260,19 @@ def _keys(values: pd.Series) -> list[str]:
     return ["(none)" if pd.isna(v) else str(v) for v in values]
 
 
+def with_incoming(part: pd.DataFrame) -> pd.DataFrame:
+    """The part's messages (its outgoing xDRs) with ``incoming_before_micro``, what the
+    export charged their recipients: its incoming xDRs of the same ``call_id``, which
+    the shuffle put in the same part (the same sender). An incoming xDR with no
+    outgoing one in the export is not re-rated."""
+    flag = part["incoming"].to_numpy()
+    out = part[~flag].drop(columns="incoming")
+    charged = part[flag & part["call_id"].ne("").to_numpy()]
+    paid = charged.groupby("call_id")["charged_amount_micro"].sum()
+    before = paid.reindex(out["call_id"].to_numpy()).fillna(0).to_numpy(np.int64)
+    return out.assign(incoming_before_micro=before)
+
+
 def ordered(part: pd.DataFrame) -> pd.DataFrame:
     """The part by (CLI, connect_time), then i_xdr, CLD and call_id where those tie:
     the same order whatever order the shuffle delivered the rows in."""
@@ -275,10 +301,10 @@ def by_sender_and_time(cli: np.ndarray, times: np.ndarray) -> np.ndarray:
 def rerate_part(part: pd.DataFrame, chosen: Sequence[Variant], sizes: Mapping[str, int],
                 out: str, index: int) -> pd.DataFrame:
     """Re-rate one part under every variant, write its deltas, return its sums."""
+    part = with_incoming(part)
     if part.empty:
         return pd.DataFrame(columns=["variant", "key", "by", *SUMS])
-    part = part.assign(env=part["env"].astype("category"))   # recoded per variant
-    part = ordered(part)
+    part = ordered(part.assign(env=part["env"].astype("category")))   # recoded per variant
     sums = []
     for variant in chosen:
         delta = rerated(part, variant, sizes)
@@ -306,7 +332,7 @@ class Report:
     refusals: pd.DataFrame
     winners_losers: pd.DataFrame
     peak_rss: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)   # `shared_limits`
+    warnings: list[str] = field(default_factory=list)   # `shared_limits`, `shared_recipients`
 
     @classmethod
     def of(cls, sums: pd.DataFrame, order: Sequence[str], top: int = 10) -> Report:
@@ -349,8 +375,8 @@ def shared_limits(by_customer: pd.DataFrame, chosen: Sequence[Variant],
         return []
     found = []
     for variant in chosen:
-        charged = by_customer[by_customer["variant"] == variant.name].set_index(
-            "customer")["revenue"]
+        mine = by_customer[by_customer["variant"] == variant.name].set_index("customer")
+        charged = (mine["revenue"] - mine["incoming_revenue"]).round(6)   # its own charges
         for env in variant.scenario.environments:
             ledger = Ledger.of(env)
             for customer in env.customers:
@@ -369,11 +395,28 @@ def shared_limits(by_customer: pd.DataFrame, chosen: Sequence[Variant],
     return found
 
 
+def shared_recipients(summary: pd.DataFrame, parts: int) -> list[str]:
+    """The variants that charge recipients for incoming messages. A recipient's
+    balance or credit limit pays for messages from senders in any part, and each part
+    settles from the whole of it: one who runs out may not have had messages refused,
+    where one part (``--partitions 1``) refuses them as the ledger does."""
+    if parts <= 1:
+        return []
+    return [f"variant {row.variant!r} charges recipients {row.incoming_revenue:,.2f} for "
+            f"incoming messages; a recipient's senders may be in several of the {parts} "
+            "parts, each settled from the recipient's whole balance or credit limit, so "
+            "messages past it may not be refused: --partitions 1 settles them exactly "
+            "(one part: the whole input must fit one worker)"
+            for row in summary.itertuples() if row.incoming_revenue > 0]
+
+
 def money(table: pd.DataFrame) -> pd.DataFrame:
     """Micro-unit sums as amounts, with margin (revenue - cost) and delta."""
     out = table.drop(columns=[c for c in table.columns if c.endswith("_micro")])
-    for name in ("before", "revenue", "cost", "lost"):
-        out[name if name != "lost" else "lost_revenue"] = table[f"{name}_micro"] / MICRO
+    names = {"before": "before", "revenue": "revenue", "cost": "cost", "lost": "lost_revenue",
+             "incoming_before": "incoming_revenue_before", "incoming": "incoming_revenue"}
+    for name, column in names.items():
+        out[column] = table[f"{name}_micro"] / MICRO
     out["margin"] = (table["revenue_micro"] - table["cost_micro"]) / MICRO
     out["delta"] = (table["revenue_micro"] - table["before_micro"]) / MICRO
     return out.rename(columns={"before": "revenue_before"}).reset_index(drop=True)
@@ -381,9 +424,16 @@ def money(table: pd.DataFrame) -> pd.DataFrame:
 
 def winners_losers(by_customer: pd.DataFrame, top: int) -> pd.DataFrame:
     """Per variant, the ``top`` customers whose bill falls most (winners) and rises
-    most (losers); a customer whose bill does not change is neither."""
+    most (losers); a customer whose bill does not change is neither. The bill is what
+    the customer's accounts are charged for their messages: revenue without what their
+    recipients paid (``incoming_revenue``)."""
     rows = []
-    for _, table in by_customer.groupby("variant", sort=False):
+    own = by_customer.assign(   # amounts have at most 6 places: round away float noise
+        revenue_before=(by_customer["revenue_before"]
+                        - by_customer["incoming_revenue_before"]).round(6),
+        revenue=(by_customer["revenue"] - by_customer["incoming_revenue"]).round(6))
+    own["delta"] = (own["revenue"] - own["revenue_before"]).round(6)
+    for _, table in own.groupby("variant", sort=False):
         changed = table[table["delta"] != 0]
         rows.append(changed[changed["delta"] < 0].nsmallest(top, "delta").assign(side="winner"))
         rows.append(changed[changed["delta"] > 0].nlargest(top, "delta").assign(side="loser"))
@@ -412,7 +462,8 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
         peak = dask.run(peak_rss)
     report = Report.of(pd.concat(sums, ignore_index=True), [v.name for v in chosen], top)
     report.peak_rss = dict(peak)
-    report.warnings = shared_limits(report.tables["customer"], chosen, parts.npartitions)
+    report.warnings = (shared_limits(report.tables["customer"], chosen, parts.npartitions)
+                       + shared_recipients(report.summary, parts.npartitions))
     report.write(out)
     return report
 
@@ -423,7 +474,8 @@ def by_sender(sources: Sequence[str | Path], partitions: int | None = None,
     """The outgoing messages of ``sources`` (the columns re-rating reads), shuffled into
     ``partitions`` parts by sender: a lazy dask DataFrame (see the module docstring)."""
     frame = exports.read(sources, mapping, time_zone, blocksize)
-    frame = frame.map_partitions(exports.outgoing, i_service, meta=exports.empty())[KEPT]
+    meta = exports.empty().assign(incoming=pd.Series([], dtype=bool))
+    frame = frame.map_partitions(exports.charged, i_service, meta=meta)[KEPT]
     return frame.shuffle(on="CLI", npartitions=partitions or frame.npartitions)
 
 
