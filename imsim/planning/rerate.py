@@ -266,6 +266,8 @@ def with_incoming(part: pd.DataFrame) -> pd.DataFrame:
     the shuffle put in the same part (the same sender). An incoming xDR with no
     outgoing one in the export is not re-rated."""
     flag = part["incoming"].to_numpy()
+    if not flag.any():   # incoming messages free (the handbook's default): nothing to find
+        return part.drop(columns="incoming").assign(incoming_before_micro=0)
     out = part[~flag].drop(columns="incoming")
     charged = part[flag & part["call_id"].ne("").to_numpy()]
     paid = charged.groupby("call_id")["charged_amount_micro"].sum()
