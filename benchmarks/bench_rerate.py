@@ -9,8 +9,9 @@ the host (2 shared cores here: wall rates move with the other load; the rate per
 worker CPU-second does not),
 rows/s per worker and per variant, the scale-out efficiency (rate on 2 workers / twice
 the rate on 1), the peak RSS per worker, the time 1e9 rows would take on 16
-workers at the measured per-worker rate and efficiency, and what reading and
-shuffling alone cost on one worker (the floor under any rating). A script, not a test:
+workers at the measured per-worker rate and efficiency, what reading and
+shuffling alone cost on one worker (the floor under any rating), and a run on one
+worker from parts kept by an earlier one (``imsim rerate --keep-parts``). A script, not a test:
 ``.venv/bin/python benchmarks/bench_rerate.py [--rows N] [--workers 1,2]``.
 Default N is the issue's 50,000,000 (about 0.9 GiB of Parquet, 1.5 GiB of deltas).
 Goals (issue 18): >= 1,500,000 rows/s per worker per variant; efficiency >= 0.8;
@@ -33,7 +34,7 @@ import pandas as pd
 
 from imsim import planning
 from imsim.model import scenario
-from imsim.planning import rerate
+from imsim.planning import parts, rerate
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios/planning/per_message.yaml"
@@ -80,7 +81,8 @@ def local(workers: int) -> Any:
     return rerate.cluster(workers, None, None, "2GiB", processes=True, config=rerate.WORKERS)
 
 
-def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
+def measure(source: Path, out: Path, workers: int,
+            keep_parts: Path | None = None) -> dict[str, float]:
     """One re-rating run on a fresh LocalCluster of ``workers`` processes: rows, wall
     seconds (the cluster's start apart), worker CPU seconds, peak RSS per worker."""
     chosen = rerate.variants(SCENARIO, vary=[DEARER])
@@ -88,7 +90,7 @@ def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
     with local(workers) as client:
         started = time.perf_counter()
         cpu = sum(client.run(cpu_seconds).values())
-        report = rerate.run([source], chosen, out, client=client)
+        report = rerate.run([source], chosen, out, client=client, keep_parts=keep_parts)
         seconds = time.perf_counter() - started
         cpu = sum(client.run(cpu_seconds).values()) - cpu
     return {"rows": int(report.summary["messages"].iloc[0]), "seconds": seconds,
@@ -97,12 +99,13 @@ def measure(source: Path, out: Path, workers: int) -> dict[str, float]:
 
 
 def floor(source: Path) -> dict[str, float]:
-    """Reading and shuffling alone, on one worker (`rerate.by_sender`, each part only
+    """Reading and shuffling alone, on one worker (`parts.by_sender`, each part only
     counted): what re-rating costs before anything is rated."""
     with local(1) as client:
         cpu = sum(client.run(cpu_seconds).values())
         began = time.perf_counter()
-        rows = sum(client.compute(rerate.by_sender([source]).map_partitions(len)).result())
+        shuffled = parts.by_sender(parts.Reading([source]))
+        rows = sum(client.compute(shuffled.map_partitions(len)).result())
         seconds = time.perf_counter() - began
         cpu = sum(client.run(cpu_seconds).values()) - cpu
     return {"rows": rows, "seconds": seconds, "cpu": cpu}
@@ -141,8 +144,20 @@ def main() -> None:
               f"CPU time (goal: {GOAL:,} rows/s per worker per variant, {2 / GOAL * 1e6:.2f} "
               f"us per row for everything with two variants; this alone "
               f"{got['cpu'] / got['rows'] * 1e6:.2f} us)")
+        kept(folder, cpu_rates[1])
     if not args.folder:
         shutil.rmtree(folder)
+
+
+def kept(folder: Path, cold: float) -> None:
+    """``imsim rerate --keep-parts``: a first run that keeps the shuffled parts, then a
+    run that reads them back (what every later variant costs on the same month)."""
+    first = measure(folder / "xdrs", folder / "out-keep", 1, folder / "parts")
+    again = measure(folder / "xdrs", folder / "out-kept", 1, folder / "parts")
+    for label, got in (("keeping the parts", first), ("from kept parts", again)):
+        rate = got["rows"] / got["cpu"]
+        print(f"1 worker, {label}: {got['rows'] / got['seconds']:,.0f} rows/s, "
+              f"{rate:,.0f} rows per CPU-second ({rate / cold:.2f} x the run above)")
 
 
 def report(rates: dict[int, float], cpu_rates: dict[int, float]) -> None:

@@ -306,3 +306,43 @@ def test_charged_incoming_messages_are_revenue_before_and_after(tmp_path):
     one = rerun([tmp_path / "xdrs.parquet"], chosen, tmp_path / "one", partitions=1)
     assert one.warnings == []
     pd.testing.assert_frame_equal(one.summary, report.summary)   # no balance ran out
+
+
+def test_kept_parts_are_read_back_until_an_export_changes(operator, tmp_path):
+    """``--keep-parts``: the first run keeps the shuffled parts, a second reads them back
+    (its files untouched) and gives the same answer; a changed export makes them again."""
+    folder, xdrs = operator
+    source, kept = tmp_path / "xdrs.parquet", tmp_path / "parts"
+    xdrs.to_parquet(source, index=False)
+    chosen = rerate.variants(OPERATOR, vary=[UK_DE_RETAIL])
+    plain = rerun([source], chosen, tmp_path / "plain", partitions=3)
+    first = rerate.run([source], chosen, tmp_path / "first", workers=1, partitions=3,
+                       processes=False, keep_parts=kept)
+    written = {p.name: p.stat().st_mtime_ns for p in kept.glob("*.parquet")}
+    second = rerate.run([source], chosen, tmp_path / "second", workers=2, partitions=3,
+                        processes=False, keep_parts=kept)
+    assert (first.parts_reused, second.parts_reused) == (False, True)
+    assert len(written) == 3
+    assert {p.name: p.stat().st_mtime_ns for p in kept.glob("*.parquet")} == written
+    for report in (first, second):
+        pd.testing.assert_frame_equal(report.summary, plain.summary)
+        pd.testing.assert_frame_equal(report.winners_losers, plain.winners_losers)
+    pd.testing.assert_frame_equal(deltas(tmp_path / "second", "base").sort_index(),
+                                  deltas(tmp_path / "plain", "base").sort_index())
+    xdrs.iloc[: len(xdrs) // 2].to_parquet(source, index=False)   # an export changed
+    third = rerate.run([source], chosen, tmp_path / "third", workers=1, partitions=3,
+                       processes=False, keep_parts=kept)
+    assert not third.parts_reused
+    assert third.summary["messages"].iloc[0] < plain.summary["messages"].iloc[0]
+
+
+def test_keep_parts_will_not_empty_a_folder_of_other_files(operator, tmp_path, capsys):
+    folder, _ = operator
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code = main(["rerate", str(folder / "xdrs.parquet"), "--scenario", str(OPERATOR),
+                 "--workers", "1", "--quiet", "--keep-parts", str(tmp_path / "mine"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "--keep-parts" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

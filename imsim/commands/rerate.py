@@ -33,6 +33,10 @@ def register(sub: Any, name: str) -> None:
     parser.add_argument("--memory-limit", default="2GiB", help="per LocalCluster worker")
     parser.add_argument("--partitions", type=int,
                         help="parts after the shuffle by sender (default: the input's)")
+    parser.add_argument("--keep-parts", metavar="DIR",
+                        help="keep the exports' messages, shuffled by sender, in DIR; a later "
+                        "run on the same exports and options reads them back instead (no "
+                        "parsing, no shuffle)")
     parser.add_argument("--top", type=int, default=10, help="winners and losers per variant")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     parser.set_defaults(handler=run)
@@ -51,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
                         scheduler=args.scheduler, partitions=args.partitions,
                         progress=not args.quiet and sys.stderr.isatty(), mapping=mapping,
                         time_zone=args.time_zone, i_service=args.i_service, top=args.top,
-                        memory_limit=args.memory_limit)
+                        memory_limit=args.memory_limit, keep_parts=args.keep_parts)
+    if args.keep_parts and not args.quiet:
+        print(f"parts: {'read back from' if report.parts_reused else 'kept in'} "
+              f"{args.keep_parts}", file=sys.stderr)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:

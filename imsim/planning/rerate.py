@@ -79,7 +79,7 @@ from imsim.errors import UsageError
 from imsim.model import scenario as scenario_mod
 from imsim.model.config import BalanceModel
 from imsim.model.scenario import Scenario
-from imsim.planning import exports
+from imsim.planning import parts
 from imsim.planning.bill import Billing
 from imsim.planning.cluster import cluster
 from imsim.rules.ledger import Ledger
@@ -87,10 +87,6 @@ from imsim.rules.proxy import select_policy
 
 MICRO = 1_000_000
 ORDER = ["CLI", "connect_time", "i_xdr", "CLD", "call_id"]
-KEPT = ["i_xdr", "env", "account_id", "CLI", "CLD", "connect_time", "call_id",
-        "charged_quantity", "charged_amount_micro", "length", "incoming"]
-"""What re-rating reads: the only columns the shuffle moves (a third of its cost went
-on the others: 10M rows on 1 worker, read and shuffled, 17.2 -> 10.7 CPU-seconds)."""
 DIMENSIONS = ("rate_code", "product", "customer", "day")
 SUMS = ("messages", "refused", "before_micro", "revenue_micro", "cost_micro", "lost_micro",
         "incoming_before_micro", "incoming_micro")
@@ -335,6 +331,7 @@ class Report:
     winners_losers: pd.DataFrame
     peak_rss: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)   # `shared_limits`, `shared_recipients`
+    parts_reused: bool = False   # read back from ``keep_parts``: the exports were not read
 
     @classmethod
     def of(cls, sums: pd.DataFrame, order: Sequence[str], top: int = 10) -> Report:
@@ -450,35 +447,32 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
         partitions: int | None = None, progress: bool = False,
         mapping: Mapping[str, str] | None = None, time_zone: str = "UTC",
         i_service: str | None = None, top: int = 10, blocksize: str | int = "64MB",
-        memory_limit: str = "2GiB", processes: bool = True) -> Report:
+        memory_limit: str = "2GiB", processes: bool = True,
+        keep_parts: str | Path | None = None) -> Report:
     """Re-rate every outgoing message of ``sources`` under ``chosen``; write into
     ``out`` (see the module docstring); the report. On a LocalCluster of ``workers``
     (``processes=False``: threads of this process), the cluster at ``scheduler``, or
-    a given ``client``."""
+    a given ``client``. ``keep_parts``: a folder where the shuffled parts are kept for
+    later runs on the same exports, or read from (`imsim.planning.parts.kept`)."""
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)   # "initialized by"
     shutil.rmtree(Path(out) / "deltas", ignore_errors=True)
     sizes = unit_sizes(chosen[0].scenario)
     with cluster(workers, scheduler, client, memory_limit, processes, WORKERS) as dask:
-        parts = by_sender(sources, partitions, mapping, time_zone, i_service, blocksize)
-        sums = list(_compute(dask, parts, chosen, sizes, str(out), progress))
+        reading = parts.Reading(sources, partitions, mapping, time_zone, i_service, blocksize)
+        made = True
+        if keep_parts is None:
+            shuffled = parts.by_sender(reading)
+        else:
+            shuffled, made = parts.kept(keep_parts, reading)
+        sums = list(_compute(dask, shuffled, chosen, sizes, str(out), progress))
         peak = dask.run(peak_rss)
     report = Report.of(pd.concat(sums, ignore_index=True), [v.name for v in chosen], top)
     report.peak_rss = dict(peak)
-    report.warnings = (shared_limits(report.tables["customer"], chosen, parts.npartitions)
-                       + shared_recipients(report.summary, parts.npartitions))
+    report.parts_reused = not made
+    report.warnings = (shared_limits(report.tables["customer"], chosen, shuffled.npartitions)
+                       + shared_recipients(report.summary, shuffled.npartitions))
     report.write(out)
     return report
-
-
-def by_sender(sources: Sequence[str | Path], partitions: int | None = None,
-              mapping: Mapping[str, str] | None = None, time_zone: str = "UTC",
-              i_service: str | None = None, blocksize: str | int = "64MB") -> Any:
-    """The outgoing messages of ``sources`` (the columns re-rating reads), shuffled into
-    ``partitions`` parts by sender: a lazy dask DataFrame (see the module docstring)."""
-    frame = exports.read(sources, mapping, time_zone, blocksize)
-    meta = exports.empty().assign(incoming=pd.Series([], dtype=bool))
-    frame = frame.map_partitions(exports.charged, i_service, meta=meta)[KEPT]
-    return frame.shuffle(on="CLI", npartitions=partitions or frame.npartitions)
 
 
 def _compute(dask: Any, shuffled: Any, chosen: Sequence[Variant], sizes: Mapping[str, int],
