@@ -216,7 +216,34 @@ def simpy_engine(spread: float, messages: int = 100_000, until: float = 100.0) -
         print(f"  second half of simulated time (softphones registered, presence done): "
               f"{steady:,.0f} messages/s, {steady / top:.0%} of the ceiling")
     print(f"  peak RSS {peak_rss_gib():.2f} GiB")
+    with StepCounter() as model:   # again, untimed: counting slows every event
+        sent = full_path(accounts, messages, until, buddies=3, spread=spread,
+                         engine="simpy", keep=keep)["messages"]
+    with StepCounter() as bare:
+        ceiling(accounts, messages, until)
+    print(f"  simpy events per message: SimPy engine {model.events / sent:.1f} "
+          f"(registration and presence included), ceiling {bare.events / messages:.1f} "
+          "(messages only)")
     return 0
+
+
+class StepCounter:
+    """Counts the events simpy processes (`simpy.Environment.step`) inside ``with``."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.step = simpy.Environment.step
+
+    def __enter__(self) -> StepCounter:
+        def counted(env: simpy.Environment) -> None:
+            self.events += 1
+            self.step(env)
+
+        simpy.Environment.step = counted   # type: ignore[assignment,method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        simpy.Environment.step = self.step   # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
