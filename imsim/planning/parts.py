@@ -7,8 +7,8 @@ variant after variant on the same month can keep the parts (`kept`, ``imsim rera
 --keep-parts DIR``): one Parquet file per part, whole senders in each. A later run on
 the same exports with the same reading options reads the files back, and neither
 parses the exports nor shuffles them. The folder's `MANIFEST` names what the parts were
-made from (each export file's path, size and modification time, and the options);
-anything else makes them again.
+made from (each export file's path, size and modification time, the options and imsim's
+version, which reads the exports); anything else makes them again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from imsim import __version__
 from imsim.errors import UsageError
 from imsim.planning import exports
 
@@ -52,7 +53,7 @@ class Reading:
                 if file.is_file():
                     stat = file.stat()
                     found.append([str(file.resolve()), stat.st_size, stat.st_mtime_ns])
-        return {"version": VERSION, "columns": KEPT, "files": found,
+        return {"version": VERSION, "imsim": __version__, "columns": KEPT, "files": found,
                 "partitions": self.partitions, "mapping": dict(self.mapping or {}),
                 "time_zone": self.time_zone, "i_service": self.i_service,
                 "blocksize": str(self.blocksize)}
