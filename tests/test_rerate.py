@@ -346,3 +346,8 @@ def test_keep_parts_will_not_empty_a_folder_of_other_files(operator, tmp_path, c
     assert code == 2
     assert "--keep-parts" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    (tmp_path / "a file").write_text("keep me too")
+    assert main(["rerate", str(folder / "xdrs.parquet"), "--scenario", str(OPERATOR),
+                 "--workers", "1", "--quiet", "--keep-parts", str(tmp_path / "a file"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert (tmp_path / "a file").read_text() == "keep me too"

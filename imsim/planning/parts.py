@@ -73,16 +73,22 @@ def kept(folder: str | Path, reading: Reading) -> tuple[Any, bool]:
     """The parts kept in ``folder`` when they were made from ``reading``, else made
     there now (on the active dask client); and whether they were made now."""
     folder, key = Path(folder), reading.key()
-    manifest = folder / MANIFEST
-    if _made_from(manifest) == key:
+    if _made_from(folder / MANIFEST) == key:
         return read_back(folder), False
-    if folder.exists() and any(folder.iterdir()) and not manifest.exists():
-        raise UsageError(f"--keep-parts {folder}: the folder holds other files; name a new "
-                         "or empty folder (or one imsim kept parts in)")
+    if folder.exists() and not (folder.is_dir() and _ours_or_empty(folder)):
+        raise UsageError(f"--keep-parts {folder}: not a folder imsim kept parts in, and not "
+                         "empty; name a new or empty folder")
+    making = folder.with_name(folder.name + ".making")   # a run stopped midway: left here
+    shutil.rmtree(making, ignore_errors=True)
+    by_sender(reading).to_parquet(str(making), write_index=False)
+    (making / MANIFEST).write_text(json.dumps(key, indent=1) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
-    by_sender(reading).to_parquet(str(folder), write_index=False)
-    manifest.write_text(json.dumps(key, indent=1) + "\n")
+    making.rename(folder)
     return read_back(folder), True
+
+
+def _ours_or_empty(folder: Path) -> bool:
+    return (folder / MANIFEST).exists() or not any(folder.iterdir())
 
 
 def read_back(folder: Path) -> Any:
