@@ -166,3 +166,34 @@ def test_configuration_objects_are_immutable():
     tariff = scenario.load(HANDBOOK).environments[0].tariff("tariff B")
     with pytest.raises(Exception, match="frozen"):
         tariff.currency = "EUR"
+
+
+def test_account_numbers_in_written_forms_are_the_accounts():
+    """'+1 555 123-0001', '+1 (555) 123 0002': an account's E.164 number as people
+    write it, in its id, a buddy list and a test message's sender."""
+    text = replace('id: "15551230001"', 'id: "+1 555 123-0001"')
+    text = text.replace('buddies: ["15551230001"]\n          - id: "15551230003"',
+                        'buddies: ["+1 (555) 123-0001"]\n          - id: "15551230003"', 1)
+    text = text.replace('from: "15551230002"', 'from: "+1 555 123 0002"', 1)
+    loaded = scenario.loads(text, source="x.yaml")
+    accounts = loaded.environments[0].customers[0].accounts
+    assert [a.id for a in accounts] == ["15551230001", "15551230002", "15551230003"]
+    assert accounts[1].buddies == ("15551230001",)
+    assert loaded.traffic.script[1].sender == "15551230002"
+
+
+def test_a_bad_account_number_says_how_to_write_one():
+    err = error_for(replace('id: "15551230001"', 'id: "555-CALL-NOW"'))
+    assert "E.164" in err.fix and "15551230001" in err.fix
+
+
+@pytest.mark.parametrize(("old", "new", "fix"), [
+    ("currency: USD", "currency: usd", "three capital letters"),
+    ("country: US", "country: us", "two capital letters"),
+])
+def test_a_bad_value_says_what_to_write(old, new, fix):
+    assert fix in error_for(replace(old, new)).fix
+
+
+def test_no_environment_says_to_write_one():
+    assert "at least one" in error_for("name: x\nenvironments: []\n").fix

@@ -9,6 +9,7 @@ from typing import Any
 
 from imsim.errors import UsageError
 from imsim.model import scenario
+from imsim.model.config import account_number
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message
@@ -27,7 +28,7 @@ def register(sub: Any, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = scenario.load(args.scenario)
-    sender = args.sender.strip().lstrip("+")
+    sender = account_number(args.sender)
     env = loaded.home_of(sender)
     if env is None:
         raise UsageError(f"--from {args.sender}: no such account in {args.scenario}")

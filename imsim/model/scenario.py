@@ -311,6 +311,13 @@ _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false",
           "time": "a time such as '19:00'"}
 
 
+_PATTERNS = {
+    "id": "write the account's E.164 number, digits only, e.g. 15551230001",
+    "currency": "write the ISO 4217 code in three capital letters, e.g. USD",
+    "country": "write the ISO 3166 region in two capital letters, e.g. US",
+}
+
+
 def _fix(error: dict[str, Any], path: Path_) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -319,6 +326,10 @@ def _fix(error: dict[str, Any], path: Path_) -> str:
         return f"add '{path[-1] if path else error['loc'][-1]}:' here"
     if kind == "literal_error" or kind == "enum":
         return f"write one of {ctx.get('expected', 'the allowed values')}"
+    if kind == "string_pattern_mismatch" and path and path[-1] in _PATTERNS:
+        return _PATTERNS[str(path[-1])]
+    if kind == "too_short":
+        return f"write at least one entry ({ctx.get('min_length', 1)} or more)"
     if "ge" in ctx:
         return f"write a value of {ctx['ge']} or more"
     if "gt" in ctx:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from imsim.model.config import (
     AppliedTo,
@@ -39,6 +39,7 @@ from imsim.model.config import (
     Tariff,
     UsageCharge,
     Vendor,
+    account_number,
 )
 from imsim.model.units import Seconds
 
@@ -132,6 +133,11 @@ class CreateAccount(_Action):
     balance: Decimal = Field(Decimal(0), ge=0)
     blocked: bool = False
     buddies: tuple[str, ...] = ()
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _e164(cls, value: object) -> object:
+        return account_number(value) if isinstance(value, str) else value
 
 
 SetupAction = Annotated[
