@@ -86,3 +86,19 @@ def test_checklist_marks_out_of_order_steps():
     assert states[3].before == []
     missing = fill(load("09_no_vendor_connection"))["main"]
     assert (missing[5].done, missing[6].before) == (False, [])
+
+
+@pytest.mark.parametrize("entry", [
+    "  - {at: 400, action: create_customer, name: Zed, time_zone: Mars/Base}",
+    "  - {at: 400, action: create_account, customer: ACME Corp, id: '15551230077',"
+    " password: x, product: Softphone, buddies: ['15550000000']}",
+])
+def test_a_bad_object_the_journal_made_points_at_the_journal(entry):
+    """The environments in the file do not hold it: the error says the setup journal
+    made it and gives the line of the journal, not a line of `environments`."""
+    with pytest.raises(ScenarioError) as caught:
+        with_setup(entry)
+    text = (TRAINING / "00_correct_order.yaml").read_text()
+    setup_line = text.splitlines().index("setup:") + 1
+    assert "setup journal" in caught.value.problem
+    assert caught.value.line == setup_line
