@@ -102,3 +102,15 @@ def test_a_bad_object_the_journal_made_points_at_the_journal(entry):
     setup_line = text.splitlines().index("setup:") + 1
     assert "setup journal" in caught.value.problem
     assert caught.value.line == setup_line
+
+
+@pytest.mark.parametrize(("entry", "path"), [
+    ("  - {at: soon, action: enable_messaging}", "setup[10].at"),
+    ("  - {at: 400, action: add_rate, tariff: tariff B, rate_codes: ['44'], price: -1}",
+     "setup[10].price"),
+    ("  - {at: 400, action: create_tariff, name: T, applied_to: vendr}", "setup[10].applied_to"),
+])
+def test_a_bad_field_of_a_journal_entry_is_named_by_its_key(entry, path):
+    with pytest.raises(ScenarioError) as caught:
+        with_setup(entry)
+    assert caught.value.yaml_path == path

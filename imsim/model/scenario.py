@@ -253,6 +253,8 @@ def resolve_path(document: Any, loc: tuple[Any, ...]) -> Path_:
     """Keep the parts of a pydantic ``loc`` that are real keys/indexes of the document."""
     node, path = document, []
     for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("action") == part:
+            continue   # the journal's union tag (the entry's action), not a key
         if isinstance(node, dict) and part in node:
             node = node[part]
             path.append(part)
