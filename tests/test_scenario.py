@@ -197,3 +197,9 @@ def test_a_bad_value_says_what_to_write(old, new, fix):
 
 def test_no_environment_says_to_write_one():
     assert "at least one" in error_for("name: x\nenvironments: []\n").fix
+
+
+@pytest.mark.parametrize(("price", "fix"), [("0.0000001", "at most 6 decimal places"),
+                                            ("1e20", "at most 18 digits")])
+def test_a_price_too_precise_or_too_large_says_the_limit(price, fix):
+    assert fix in error_for(replace("price: 0.02", f"price: {price}")).fix

@@ -330,6 +330,10 @@ def _fix(error: dict[str, Any], path: Path_) -> str:
         return f"write one of {ctx.get('expected', 'the allowed values')}"
     if kind == "string_pattern_mismatch" and path and path[-1] in _PATTERNS:
         return _PATTERNS[str(path[-1])]
+    if kind == "decimal_max_places":
+        return f"write at most {ctx.get('decimal_places')} decimal places"
+    if kind == "decimal_max_digits":
+        return f"write at most {ctx.get('max_digits')} digits in all"
     if kind == "too_short":
         return f"write at least one entry ({ctx.get('min_length', 1)} or more)"
     if "ge" in ctx:
