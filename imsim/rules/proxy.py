@@ -89,15 +89,17 @@ def to_e164(user_part: str, country: str = "US") -> str | None:
     if not cleaned or not cleaned.lstrip("+").isdigit():
         return None
     number = _parse(cleaned, country)
-    if cleaned.isdigit():
-        number = _likelier(_parse(f"+{cleaned}", None), number)
+    digits = _digits(number)
+    if cleaned.isdigit() and digits != cleaned:   # else both readings are the same number
+        digits = _digits(_likelier(_parse(f"+{cleaned}", None), number))
+    return digits if digits is not None and 6 <= len(digits) <= 15 else None
+
+
+def _digits(number: phonenumbers.PhoneNumber | None) -> str | None:
     if number is None:
         return None
-    digits = f"{number.country_code}{number.national_number}"
-    if number.italian_leading_zero:
-        digits = f"{number.country_code}{'0' * (number.number_of_leading_zeros or 1)}"
-        digits += str(number.national_number)
-    return digits if 6 <= len(digits) <= 15 else None
+    zeros = "0" * (number.number_of_leading_zeros or 1) if number.italian_leading_zero else ""
+    return f"{number.country_code}{zeros}{number.national_number}"
 
 
 def _parse(text: str, country: str | None) -> phonenumbers.PhoneNumber | None:
