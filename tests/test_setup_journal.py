@@ -114,3 +114,16 @@ def test_a_bad_field_of_a_journal_entry_is_named_by_its_key(entry, path):
     with pytest.raises(ScenarioError) as caught:
         with_setup(entry)
     assert caught.value.yaml_path == path
+
+
+@pytest.mark.parametrize("entry", [
+    "  - {at: 400, action: update_service_policy, name: policy A, changes: {outgoing_aa: false}}",
+    "  - {at: 400, action: update_tariff, name: tariff B, changes: {curency: EUR}}",
+])
+def test_a_misspelt_change_is_a_scenario_error_not_a_refusal(entry):
+    """A typo in `changes` is the file's mistake, not the admin interface refusing an
+    action: the trainee would be told a step was refused that the file never asked."""
+    with pytest.raises(ScenarioError) as caught:
+        with_setup(entry)
+    assert caught.value.yaml_path == "setup[10].changes"
+    assert "unknown" in caught.value.problem

@@ -61,10 +61,25 @@ class CreateServicePolicy(_Action, ServicePolicy):
     action: Literal["create_service_policy"]
 
 
+def _known(changes: dict[str, Any], model: type[Frozen]) -> dict[str, Any]:
+    """``changes`` whose keys are fields of ``model`` (a typo is the file's, not a
+    refusal of the admin interface)."""
+    unknown = sorted(set(changes) - set(model.model_fields))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} in changes: write one of "
+                         f"{sorted(model.model_fields)}")
+    return changes
+
+
 class UpdateServicePolicy(_Action):
     action: Literal["update_service_policy"]
     name: Name
     changes: dict[str, Any]
+
+    @field_validator("changes")
+    @classmethod
+    def _fields(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        return _known(changes, ServicePolicy)
 
 
 class CreateTariff(_Action):
@@ -81,6 +96,11 @@ class UpdateTariff(_Action):
     action: Literal["update_tariff"]
     name: Name
     changes: dict[str, Any]
+
+    @field_validator("changes")
+    @classmethod
+    def _fields(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        return _known(changes, Tariff)
 
 
 class AddRate(_Action, Rate):
