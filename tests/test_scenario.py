@@ -203,3 +203,9 @@ def test_no_environment_says_to_write_one():
                                             ("1e20", "at most 18 digits")])
 def test_a_price_too_precise_or_too_large_says_the_limit(price, fix):
     assert fix in error_for(replace("price: 0.02", f"price: {price}")).fix
+
+
+def test_a_value_error_that_says_what_to_write_gives_it_as_the_fix():
+    err = error_for(replace("propagation_delay: 5m", "propagation_delay: soon"))
+    assert err.problem == "'soon' is not a duration"
+    assert err.fix == "write seconds (300) or '90s', '5m', '2h', '1d'"

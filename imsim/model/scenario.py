@@ -304,7 +304,16 @@ def _problem(error: dict[str, Any]) -> str:
         return f"unknown key {error['loc'][-1]!r}"
     if kind == "missing":
         return "required but missing"
+    if kind == "value_error":
+        return _said(msg)[0]
     return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _said(msg: str) -> tuple[str, str | None]:
+    """A validator's message as (problem, fix): "X is wrong: write Y" says both."""
+    text = msg.removeprefix("Value error, ")
+    problem, _, fix = text.partition(": write ")
+    return problem, f"write {fix}" if fix else None
 
 
 _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false",
@@ -328,6 +337,8 @@ def _fix(error: dict[str, Any], path: Path_) -> str:
         return f"add '{path[-1] if path else error['loc'][-1]}:' here"
     if kind == "literal_error" or kind == "enum":
         return f"write one of {ctx.get('expected', 'the allowed values')}"
+    if kind == "value_error" and _said(error["msg"])[1]:
+        return str(_said(error["msg"])[1])
     if kind == "string_pattern_mismatch" and path and path[-1] in _PATTERNS:
         return _PATTERNS[str(path[-1])]
     if kind == "decimal_max_places":
