@@ -209,3 +209,10 @@ def test_a_value_error_that_says_what_to_write_gives_it_as_the_fix():
     err = error_for(replace("propagation_delay: 5m", "propagation_delay: soon"))
     assert err.problem == "'soon' is not a duration"
     assert err.fix == "write seconds (300) or '90s', '5m', '2h', '1d'"
+
+
+def test_a_sender_domain_is_matched_whatever_its_case():
+    """SIP host names compare case-insensitively (RFC 3261, 19.1.4)."""
+    loaded = scenario.loads(replace('from: "15551230002"', 'from: "15551230002@SIP.Example.COM"'))
+    line = loaded.traffic.script[1]
+    assert loaded.home_of(line.sender, line.sender_domain) is loaded.environments[0]

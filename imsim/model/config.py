@@ -282,6 +282,11 @@ class Environment(Frozen):
     products: tuple[Product, ...] = ()
     customers: tuple[Customer, ...] = ()
 
+    @field_validator("domain")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return value.lower()   # SIP host names compare case-insensitively
+
     def tariff(self, name: str | None) -> Tariff | None:
         return next((t for t in self.tariffs if t.name == name), None)
 

@@ -46,7 +46,7 @@ class ScriptedMessage(Frozen):
 
     @property
     def sender_domain(self) -> str | None:
-        return self.from_.split("@", 1)[1] if "@" in self.from_ else None
+        return self.from_.split("@", 1)[1].strip().lower() if "@" in self.from_ else None
 
 
 # -- stochastic models (played by the simulator) ---------------------------------------
