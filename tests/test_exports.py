@@ -160,3 +160,20 @@ def test_a_semicolon_separated_export_is_read(tmp_path):
                                     .replace(",", ";"))
     frame = read(tmp_path / "x.csv")
     assert (frame["i_xdr"].tolist(), frame["charged_amount_micro"].tolist()) == ([1], [10_000])
+
+
+def test_an_unknown_time_zone_is_an_error_naming_it(tmp_path):
+    (tmp_path / "x.csv").write_text(HEADER + "1,a,1,2,2026-01-05 09:00:10,0.01\n")
+    with pytest.raises(exports.ExportError, match="unknown time zone 'Mars/Base'.*Europe/"):
+        exports.read([tmp_path / "x.csv"], time_zone="Mars/Base")
+
+
+def test_a_folder_of_csv_exports_reads_its_files(tmp_path):
+    """README: exports are "files, folders, globs"; a folder of monthly CSV files is
+    one of them, not a Parquet dataset."""
+    (tmp_path / "month").mkdir()
+    (tmp_path / "month" / "a.csv").write_text(HEADER + "1,a,1,2,2026-01-05 09:00:10,0.01\n")
+    with gzip.open(tmp_path / "month" / "b.csv.gz", "wt") as handle:
+        handle.write(HEADER + "2,a,1,2,2026-01-06 09:00:10,0.02\n")
+    (tmp_path / "month" / "notes.txt.bak").write_text("not an export")
+    assert sorted(read(tmp_path / "month")["i_xdr"]) == [1, 2]

@@ -130,11 +130,21 @@ def files(sources: Sequence[str | Path]) -> list[Path]:
         matches = sorted(glob.glob(str(source))) if glob.has_magic(str(source)) else [source]
         if not matches or not Path(matches[0]).exists():
             raise ExportError(f"{source}: no such export (check the path or the glob)")
-        found += [Path(m) for m in matches]
+        found += [part for m in matches for part in _parts(Path(m))]
     for path in found:
         if not (path.is_dir() or kind(path)):
             raise ExportError(f"{path}: not an export (name it .csv, .csv.gz or .parquet)")
     return found
+
+
+def _parts(path: Path) -> list[Path]:
+    """A folder of CSV exports is its CSV files; any other folder a Parquet dataset."""
+    if not path.is_dir():
+        return [path]
+    inside = sorted(p for p in path.iterdir() if p.is_file())
+    if any(p.name.lower().endswith(PARQUET) for p in inside):
+        return [path]
+    return [p for p in inside if p.name.lower().endswith(CSV)] or [path]
 
 
 def kind(path: Path) -> str | None:
@@ -173,6 +183,7 @@ def read(sources: Sequence[str | Path], mapping: Mapping[str, str] | None = None
     """The exports as one lazy dask DataFrame with `COLUMNS` (headers checked now)."""
     import dask.dataframe as dd
 
+    _zone(time_zone)
     parts = []
     for path in files(sources):
         columns = header(path)
@@ -181,6 +192,16 @@ def read(sources: Sequence[str | Path], mapping: Mapping[str, str] | None = None
         parts.append(raw.map_partitions(normalize, mapping, time_zone, str(path),
                                         meta=empty()))
     return parts[0] if len(parts) == 1 else dd.concat(parts)
+
+
+def _zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ExportError(f"--time-zone: unknown time zone {name!r} (write an IANA zone such "
+                          "as Europe/Berlin or America/New_York)") from None
 
 
 def _raw(path: Path, blocksize: str | int) -> Any:
