@@ -216,3 +216,14 @@ def test_a_sender_domain_is_matched_whatever_its_case():
     loaded = scenario.loads(replace('from: "15551230002"', 'from: "15551230002@SIP.Example.COM"'))
     line = loaded.traffic.script[1]
     assert loaded.home_of(line.sender, line.sender_domain) is loaded.environments[0]
+
+
+def test_a_file_in_another_encoding_or_a_folder_says_what_to_give(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: Müller\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as caught:
+        scenario.load(latin1)
+    assert "UTF-8" in caught.value.fix
+    with pytest.raises(ScenarioError) as caught:
+        scenario.load(tmp_path)
+    assert "is a folder" in caught.value.problem and "YAML file" in caught.value.fix

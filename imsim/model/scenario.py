@@ -101,7 +101,13 @@ def load(source: str | Path) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError("no such file", source=str(path),
                             fix="give the path of a scenario YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise ScenarioError("is a folder", source=str(path),
+                            fix="give the path of a scenario YAML file in it") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                            source=str(path), fix="save the file as UTF-8") from None
+    except OSError as exc:
         raise ScenarioError(f"cannot read the file ({exc})", source=str(path)) from None
     return loads(text, source=str(path))
 
