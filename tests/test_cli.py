@@ -52,7 +52,7 @@ def test_unreadable_file_is_exit_2(tmp_path):
     folder = tmp_path / "dir.yaml"
     folder.mkdir()
     done = imsim("validate", str(folder))
-    assert done.returncode == 2 and "cannot read" in done.stderr
+    assert done.returncode == 2 and "is a folder" in done.stderr
 
 
 def test_rate_prints_one_json_object():
