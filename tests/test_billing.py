@@ -228,6 +228,19 @@ def test_recipient_is_translated_to_e164(to, rate_code):
     assert (d.code, d.recipient, d.customer.rate_code) == (200, BOB, rate_code)
 
 
+def test_an_account_of_another_country_is_reached_by_its_id():
+    """A German account in the handbook's US environment, messaged by its ID (E.164
+    without '+', as the handbook's softphone user name): delivered and rated at 49."""
+    german = "491711234567"
+
+    def change(env):
+        env["customers"][0]["accounts"].append(
+            {"id": german, "password": "x", "product": "Softphone", "balance": 1})
+        env["tariffs"][1]["rates"].append({"rate_codes": ["49"], "price": 0.07})
+    d = decide(change, to=german)
+    assert (d.code, d.recipient, d.customer.rate_code) == (200, german, "49")
+
+
 def test_no_translation_when_policy_says_no():
     d = decide(lambda env: env["service_policies"][0].update(userpart_e164_translation=False),
                to="+15551230002")

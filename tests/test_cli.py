@@ -52,7 +52,7 @@ def test_unreadable_file_is_exit_2(tmp_path):
     folder = tmp_path / "dir.yaml"
     folder.mkdir()
     done = imsim("validate", str(folder))
-    assert done.returncode == 2 and "cannot read" in done.stderr
+    assert done.returncode == 2 and "is a folder" in done.stderr
 
 
 def test_rate_prints_one_json_object():
@@ -78,3 +78,18 @@ def test_rate_refusal_names_the_step():
     answer = json.loads(done.stdout)
     assert (answer["code"], answer["step"], answer["charged_amount"]) == (403, 8, "0")
     assert done.returncode == 1
+
+
+@pytest.mark.parametrize(("at", "code", "step"), [
+    ("2026-01-05T09:02:00+00:00", 403, 1),   # Messaging enabled at 0 s, propagated at 300 s
+    ("2026-01-05T09:00:30+00:00", 403, 1),
+    ("2026-01-05T09:10:00+00:00", 200, None),
+])
+def test_rate_at_a_moment_uses_the_configuration_in_effect_then(at, code, step):
+    """21_test_too_soon's journal enables Messaging at its start; the handbook's 'several
+    minutes' (propagation_delay: 5m) pass before PortaSIP knows: `rate --at` answers as
+    the simulator does at that moment, not with the configuration the journal ends in."""
+    done = imsim("rate", str(ROOT / "scenarios/training/21_test_too_soon.yaml"),
+                 "--from", "15551230001", "--to", "15551230002", "--at", at)
+    answer = json.loads(done.stdout)
+    assert (answer["code"], answer["step"]) == (code, step)

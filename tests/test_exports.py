@@ -116,3 +116,64 @@ def _by_the_rule(value: str | None) -> int:
 def test_numbers_follow_the_rule_on_the_fast_path_and_off_it(values):
     column = pd.Series(values, dtype="str")
     assert exports.numbers(column).tolist() == [_by_the_rule(v) for v in values]
+
+
+HEADER = "i_xdr,account_id,CLI,CLD,connect_time,charged_amount\n"
+
+
+def test_local_times_in_the_autumn_and_spring_hours_of_a_zone_change(tmp_path):
+    """In America/New_York 01:30 on 2026-11-01 happens twice (EDT, then EST) and 02:30
+    on 2026-03-08 not at all: each is still a time (the earlier reading; the gap's
+    wall clock shifted forward to 03:00 EDT), never a missing one."""
+    (tmp_path / "x.csv").write_text(HEADER + "1,a,1,2,2026-11-01 01:30:00,0.01\n"
+                                    "2,a,1,2,2026-03-08 02:30:00,0.01\n")
+    frame = read(tmp_path / "x.csv", time_zone="America/New_York")
+    assert frame["connect_time"].tolist() == [
+        pd.Timestamp("2026-11-01 05:30:00", tz="UTC"),    # 01:30 EDT, UTC-4
+        pd.Timestamp("2026-03-08 07:00:00", tz="UTC")]    # 03:00 EDT
+
+
+@pytest.mark.parametrize("written", ["2026-01-05 09:00:10+01", "2026-01-05T09:00:10+0100",
+                                     "2026-01-05 09:00:10+01:00"])
+def test_offsets_in_any_iso_form(tmp_path, written):
+    (tmp_path / "x.csv").write_text(HEADER + f"1,a,1,2,{written},0.01\n")
+    assert read(tmp_path / "x.csv")["connect_time"].tolist() == [
+        pd.Timestamp("2026-01-05 08:00:10", tz="UTC")]
+
+
+def test_empty_rows_are_left_out(tmp_path):
+    (tmp_path / "x.csv").write_text(HEADER + ",,,,,\n1,a,1,2,2026-01-05 09:00:10,0.01\n"
+                                    " , ,,,,\n")
+    assert read(tmp_path / "x.csv")["i_xdr"].tolist() == [1]
+
+
+@pytest.mark.parametrize("written", ["05/01/2026 09:00:10", "yesterday", ""])
+def test_a_connect_time_that_is_not_a_time_is_an_error_naming_it(tmp_path, written):
+    (tmp_path / "x.csv").write_text(HEADER + f"1,a,1,2,{written},0.01\n")
+    with pytest.raises(exports.ExportError, match=f"x.csv: connect_time '{written}' is not a time.*"
+                                                  "YYYY-MM-DD HH:MM:SS"):
+        read(tmp_path / "x.csv")
+
+
+def test_a_semicolon_separated_export_is_read(tmp_path):
+    (tmp_path / "x.csv").write_text((HEADER + "1;a;1;2;2026-01-05 09:00:10;0.01\n")
+                                    .replace(",", ";"))
+    frame = read(tmp_path / "x.csv")
+    assert (frame["i_xdr"].tolist(), frame["charged_amount_micro"].tolist()) == ([1], [10_000])
+
+
+def test_an_unknown_time_zone_is_an_error_naming_it(tmp_path):
+    (tmp_path / "x.csv").write_text(HEADER + "1,a,1,2,2026-01-05 09:00:10,0.01\n")
+    with pytest.raises(exports.ExportError, match="unknown time zone 'Mars/Base'.*Europe/"):
+        exports.read([tmp_path / "x.csv"], time_zone="Mars/Base")
+
+
+def test_a_folder_of_csv_exports_reads_its_files(tmp_path):
+    """README: exports are "files, folders, globs"; a folder of monthly CSV files is
+    one of them, not a Parquet dataset."""
+    (tmp_path / "month").mkdir()
+    (tmp_path / "month" / "a.csv").write_text(HEADER + "1,a,1,2,2026-01-05 09:00:10,0.01\n")
+    with gzip.open(tmp_path / "month" / "b.csv.gz", "wt") as handle:
+        handle.write(HEADER + "2,a,1,2,2026-01-06 09:00:10,0.02\n")
+    (tmp_path / "month" / "notes.txt.bak").write_text("not an export")
+    assert sorted(read(tmp_path / "month")["i_xdr"]) == [1, 2]

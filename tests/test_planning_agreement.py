@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from imsim import planning
 from imsim.model import scenario
-from imsim.model.config import BalanceModel, OffPeakPeriod, UsageCharge
+from imsim.model.config import BalanceModel, ConfigServer, OffPeakPeriod, UsageCharge
 from imsim.model.replay import timeline
 from imsim.model.scenario import Scenario
 from imsim.rules.decide import BillingEngine
@@ -181,8 +181,8 @@ def variants(draw) -> Scenario:
         "outgoing_aaa": draw(st.integers(0, 5)) > 0, "local_lookup": draw(st.integers(0, 9)) > 0,
         "userpart_e164_translation": draw(st.integers(0, 4)) > 0,
         "recipient_domain_pattern": draw(st.sampled_from(["%", "%", "sip.%", "other.net"]))})
-    config = env.config_server.model_copy(update={
-        "messaging_enabled": draw(st.integers(0, 9)) > 0})
+    config = ConfigServer(service_types=("voice", "messaging") if draw(st.integers(0, 9)) > 0
+                          else ("voice",))   # messaging_enabled is a property, not a field
     varied = env.model_copy(update={
         "tariffs": tuple(t if t.name != "tariff B" else t.model_copy(update={
             "rates": rates, "off_peak": off_peak}) for t in env.tariffs),

@@ -59,6 +59,30 @@ def test_e164_translation(typed, country, e164):
     assert to_e164(typed, country) == e164
 
 
+@pytest.mark.parametrize(("typed", "country", "e164"), [
+    ("491711234567", "DE", "491711234567"),     # a German mobile, E.164 without '+'
+    ("447700900123", "US", "447700900123"),     # a UK number typed in a US environment
+    ("15551230001", "GB", "15551230001"),       # a US number typed in a UK environment
+    ("33612345678", "US", "33612345678"),       # a French mobile
+    ("8613812345678", "US", "8613812345678"),   # a Chinese mobile
+])
+def test_e164_without_plus_is_taken_as_written(typed, country, e164):
+    """An account's ID is its E.164 number without '+' (handbook: User name = account
+    ID); typed so, it is that number, not a national number of the environment's
+    country with the country code put in front once more."""
+    assert to_e164(typed, country) == e164
+
+
+@pytest.mark.parametrize(("typed", "country", "e164"), [
+    ("4155551234", "US", "14155551234"),        # national numbers stay national
+    ("3471234567", "IT", "393471234567"),       # an Italian mobile, no trunk prefix
+    ("612345678", "ES", "34612345678"),
+    ("9161234567", "RU", "79161234567"),
+])
+def test_national_numbers_without_trunk_prefix_stay_national(typed, country, e164):
+    assert to_e164(typed, country) == e164
+
+
 @pytest.mark.parametrize("typed", ["alice", "", "+", "12ab"])
 def test_untranslatable_user_parts(typed):
     assert to_e164(typed, "US") is None

@@ -166,3 +166,64 @@ def test_configuration_objects_are_immutable():
     tariff = scenario.load(HANDBOOK).environments[0].tariff("tariff B")
     with pytest.raises(Exception, match="frozen"):
         tariff.currency = "EUR"
+
+
+def test_account_numbers_in_written_forms_are_the_accounts():
+    """'+1 555 123-0001', '+1 (555) 123 0002': an account's E.164 number as people
+    write it, in its id, a buddy list and a test message's sender."""
+    text = replace('id: "15551230001"', 'id: "+1 555 123-0001"')
+    text = text.replace('buddies: ["15551230001"]\n          - id: "15551230003"',
+                        'buddies: ["+1 (555) 123-0001"]\n          - id: "15551230003"', 1)
+    text = text.replace('from: "15551230002"', 'from: "+1 555 123 0002"', 1)
+    loaded = scenario.loads(text, source="x.yaml")
+    accounts = loaded.environments[0].customers[0].accounts
+    assert [a.id for a in accounts] == ["15551230001", "15551230002", "15551230003"]
+    assert accounts[1].buddies == ("15551230001",)
+    assert loaded.traffic.script[1].sender == "15551230002"
+
+
+def test_a_bad_account_number_says_how_to_write_one():
+    err = error_for(replace('id: "15551230001"', 'id: "555-CALL-NOW"'))
+    assert "E.164" in err.fix and "15551230001" in err.fix
+
+
+@pytest.mark.parametrize(("old", "new", "fix"), [
+    ("currency: USD", "currency: usd", "three capital letters"),
+    ("country: US", "country: us", "two capital letters"),
+])
+def test_a_bad_value_says_what_to_write(old, new, fix):
+    assert fix in error_for(replace(old, new)).fix
+
+
+def test_no_environment_says_to_write_one():
+    assert "at least one" in error_for("name: x\nenvironments: []\n").fix
+
+
+@pytest.mark.parametrize(("price", "fix"), [("0.0000001", "at most 6 decimal places"),
+                                            ("1e20", "at most 18 digits")])
+def test_a_price_too_precise_or_too_large_says_the_limit(price, fix):
+    assert fix in error_for(replace("price: 0.02", f"price: {price}")).fix
+
+
+def test_a_value_error_that_says_what_to_write_gives_it_as_the_fix():
+    err = error_for(replace("propagation_delay: 5m", "propagation_delay: soon"))
+    assert err.problem == "'soon' is not a duration"
+    assert err.fix == "write seconds (300) or '90s', '5m', '2h', '1d'"
+
+
+def test_a_sender_domain_is_matched_whatever_its_case():
+    """SIP host names compare case-insensitively (RFC 3261, 19.1.4)."""
+    loaded = scenario.loads(replace('from: "15551230002"', 'from: "15551230002@SIP.Example.COM"'))
+    line = loaded.traffic.script[1]
+    assert loaded.home_of(line.sender, line.sender_domain) is loaded.environments[0]
+
+
+def test_a_file_in_another_encoding_or_a_folder_says_what_to_give(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: Müller\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as caught:
+        scenario.load(latin1)
+    assert "UTF-8" in caught.value.fix
+    with pytest.raises(ScenarioError) as caught:
+        scenario.load(tmp_path)
+    assert "is a folder" in caught.value.problem and "YAML file" in caught.value.fix

@@ -86,3 +86,44 @@ def test_checklist_marks_out_of_order_steps():
     assert states[3].before == []
     missing = fill(load("09_no_vendor_connection"))["main"]
     assert (missing[5].done, missing[6].before) == (False, [])
+
+
+@pytest.mark.parametrize("entry", [
+    "  - {at: 400, action: create_customer, name: Zed, time_zone: Mars/Base}",
+    "  - {at: 400, action: create_account, customer: ACME Corp, id: '15551230077',"
+    " password: x, product: Softphone, buddies: ['15550000000']}",
+])
+def test_a_bad_object_the_journal_made_points_at_the_journal(entry):
+    """The environments in the file do not hold it: the error says the setup journal
+    made it and gives the line of the journal, not a line of `environments`."""
+    with pytest.raises(ScenarioError) as caught:
+        with_setup(entry)
+    text = (TRAINING / "00_correct_order.yaml").read_text()
+    setup_line = text.splitlines().index("setup:") + 1
+    assert "setup journal" in caught.value.problem
+    assert caught.value.line == setup_line
+
+
+@pytest.mark.parametrize(("entry", "path"), [
+    ("  - {at: soon, action: enable_messaging}", "setup[10].at"),
+    ("  - {at: 400, action: add_rate, tariff: tariff B, rate_codes: ['44'], price: -1}",
+     "setup[10].price"),
+    ("  - {at: 400, action: create_tariff, name: T, applied_to: vendr}", "setup[10].applied_to"),
+])
+def test_a_bad_field_of_a_journal_entry_is_named_by_its_key(entry, path):
+    with pytest.raises(ScenarioError) as caught:
+        with_setup(entry)
+    assert caught.value.yaml_path == path
+
+
+@pytest.mark.parametrize("entry", [
+    "  - {at: 400, action: update_service_policy, name: policy A, changes: {outgoing_aa: false}}",
+    "  - {at: 400, action: update_tariff, name: tariff B, changes: {curency: EUR}}",
+])
+def test_a_misspelt_change_is_a_scenario_error_not_a_refusal(entry):
+    """A typo in `changes` is the file's mistake, not the admin interface refusing an
+    action: the trainee would be told a step was refused that the file never asked."""
+    with pytest.raises(ScenarioError) as caught:
+        with_setup(entry)
+    assert caught.value.yaml_path == "setup[10].changes"
+    assert "unknown" in caught.value.problem

@@ -94,3 +94,25 @@ def test_blank_checklist():
     assert done.returncode == 0
     assert done.stdout.count("[ ]") == 9
     assert "Rating configuration (Internal Vendor)" in done.stdout
+
+
+def test_an_alias_domain_policy_without_outgoing_aaa_is_caught():
+    """A second policy for an alias domain with Outgoing_aaa = No delivers its messages
+    unbilled, as the handbook's own policy would: the diagnosis names it."""
+    from tests.helpers import handbook_document, load_document
+
+    document = handbook_document()
+    env = document["environments"][0]
+    env["service_policies"].append({"name": "partner", "match_priority": 5,
+                                    "recipient_domain_pattern": "partner.example.com",
+                                    "outgoing_aaa": False})
+    env["vendors"][0]["connections"].append({"tariff": "tariff A",
+                                             "service_policy": "partner"})
+    document["traffic"]["script"] = [{"id": "p1", "at": 10, "from": "15551230001",
+                                      "to": "15551230002@partner.example.com", "body": "hi"}]
+    report = check(load_document(document), seed=1)
+    (outcome,) = report.outcomes
+    assert (outcome.code, outcome.billed) == (200, False)
+    assert [(f.step, f.check) for f in report.findings if "partner" in f.problem] == [
+        (2, "unbilled")]
+    assert not report.works

@@ -9,6 +9,8 @@ from typing import Any
 
 from imsim.errors import UsageError
 from imsim.model import scenario
+from imsim.model.config import account_number
+from imsim.model.replay import environment_at, timeline
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message
@@ -27,7 +29,7 @@ def register(sub: Any, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = scenario.load(args.scenario)
-    sender = args.sender.strip().lstrip("+")
+    sender = account_number(args.sender)
     env = loaded.home_of(sender)
     if env is None:
         raise UsageError(f"--from {args.sender}: no such account in {args.scenario}")
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     at = parse_time(args.at) if args.at else loaded.start
     if args.length < 0:
         raise UsageError("--length must be 0 or more")
+    env = environment_at(timeline(loaded)[env.name], (at - loaded.start).total_seconds())
     message = Message("rate", sender, to_user, domain or env.domain, at, args.length, "rate")
     decision = BillingEngine(env).authorize(message, Ledger.of(env))
     print(json.dumps(describe(decision)))

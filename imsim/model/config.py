@@ -21,6 +21,7 @@ Handbook steps (``../shared/handbook/instant-messaging-setup.txt``):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -29,6 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 WILDCARD = "|"
 PORTASIP = "PortaSIP"
+_WRITTEN = re.compile(r"[\s\-().]")
+
+
+def account_number(written: str) -> str:
+    """An account's ID (its E.164 number) as people write it, '+1 (555) 123-0001', in
+    the digits the account is: separators and the leading '+' dropped. Anything else
+    is returned stripped, for the validator to refuse."""
+    digits = _WRITTEN.sub("", written).lstrip("+")
+    return digits if digits.isdigit() else written.strip()
 
 STEP_TITLES: dict[int, str] = {
     1: "Enable the Messaging Service on the Configuration server",
@@ -237,14 +247,14 @@ class Account(Frozen):
         if isinstance(value, int):
             value = str(value)
         if isinstance(value, str):
-            value = value.strip().lstrip("+")
+            value = account_number(value)
         return value
 
     @field_validator("buddies", mode="before")
     @classmethod
     def _buddy_ids(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            return tuple(str(item).strip().lstrip("+") for item in value)
+            return tuple(account_number(str(item)) for item in value)
         return value
 
 
@@ -271,6 +281,11 @@ class Environment(Frozen):
     vendors: tuple[Vendor, ...] = ()
     products: tuple[Product, ...] = ()
     customers: tuple[Customer, ...] = ()
+
+    @field_validator("domain")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return value.lower()   # SIP host names compare case-insensitively
 
     def tariff(self, name: str | None) -> Tariff | None:
         return next((t for t in self.tariffs if t.name == name), None)

@@ -36,8 +36,25 @@ class _Reporter:
         self.document, self.source = document, source
 
     def fail(self, path: Path_, problem: str, step: int | None, fix: str) -> None:
-        raise ScenarioError(problem, source=self.source, path=path,
-                            line=line_of(self.document, path), step=step, fix=fix)
+        line = line_of(self.document, path)
+        if not _written(self.document, path[:-1]) and "setup" in self.document:
+            problem += " (an object the setup journal made: fix its journal entry)"
+            line = line_of(self.document, ("setup",))
+        raise ScenarioError(problem, source=self.source, path=path, line=line, step=step,
+                            fix=fix)
+
+
+def _written(document: Any, path: Path_) -> bool:
+    """Whether the file holds ``path`` (the journal's objects are only in the replay)."""
+    node = document
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True
 
 
 def check(scenario: Scenario, document: Any, source: str) -> None:

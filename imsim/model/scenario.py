@@ -101,7 +101,13 @@ def load(source: str | Path) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError("no such file", source=str(path),
                             fix="give the path of a scenario YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise ScenarioError("is a folder", source=str(path),
+                            fix="give the path of a scenario YAML file in it") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                            source=str(path), fix="save the file as UTF-8") from None
+    except OSError as exc:
         raise ScenarioError(f"cannot read the file ({exc})", source=str(path)) from None
     return loads(text, source=str(path))
 
@@ -253,6 +259,8 @@ def resolve_path(document: Any, loc: tuple[Any, ...]) -> Path_:
     """Keep the parts of a pydantic ``loc`` that are real keys/indexes of the document."""
     node, path = document, []
     for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("action") == part:
+            continue   # the journal's union tag (the entry's action), not a key
         if isinstance(node, dict) and part in node:
             node = node[part]
             path.append(part)
@@ -302,13 +310,29 @@ def _problem(error: dict[str, Any]) -> str:
         return f"unknown key {error['loc'][-1]!r}"
     if kind == "missing":
         return "required but missing"
+    if kind == "value_error":
+        return _said(msg)[0]
     return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _said(msg: str) -> tuple[str, str | None]:
+    """A validator's message as (problem, fix): "X is wrong: write Y" says both."""
+    text = msg.removeprefix("Value error, ")
+    problem, _, fix = text.partition(": write ")
+    return problem, f"write {fix}" if fix else None
 
 
 _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false",
           "decimal": "a number", "string": "a text", "list": "a list", "dict": "a mapping",
           "model": "a mapping", "tuple": "a list", "datetime": "an ISO date-time with zone",
           "time": "a time such as '19:00'"}
+
+
+_PATTERNS = {
+    "id": "write the account's E.164 number, digits only, e.g. 15551230001",
+    "currency": "write the ISO 4217 code in three capital letters, e.g. USD",
+    "country": "write the ISO 3166 region in two capital letters, e.g. US",
+}
 
 
 def _fix(error: dict[str, Any], path: Path_) -> str:
@@ -319,6 +343,16 @@ def _fix(error: dict[str, Any], path: Path_) -> str:
         return f"add '{path[-1] if path else error['loc'][-1]}:' here"
     if kind == "literal_error" or kind == "enum":
         return f"write one of {ctx.get('expected', 'the allowed values')}"
+    if kind == "value_error" and _said(error["msg"])[1]:
+        return str(_said(error["msg"])[1])
+    if kind == "string_pattern_mismatch" and path and path[-1] in _PATTERNS:
+        return _PATTERNS[str(path[-1])]
+    if kind == "decimal_max_places":
+        return f"write at most {ctx.get('decimal_places')} decimal places"
+    if kind == "decimal_max_digits":
+        return f"write at most {ctx.get('max_digits')} digits in all"
+    if kind == "too_short":
+        return f"write at least one entry ({ctx.get('min_length', 1)} or more)"
     if "ge" in ctx:
         return f"write a value of {ctx['ge']} or more"
     if "gt" in ctx:

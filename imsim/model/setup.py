@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from imsim.model.config import (
     AppliedTo,
@@ -39,6 +39,7 @@ from imsim.model.config import (
     Tariff,
     UsageCharge,
     Vendor,
+    account_number,
 )
 from imsim.model.units import Seconds
 
@@ -60,10 +61,25 @@ class CreateServicePolicy(_Action, ServicePolicy):
     action: Literal["create_service_policy"]
 
 
+def _known(changes: dict[str, Any], model: type[Frozen]) -> dict[str, Any]:
+    """``changes`` whose keys are fields of ``model`` (a typo is the file's, not a
+    refusal of the admin interface)."""
+    unknown = sorted(set(changes) - set(model.model_fields))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} in changes: write one of "
+                         f"{sorted(model.model_fields)}")
+    return changes
+
+
 class UpdateServicePolicy(_Action):
     action: Literal["update_service_policy"]
     name: Name
     changes: dict[str, Any]
+
+    @field_validator("changes")
+    @classmethod
+    def _fields(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        return _known(changes, ServicePolicy)
 
 
 class CreateTariff(_Action):
@@ -80,6 +96,11 @@ class UpdateTariff(_Action):
     action: Literal["update_tariff"]
     name: Name
     changes: dict[str, Any]
+
+    @field_validator("changes")
+    @classmethod
+    def _fields(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        return _known(changes, Tariff)
 
 
 class AddRate(_Action, Rate):
@@ -132,6 +153,11 @@ class CreateAccount(_Action):
     balance: Decimal = Field(Decimal(0), ge=0)
     blocked: bool = False
     buddies: tuple[str, ...] = ()
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _e164(cls, value: object) -> object:
+        return account_number(value) if isinstance(value, str) else value
 
 
 SetupAction = Annotated[

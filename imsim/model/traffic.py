@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from imsim.model.config import Frozen
+from imsim.model.config import Frozen, account_number
 from imsim.model.distributions import Distribution
 from imsim.model.units import Seconds
 
@@ -42,11 +42,11 @@ class ScriptedMessage(Frozen):
 
     @property
     def sender(self) -> str:
-        return self.from_.split("@", 1)[0].strip().lstrip("+")
+        return account_number(self.from_.split("@", 1)[0])
 
     @property
     def sender_domain(self) -> str | None:
-        return self.from_.split("@", 1)[1] if "@" in self.from_ else None
+        return self.from_.split("@", 1)[1].strip().lower() if "@" in self.from_ else None
 
 
 # -- stochastic models (played by the simulator) ---------------------------------------
@@ -143,7 +143,7 @@ class Traffic(Frozen):
     @classmethod
     def _ids(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            return tuple(str(item).strip().lstrip("+") for item in value)
+            return tuple(account_number(str(item)) for item in value)
         return value
 
     @property

@@ -22,7 +22,10 @@ Every export becomes the same columns (`COLUMNS`), whatever it was written by:
 Values: ``CLI`` and ``CLD`` become int64 E.164 digits (a leading ``+`` is dropped; a
 value that is not a number becomes -1, which no account and no rate matches);
 ``CLD`` is the number as billed. ``connect_time`` is read as ISO 8601 or PortaBilling's
-``YYYY-MM-DD HH:MM:SS`` in ``time_zone`` (default UTC) and becomes UTC. Money is exact:
+``YYYY-MM-DD HH:MM:SS`` in ``time_zone`` (default UTC; a wall-clock time shown twice
+when the clocks go back is the earlier one) and becomes UTC; a value that is no time
+is an `ExportError`. Rows empty in every required column are left out; a CSV whose
+header has ``;`` or a tab and no comma is read with that separator. Money is exact:
 ``charged_amount_micro`` is the amount in micro-units, parsed from the text as a
 decimal (CSV) or rounded from a float with at most 6 decimals (Parquet, imsim's
 documented float round trip). ``length`` is the message length when the export has
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import gzip
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
@@ -126,11 +130,21 @@ def files(sources: Sequence[str | Path]) -> list[Path]:
         matches = sorted(glob.glob(str(source))) if glob.has_magic(str(source)) else [source]
         if not matches or not Path(matches[0]).exists():
             raise ExportError(f"{source}: no such export (check the path or the glob)")
-        found += [Path(m) for m in matches]
+        found += [part for m in matches for part in _parts(Path(m))]
     for path in found:
         if not (path.is_dir() or kind(path)):
             raise ExportError(f"{path}: not an export (name it .csv, .csv.gz or .parquet)")
     return found
+
+
+def _parts(path: Path) -> list[Path]:
+    """A folder of CSV exports is its CSV files; any other folder a Parquet dataset."""
+    if not path.is_dir():
+        return [path]
+    inside = sorted(p for p in path.iterdir() if p.is_file())
+    if any(p.name.lower().endswith(PARQUET) for p in inside):
+        return [path]
+    return [p for p in inside if p.name.lower().endswith(CSV)] or [path]
 
 
 def kind(path: Path) -> str | None:
@@ -148,9 +162,20 @@ def header(path: Path) -> list[str]:
 
         return list(ds.dataset(path, format="parquet").schema.names)
     try:
-        return list(pd.read_csv(path, nrows=0, dtype=str).columns)
+        return list(pd.read_csv(path, nrows=0, dtype=str, sep=separator(path)).columns)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: cannot read the export ({exc})") from None
+
+
+def separator(path: Path) -> str:
+    """The column separator of a CSV export, from its header: ``,``, else ``;`` or a tab
+    when the header has one of those and no comma (spreadsheets in many locales)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as handle:
+        first = handle.readline()
+    if "," in first:
+        return ","
+    return next((sep for sep in (";", "\t") if sep in first), ",")
 
 
 def read(sources: Sequence[str | Path], mapping: Mapping[str, str] | None = None,
@@ -158,13 +183,25 @@ def read(sources: Sequence[str | Path], mapping: Mapping[str, str] | None = None
     """The exports as one lazy dask DataFrame with `COLUMNS` (headers checked now)."""
     import dask.dataframe as dd
 
+    _zone(time_zone)
     parts = []
     for path in files(sources):
         columns = header(path)
         check_header(columns, str(path), mapping)
         raw = _raw(path, blocksize)
-        parts.append(raw.map_partitions(normalize, mapping, time_zone, meta=empty()))
+        parts.append(raw.map_partitions(normalize, mapping, time_zone, str(path),
+                                        meta=empty()))
     return parts[0] if len(parts) == 1 else dd.concat(parts)
+
+
+def _zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ExportError(f"--time-zone: unknown time zone {name!r} (write an IANA zone such "
+                          "as Europe/Berlin or America/New_York)") from None
 
 
 def _raw(path: Path, blocksize: str | int) -> Any:
@@ -173,7 +210,7 @@ def _raw(path: Path, blocksize: str | int) -> Any:
     if kind(path) == "parquet":
         return dd.read_parquet(str(path))
     packed = path.name.lower().endswith(".gz")
-    return dd.read_csv(str(path), dtype=str, keep_default_na=False,
+    return dd.read_csv(str(path), dtype=str, keep_default_na=False, sep=separator(path),
                        blocksize=None if packed else blocksize,
                        compression="gzip" if packed else None)
 
@@ -186,9 +223,18 @@ def empty() -> pd.DataFrame:
 # -- values ----------------------------------------------------------------------------
 
 def normalize(raw: pd.DataFrame, mapping: Mapping[str, str] | None = None,
-              time_zone: str = "UTC") -> pd.DataFrame:
-    """One chunk of an export in `COLUMNS` (see the module docstring)."""
-    frame = raw.rename(columns=renames(list(raw.columns), mapping))
+              time_zone: str = "UTC", source: str = "") -> pd.DataFrame:
+    """One chunk of an export in `COLUMNS` (see the module docstring); a bad value's
+    `ExportError` names ``source``, the file it came from."""
+    try:
+        return _normalize(raw, mapping, time_zone)
+    except ExportError as exc:
+        raise ExportError(f"{source}: {exc}" if source else str(exc)) from None
+
+
+def _normalize(raw: pd.DataFrame, mapping: Mapping[str, str] | None,
+               time_zone: str) -> pd.DataFrame:
+    frame = _without_blank_rows(raw.rename(columns=renames(list(raw.columns), mapping)))
     n = len(frame)
     out = pd.DataFrame({
         "i_xdr": _integers(frame.get("i_xdr"), n, -1),
@@ -202,6 +248,23 @@ def normalize(raw: pd.DataFrame, mapping: Mapping[str, str] | None = None,
         "i_service": _text(frame.get("i_service"), n), "failed": _text(frame.get("failed"), n),
     }, index=frame.index)
     return out.astype(COLUMNS)
+
+
+def _without_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that hold something in a required column (a spreadsheet's empty lines,
+    ``,,,,``, are no xDRs)."""
+    texts = [frame[c] for c in (*REQUIRED, *TIME_COLUMNS)
+             if c in frame.columns and not _typed(frame[c])]
+    if not texts:
+        return frame
+    blank = np.logical_and.reduce([(c.astype("str").fillna("").str.strip() == "").to_numpy()
+                                   for c in texts])
+    return frame[~blank] if blank.any() else frame
+
+
+def _typed(column: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(column.dtype)
+                or isinstance(column.dtype, pd.DatetimeTZDtype))
 
 
 def _text(column: pd.Series | None, n: int) -> Any:
@@ -243,23 +306,57 @@ def _digits(column: pd.Series) -> np.ndarray | None:
 
 
 def times(frame: pd.DataFrame, time_zone: str = "UTC") -> pd.Series:
-    """``connect_time`` (ISO, or local text in ``time_zone``) or ``unix_connect_time``."""
+    """``connect_time`` (ISO, or local text in ``time_zone``) or ``unix_connect_time``.
+
+    A local time the zone's clock shows twice (autumn) is its earlier reading; one it
+    skips (spring) is moved forward past the gap. A value that is no time: `ExportError`.
+    """
     if "connect_time" not in frame.columns:
         seconds = pd.to_numeric(frame["unix_connect_time"], errors="coerce")
-        return pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[us, UTC]")
+        out = pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[us, UTC]")
+        return _all_times(out, frame["unix_connect_time"], "unix_connect_time")
     column = frame["connect_time"]
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return column.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     text = column.astype("str").str.strip()
-    zoned = text.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True)
+    zoned = text.str.contains(r"(?:[+-]\d\d(?::?\d\d)?|Z)$", regex=True)
     out = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
     if zoned.any():
-        out[zoned] = pd.to_datetime(text[zoned], utc=True, format="ISO8601")
+        out[zoned] = _parsed(text[zoned], utc=True)
     if (~zoned).any():
-        local = pd.to_datetime(text[~zoned], format="ISO8601")
-        out[~zoned] = local.dt.tz_localize(time_zone, ambiguous="NaT",
-                                           nonexistent="NaT").dt.tz_convert("UTC")
+        local = _parsed(text[~zoned], utc=False)
+        out[~zoned] = local.dt.tz_localize(time_zone, ambiguous=np.ones(len(local), bool),
+                                           nonexistent="shift_forward").dt.tz_convert("UTC")
+    return _all_times(out, text, "connect_time")
+
+
+def _parsed(text: pd.Series, utc: bool) -> pd.Series:
+    try:
+        return pd.to_datetime(text, utc=utc, format="ISO8601")
+    except ValueError:
+        bad = next(v for v in text if _not_a_time(v, utc))
+        raise _not_time("connect_time", bad) from None
+
+
+def _not_a_time(value: str, utc: bool) -> bool:
+    try:
+        pd.to_datetime(pd.Series([value]), utc=utc, format="ISO8601")
+    except ValueError:
+        return True
+    return False
+
+
+def _all_times(out: pd.Series, written: pd.Series, name: str) -> pd.Series:
+    missing = out.isna().to_numpy()
+    if missing.any():
+        raise _not_time(name, str(written[missing].iloc[0]))
     return out
+
+
+def _not_time(name: str, value: str) -> ExportError:
+    return ExportError(f"{name} {value!r} is not a time: write 'YYYY-MM-DD HH:MM:SS' (in "
+                       "--time-zone), ISO 8601 with an offset, or seconds since 1970 in "
+                       "unix_connect_time (or map another column with --column THEIRS=OURS)")
 
 
 def micro(column: pd.Series) -> np.ndarray:

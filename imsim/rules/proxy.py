@@ -80,20 +80,46 @@ def to_e164(user_part: str, country: str = "US") -> str | None:
     """Translate a SIP user part to an E.164 number without '+', or None.
 
     Strips '+', separators and the international prefix; a national number gets the
-    country code of ``country`` (an ISO region such as US, GB, DE).
+    country code of ``country`` (an ISO region such as US, GB, DE). Digits without '+'
+    that make a better number read as E.164 than as a national number (valid against
+    invalid, possible against impossible, or valid both ways) are E.164 already: an
+    account's ID, typed as it is written.
     """
     cleaned = _SEPARATORS.sub("", user_part)
     if not cleaned or not cleaned.lstrip("+").isdigit():
         return None
+    number = _parse(cleaned, country)
+    digits = _digits(number)
+    if cleaned.isdigit() and digits != cleaned:   # else both readings are the same number
+        digits = _digits(_likelier(_parse(f"+{cleaned}", None), number))
+    return digits if digits is not None and 6 <= len(digits) <= 15 else None
+
+
+def _digits(number: phonenumbers.PhoneNumber | None) -> str | None:
+    if number is None:
+        return None
+    zeros = "0" * (number.number_of_leading_zeros or 1) if number.italian_leading_zero else ""
+    return f"{number.country_code}{zeros}{number.national_number}"
+
+
+def _parse(text: str, country: str | None) -> phonenumbers.PhoneNumber | None:
     try:
-        number = phonenumbers.parse(cleaned, country)
+        return phonenumbers.parse(text, country)
     except phonenumbers.NumberParseException:
         return None
-    digits = f"{number.country_code}{number.national_number}"
-    if number.italian_leading_zero:
-        digits = f"{number.country_code}{'0' * (number.number_of_leading_zeros or 1)}"
-        digits += str(number.national_number)
-    return digits if 6 <= len(digits) <= 15 else None
+
+
+def _likelier(e164: phonenumbers.PhoneNumber | None,
+              national: phonenumbers.PhoneNumber | None) -> phonenumbers.PhoneNumber | None:
+    """The E.164 reading of bare digits when it is the better number, else the national."""
+    if e164 is None or national is None:
+        return national or e164
+    as_e164, as_national = _quality(e164), _quality(national)
+    return e164 if as_e164 > as_national or as_e164 == as_national == (True, True) else national
+
+
+def _quality(number: phonenumbers.PhoneNumber) -> tuple[bool, bool]:
+    return phonenumbers.is_valid_number(number), phonenumbers.is_possible_number(number)
 
 
 def recipient_number(user_part: str, translate: bool, country: str) -> str | None:

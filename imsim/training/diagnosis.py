@@ -76,13 +76,10 @@ def _step2(scenario: Scenario, env: Environment) -> Generator[Finding, None,
             yield _finding(env, 2, "service_policy",
                            f"no service policy pattern ({patterns}) matches the recipient "
                            f"domain {domain}", "set Recipient domain pattern to %")
+    yield from _unbilled(env, domains)
     policy = select_policy(env.service_policies, env.domain)
     if policy is None:
         return None
-    if not policy.outgoing_aaa:
-        yield _finding(env, 2, "unbilled", f"policy {policy.name!r} has Outgoing_aaa = No: "
-                       "messages are delivered but never authorized or billed",
-                       "set Outgoing_aaa to Yes", UNBILLED)
     if not policy.local_lookup:
         yield _finding(env, 2, "local_lookup", f"policy {policy.name!r} has Local_lookup = No: "
                        "on-net recipients are not found", "set Local_lookup to Yes")
@@ -96,6 +93,17 @@ def _step2(scenario: Scenario, env: Environment) -> Generator[Finding, None,
                            f"or national format are not found (messages {', '.join(typed)})",
                            "set Userpart_e164_translation to Yes")
     return policy
+
+
+def _unbilled(env: Environment, domains: set[str]) -> Iterator[Finding]:
+    """Each policy that serves a recipient domain (the environment's own, an alias the
+    test messages use) with Outgoing_aaa = No."""
+    selected = {select_policy(env.service_policies, d) for d in sorted(domains)}
+    for policy in sorted((p for p in selected if p is not None and not p.outgoing_aaa),
+                         key=lambda p: p.name):
+        yield _finding(env, 2, "unbilled", f"policy {policy.name!r} has Outgoing_aaa = No: "
+                       "messages are delivered but never authorized or billed",
+                       "set Outgoing_aaa to Yes", UNBILLED)
 
 
 def _recipient_domains(scenario: Scenario, env: Environment) -> set[str]:
