@@ -65,19 +65,23 @@ def handbook_tariff_b():
 
 def test_handbook_tariff_longest_prefix_and_wildcard():
     frame = pd.DataFrame({"CLD": ["15551230002", "12125550000", "447700900123", "33123456789"]})
-    got = assert_agrees(frame, handbook_tariff_b(), at=T0, time_zone=NY)
+    monday_noon_ny = T0 + dt.timedelta(hours=8)   # peak
+    got = assert_agrees(frame, handbook_tariff_b(), at=monday_noon_ny, time_zone=NY)
     assert got.rate_code.tolist() == ["1555", "1", "44", "|"]
     assert got.charged_amount_micro.tolist() == [10_000, 20_000, 50_000, 100_000]
     assert got.charged_amount.tolist() == [0.01, 0.02, 0.05, 0.10]
 
 
 def test_off_peak_per_row_in_the_customer_time_zone():
+    monday_noon_ny = T0 + dt.timedelta(hours=8)
     monday_8pm_ny = T0 + dt.timedelta(hours=16)  # 01:00 UTC Tuesday
-    frame = pd.DataFrame({"CLD": ["12125550000", "12125550000", "15551230002"],
-                          "connect_time": pd.to_datetime([T0, monday_8pm_ny, monday_8pm_ny])})
+    monday_4am_ny = T0   # 09:00 UTC: Monday in hr{7pm-6am}, as PortaBilling reads it
+    frame = pd.DataFrame({"CLD": ["12125550000", "12125550000", "15551230002", "12125550000"],
+                          "connect_time": pd.to_datetime([monday_noon_ny, monday_8pm_ny,
+                                                          monday_8pm_ny, monday_4am_ny])})
     got = assert_agrees(frame, handbook_tariff_b(), time_zone=NY)
-    assert got.off_peak.tolist() == [False, True, False]   # 1555 has no off-peak price
-    assert got.unit_price.tolist() == [0.02, 0.01, 0.01]
+    assert got.off_peak.tolist() == [False, True, False, True]   # 1555: no off-peak price
+    assert got.unit_price.tolist() == [0.02, 0.01, 0.01, 0.01]
 
 
 def test_off_peak_with_a_scalar_time():

@@ -52,9 +52,12 @@ def test_off_peak_price_in_the_customer_time_zone():
     evenings = OffPeakPeriod(days=("mon", "tue", "wed", "thu", "fri"),
                              start=dt.time(19), end=dt.time(7))
     rt = table(rate(["1"], "0.02", off_peak_price="0.01"), off_peak=(evenings,))
-    # 09:00 UTC Monday is 04:00 in New York (off-peak since Sunday? no: Monday 04:00 < 07:00
-    # belongs to Sunday's period, and Sunday is not listed) -> peak.
-    assert rt.rate("15551230002", T0, time_zone="America/New_York").off_peak is False
+    # 09:00 UTC Monday is 04:00 Monday in New York: a weekday, before 07:00 -> off-peak, as
+    # PortaBilling reads wd{mo-fr} hr{7pm-6am} (each part against the moment itself)
+    assert rt.rate("15551230002", T0, time_zone="America/New_York").off_peak is True
+    # Saturday 04:00 in New York: not a weekday -> peak (the night is not Friday's)
+    saturday = T0 + dt.timedelta(days=5)
+    assert rt.rate("15551230002", saturday, time_zone="America/New_York").off_peak is False
     # 01:00 UTC Tuesday is 20:00 Monday in New York -> off-peak.
     tuesday_1am = T0 + dt.timedelta(hours=16)
     hit = rt.rate("15551230002", tuesday_1am, time_zone="America/New_York")

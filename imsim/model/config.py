@@ -155,6 +155,9 @@ class OffPeakPeriod(Frozen):
     """A weekly off-peak period of a tariff, read in the customer's time zone.
 
     ``start`` > ``end`` wraps over midnight (19:00 -> 07:00); ``start == end`` is all day.
+    As PortaBilling reads a period (``wd{mo-fr} hr{7pm-6am}``), the day and the clock are
+    both the moment's own: Monday 05:00 is in Monday-to-Friday 19:00-07:00, Saturday
+    05:00 is not.
     """
 
     days: tuple[Weekday, ...] = WEEKDAYS  # type: ignore[assignment]
@@ -162,15 +165,14 @@ class OffPeakPeriod(Frozen):
     end: dt.time = dt.time(0, 0)
 
     def contains(self, local: dt.datetime) -> bool:
+        if WEEKDAYS[local.weekday()] not in self.days:
+            return False
         clock = local.time()
         if self.start == self.end:
-            return WEEKDAYS[local.weekday()] in self.days
+            return True
         if self.start < self.end:
-            return WEEKDAYS[local.weekday()] in self.days and self.start <= clock < self.end
-        if clock >= self.start:
-            return WEEKDAYS[local.weekday()] in self.days
-        yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
-        return clock < self.end and yesterday in self.days
+            return self.start <= clock < self.end
+        return clock >= self.start or clock < self.end
 
 
 class Tariff(Frozen):

@@ -243,7 +243,7 @@ def _in_period(period: OffPeakPeriod, weekday: Ints, clock: Ints) -> Bools:
         return today
     if start < end:
         return today & (clock >= start) & (clock < end)
-    return (today & (clock >= start)) | ((clock < end) & days[(weekday - 1) % 7])
+    return today & ((clock >= start) | (clock < end))
 
 
 def _clock_us(time: dt.time) -> int:
