@@ -2,6 +2,7 @@
 
 import pytest
 
+from imsim import sim
 from imsim.model import scenario
 from imsim.model.replay import BEFORE, environment_at, replay, timeline
 from imsim.model.scenario import ScenarioError
@@ -54,6 +55,32 @@ def test_currency_of_a_tariff_cannot_change():
     refused = [e for e in replay(s.initial, s.setup).entries if not e.ok]
     assert "cannot change once set" in refused[0].refused
     assert s.environments[0].tariff("tariff B").currency == "USD"
+
+
+def test_a_renamed_tariff_keeps_its_connections_and_rating_entries():
+    """PortaBilling refers to a tariff by id: after a rename the vendor connection and
+    the product's usage charge still use it, under its new name."""
+    s = with_setup('  - {at: 320, action: update_tariff, name: tariff B, '
+                   'changes: {name: Retail 2027}}')
+    assert all(e.ok for e in replay(s.initial, s.setup).entries)
+    env = s.environments[0]
+    assert [t.name for t in env.tariffs] == ["tariff A", "Retail 2027"]
+    assert env.product("Softphone").usage_charges[0].tariff == "Retail 2027"
+    assert env.vendors[0].connections[0].tariff == "tariff A"
+    renamed = with_setup('  - {at: 320, action: update_tariff, name: tariff A, '
+                         'changes: {name: Vendor 2027}}').environments[0]
+    assert renamed.vendors[0].connections[0].tariff == "Vendor 2027"
+    billed = sim.run(s).summary["totals"]
+    assert billed == sim.run(load("00_correct_order")).summary["totals"]
+    assert billed["revenue"]["USD"] != "0"
+
+
+def test_a_tariff_cannot_take_the_name_of_another():
+    s = with_setup('  - {at: 320, action: update_tariff, name: tariff B, '
+                   'changes: {name: tariff A}}')
+    refused = [e for e in replay(s.initial, s.setup).entries if not e.ok]
+    assert "tariff 'tariff A' exists already" in refused[0].refused
+    assert [t.name for t in s.environments[0].tariffs] == ["tariff A", "tariff B"]
 
 
 def test_journal_out_of_time_order_is_a_scenario_error():

@@ -277,7 +277,24 @@ def _update_tariff(env: Environment, action: Any) -> Environment:
     if "rates" in action.changes:
         raise Refused("rates are added with add_rate, one entry at a time", None)
     changed = Tariff(**{**tariff.model_dump(), **action.changes})
-    return _replace_tariff(env, changed)
+    if changed.name != tariff.name:
+        if env.tariff(changed.name) is not None:
+            raise Refused(f"tariff {changed.name!r} exists already", None)
+        env = _renamed_tariff(env, tariff.name, changed.name)
+    return _replace_tariff(env, changed, tariff.name)
+
+
+def _renamed_tariff(env: Environment, old: str, new: str) -> Environment:
+    """PortaBilling refers to a tariff by its id, so a new name keeps every vendor
+    connection and product rating entry on it: here they follow the name."""
+    def follow(item: Any) -> Any:
+        return item.model_copy(update={"tariff": new}) if item.tariff == old else item
+
+    vendors = tuple(v.model_copy(update={"connections": tuple(map(follow, v.connections))})
+                    for v in env.vendors)
+    products = tuple(p.model_copy(update={"usage_charges": tuple(map(follow, p.usage_charges))})
+                     for p in env.products)
+    return env.model_copy(update={"vendors": vendors, "products": products})
 
 
 def _tariff(env: Environment, name: str) -> Tariff:
@@ -288,8 +305,9 @@ def _tariff(env: Environment, name: str) -> Tariff:
     return tariff
 
 
-def _replace_tariff(env: Environment, tariff: Tariff) -> Environment:
-    tariffs = tuple(tariff if t.name == tariff.name else t for t in env.tariffs)
+def _replace_tariff(env: Environment, tariff: Tariff, name: str | None = None) -> Environment:
+    """``tariff`` in place of the tariff called ``name`` (its own name by default)."""
+    tariffs = tuple(tariff if t.name == (name or tariff.name) else t for t in env.tariffs)
     return env.model_copy(update={"tariffs": tariffs})
 
 
