@@ -207,6 +207,18 @@ def test_an_export_without_a_needed_column_is_one_line_and_exit_2(tmp_path, caps
     assert "x.csv: no column CLD in the header (map yours with --column THEIRS=CLD)" in err
 
 
+def test_a_bad_value_read_by_a_worker_is_one_line_and_exit_2(tmp_path, capfd):
+    """The value is read in a worker process: its error reaches the user once, as the
+    command's line, not also as the worker's logged traceback."""
+    (tmp_path / "x.csv").write_text("account_id,CLI,CLD,connect_time,charged_amount\n"
+                                    "a,15550000001,15550000002,2026-01-05 09:00:00,abc\n")
+    code = main(["rerate", str(tmp_path / "x.csv"), "--scenario", str(OPERATOR),
+                 "--workers", "1", "--out", str(tmp_path / "out")])
+    err = capfd.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "x.csv: charged_amount 'abc' is not a number" in err
+
+
 def test_an_existing_scheduler_gives_the_same_answer(operator, tmp_path):
     from distributed import LocalCluster
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -26,9 +27,11 @@ def cluster(workers: int, scheduler: str | None = None, client: Any = None,
             yield connected
         return
     # TCP on loopback also for threads: the in-process transport looks up a public
-    # address to name itself
+    # address to name itself. The workers log nothing: a task's error reaches the caller
+    # as its exception (a bad export: one line), not also as a worker's traceback
     with dask.config.set(dict(config or {})), LocalCluster(
             n_workers=max(1, workers), threads_per_worker=1, processes=processes,
             host="127.0.0.1", protocol="tcp://", dashboard_address=None,
-            memory_limit=memory_limit) as local, Client(local) as connected:
+            memory_limit=memory_limit, silence_logs=logging.CRITICAL) as local, \
+            Client(local) as connected:
         yield connected
