@@ -363,3 +363,15 @@ def test_keep_parts_will_not_empty_a_folder_of_other_files(operator, tmp_path, c
                  "--workers", "1", "--quiet", "--keep-parts", str(tmp_path / "a file"),
                  "--out", str(tmp_path / "out")]) == 2
     assert (tmp_path / "a file").read_text() == "keep me too"
+
+
+def test_tariffs_in_two_currencies_are_a_warning(operator, tmp_path):
+    """Sums add amounts as numbers: a variant whose vendor tariff is in EUR and customer
+    tariffs in USD is said to mix them."""
+    folder, _ = operator
+    euro = "environments[0].tariffs[0].currency=EUR"
+    chosen = rerate.variants(OPERATOR, vary=[euro])
+    assert chosen[0].scenario.environments[0].tariffs[0].currency == "USD"
+    report = rerun([folder / "xdrs.parquet"], chosen, tmp_path)
+    assert len(report.warnings) == 1, report.warnings
+    assert report.warnings[0].startswith(f"variant {chosen[1].name!r} has tariffs in EUR, USD")

@@ -46,7 +46,8 @@ after), ``by_rate_code.csv``, ``by_product.csv``, ``by_customer.csv``, ``by_day.
 ``refusals.csv`` (per variant and refusing check: messages and the revenue they
 earned before, now lost), ``winners_losers.csv`` (the customers whose bill falls,
 winners, or rises, losers, most) and ``deltas/NAME/part-NNNNN.parquet``, one
-row per message and variant; ``warnings.txt`` when a result may be inexact (below).
+row per message and variant; ``warnings.txt`` when a result may be inexact (below)
+or adds amounts of different currencies (`mixed_currencies`).
 Output folders must be shared with a remote cluster.
 
 Balances across parts: a debit account's messages are all in one part, so its balance
@@ -330,7 +331,7 @@ class Report:
     refusals: pd.DataFrame
     winners_losers: pd.DataFrame
     peak_rss: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)   # `shared_limits`, `shared_recipients`
+    warnings: list[str] = field(default_factory=list)   # shared_limits, ..., mixed_currencies
     parts_reused: bool = False   # read back from ``keep_parts``: the exports were not read
 
     @classmethod
@@ -391,6 +392,20 @@ def shared_limits(by_customer: pd.DataFrame, chosen: Sequence[Variant],
                         "settled from the whole limit, so messages past it may not be "
                         "refused: --partitions 1 settles them exactly (one part: the "
                         "whole input must fit one worker)")
+    return found
+
+
+def mixed_currencies(chosen: Sequence[Variant]) -> list[str]:
+    """The variants whose tariffs are in more than one currency: their sums add
+    amounts of different currencies into one figure."""
+    found = []
+    for variant in chosen:
+        currencies = sorted({t.currency for env in variant.scenario.environments
+                             for t in env.tariffs})
+        if len(currencies) > 1:
+            found.append(f"variant {variant.name!r} has tariffs in {', '.join(currencies)}: "
+                         "revenue, cost and margin add them as one figure; re-rate one "
+                         "currency's environments at a time")
     return found
 
 
@@ -470,7 +485,8 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
     report.peak_rss = dict(peak)
     report.parts_reused = not made
     report.warnings = (shared_limits(report.tables["customer"], chosen, shuffled.npartitions)
-                       + shared_recipients(report.summary, shuffled.npartitions))
+                       + shared_recipients(report.summary, shuffled.npartitions)
+                       + mixed_currencies(chosen))
     report.write(out)
     return report
 
