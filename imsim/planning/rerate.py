@@ -366,12 +366,12 @@ class Report:
 
 
 def shared_limits(by_customer: pd.DataFrame, chosen: Sequence[Variant],
-                  parts: int) -> list[str]:
+                  count: int) -> list[str]:
     """The credit customers charged at least the room their limit left at the start.
     A customer's accounts may be in several parts, and each part settles from the
     whole room: messages past the limit may not have been refused, where one part
     (``--partitions 1``) refuses them as the ledger does."""
-    if parts <= 1:
+    if count <= 1:
         return []
     found = []
     for variant in chosen:
@@ -388,7 +388,7 @@ def shared_limits(by_customer: pd.DataFrame, chosen: Sequence[Variant],
                     found.append(
                         f"variant {variant.name!r}: credit customer {customer.name!r} was "
                         f"charged {spent:,.2f} with {room:,.2f} of credit left at the start; "
-                        f"its accounts may be in several of the {parts} parts, each "
+                        f"its accounts may be in several of the {count} parts, each "
                         "settled from the whole limit, so messages past it may not be "
                         "refused: --partitions 1 settles them exactly (one part: the "
                         "whole input must fit one worker)")
@@ -409,15 +409,15 @@ def mixed_currencies(chosen: Sequence[Variant]) -> list[str]:
     return found
 
 
-def shared_recipients(summary: pd.DataFrame, parts: int) -> list[str]:
+def shared_recipients(summary: pd.DataFrame, count: int) -> list[str]:
     """The variants that charge recipients for incoming messages. A recipient's
     balance or credit limit pays for messages from senders in any part, and each part
     settles from the whole of it: one who runs out may not have had messages refused,
     where one part (``--partitions 1``) refuses them as the ledger does."""
-    if parts <= 1:
+    if count <= 1:
         return []
     return [f"variant {row.variant!r} charges recipients {row.incoming_revenue:,.2f} for "
-            f"incoming messages; a recipient's senders may be in several of the {parts} "
+            f"incoming messages; a recipient's senders may be in several of the {count} "
             "parts, each settled from the recipient's whole balance or credit limit, so "
             "messages past it may not be refused: --partitions 1 settles them exactly "
             "(one part: the whole input must fit one worker)"
@@ -474,9 +474,8 @@ def run(sources: Sequence[str | Path], chosen: Sequence[Variant], out: str | Pat
     sizes = unit_sizes(chosen[0].scenario)
     with cluster(workers, scheduler, client, memory_limit, processes, WORKERS) as dask:
         reading = parts.Reading(sources, partitions, mapping, time_zone, i_service, blocksize)
-        made = True
         if keep_parts is None:
-            shuffled = parts.by_sender(reading)
+            shuffled, made = parts.by_sender(reading), True
         else:
             shuffled, made = parts.kept(keep_parts, reading)
         sums = list(_compute(dask, shuffled, chosen, sizes, str(out), progress))
