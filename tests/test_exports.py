@@ -50,9 +50,21 @@ def test_portabilling_names_and_local_times(tmp_path):
 def test_only_the_accounts_own_messaging_xdrs_are_outgoing(tmp_path):
     (tmp_path / "pb.csv").write_text(PORTABILLING)
     (tmp_path / "imsim.csv").write_text(IMSIM)
-    assert exports.outgoing(read(tmp_path / "pb.csv"))["i_xdr"].tolist() == [17, 19]
-    assert exports.outgoing(read(tmp_path / "pb.csv"), "5")["i_xdr"].tolist() == [17]
-    assert exports.outgoing(read(tmp_path / "imsim.csv"))["i_xdr"].tolist() == [1]
+    assert exports.charged(read(tmp_path / "pb.csv"))["i_xdr"].tolist() == [17, 19]
+    assert exports.charged(read(tmp_path / "pb.csv"), "5")["i_xdr"].tolist() == [17]
+    assert exports.charged(read(tmp_path / "imsim.csv"))["i_xdr"].tolist() == [1]
+    assert not exports.charged(read(tmp_path / "pb.csv"))["incoming"].any()
+
+
+def test_charged_incoming_xdrs_are_kept_and_flagged(tmp_path):
+    incoming = ("3,main,15551230002,15551230001,15551230002,2026-01-05 17:00:01+00:00,c1,m1,"
+                "messaging,incoming,retail,1,1,0.01,0.01,USD,200,OK\n"
+                "4,main,15551230002,15551230001,15551230002,2026-01-05 17:00:02+00:00,c2,m2,"
+                "messaging,incoming,retail,1,1,0,0,USD,200,OK\n")
+    (tmp_path / "imsim.csv").write_text(IMSIM + incoming)
+    got = exports.charged(read(tmp_path / "imsim.csv"))
+    assert got["i_xdr"].tolist() == [1, 3]   # not the vendor's, not a free incoming one
+    assert got["incoming"].tolist() == [False, True]
 
 
 def test_csv_gzip_parquet_and_globs_read_alike(tmp_path):

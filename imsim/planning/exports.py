@@ -2,7 +2,7 @@
 
 ```python
 frame = exports.read(["exports/2026-01-*.csv.gz"])        # a dask DataFrame, lazy
-outgoing = frame.map_partitions(exports.outgoing)         # what re-rating bills again
+billed = frame.map_partitions(exports.charged)            # what re-rating bills again
 ```
 
 Every export becomes the same columns (`COLUMNS`), whatever it was written by:
@@ -379,20 +379,15 @@ def _micro(text: str) -> int:
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def outgoing(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
-    """The customer's own outgoing xDRs: imsim's ``direction == 'outgoing'`` (or no
-    direction, a PortaBilling account export), not ``failed``, of the messaging service
-    ``i_service`` when given (PortaBilling's id for it on that installation)."""
-    return frame[_kept(frame, i_service) & frame["direction"].isin(["outgoing", ""])]
-
-
 def charged(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
-    """What re-rating reads: the outgoing xDRs (`outgoing`) and the charged incoming
-    ones (imsim's ``direction == 'incoming'`` with an amount: what a recipient paid for
-    the message of the same ``call_id``), flagged in the bool column ``incoming``."""
-    kept = _kept(frame, i_service)
+    """What re-rating reads: the customer's own outgoing xDRs (imsim's ``direction ==
+    'outgoing'``, or no direction: a PortaBilling account export) and the charged
+    incoming ones (imsim's ``direction == 'incoming'`` with an amount: what a recipient
+    paid for the message of the same ``call_id``), flagged in the bool column
+    ``incoming``; not ``failed``, of the messaging service ``i_service`` when given
+    (PortaBilling's id for it on that installation)."""
     incoming = frame["direction"].eq("incoming") & frame["charged_amount_micro"].ne(0)
-    keep = kept & (frame["direction"].isin(["outgoing", ""]) | incoming)
+    keep = _kept(frame, i_service) & (frame["direction"].isin(["outgoing", ""]) | incoming)
     return frame[keep].assign(incoming=incoming[keep])
 
 
