@@ -107,23 +107,35 @@ def billed_msg_ids(stack: Stack, prefix: str) -> set[str]:
 def test_billing_restart_mid_run_fails_closed_then_loses_nothing(lab, tmp_path):
     stack, accounts, path = lab
     argv = provision.billing_command(path, stack.billing_port, stack.dir / "xdr.sqlite")
+    outage: dict[str, float] = {}
 
     def crash_and_restart() -> None:
+        outage["down"] = time.time()
         os.killpg(stack.status().billing_pid, signal.SIGKILL)  # a crash, not a goodbye
         time.sleep(0.8)
-        stack.restart_billing(argv)
+        outage["restarting"] = time.time()
+        stack.restart_billing(argv)  # returns once the new service answers
+        outage["up"] = time.time()
 
     started = time.monotonic()
-    outage = later(1.0, crash_and_restart)
-    records = driver.run_plan(script_plan(stack, accounts, "b", 120, 0.025), tmp_path)
-    outage.join(timeout=15)
+    thread = later(1.0, crash_and_restart)
+    # 6 s of messages: the restart (about 1 s here, more on a busy machine) ends well
+    # before the last ones, whatever the machine's speed
+    records = driver.run_plan(script_plan(stack, accounts, "b", 240, 0.025), tmp_path)
+    thread.join(timeout=15)
     assert time.monotonic() - started < 30
     rows = driver.messages(records)
     codes = collections.Counter((r["code"], r["reason"]) for r in rows)
     assert set(codes) <= {(200, "OK"), (503, "Billing unavailable")}, codes
-    assert codes[(503, "Billing unavailable")] >= 5 and codes[(200, "OK")] >= 60
-    last = max(rows, key=lambda r: r["sent_at"])
-    assert last["code"] == 200  # back in service
+    # judged by when each message was sent, not by how many: a slow restart is not a fault
+    margin = 0.2  # a message in flight as the service dies or comes back may go either way
+    before = [r for r in rows if r["sent_at"] < outage["down"] - margin]
+    during = [r for r in rows if outage["down"] + margin < r["sent_at"] < outage["restarting"]]
+    after = [r for r in rows if r["sent_at"] > outage["up"] + margin]
+    assert before and during and after, (len(before), len(during), len(after), outage)
+    assert {r["code"] for r in before} == {200}
+    assert {r["code"] for r in during} == {503}  # fails closed: nothing sent unbilled
+    assert {r["code"] for r in after} == {200}  # back in service
     found = settled(stack, "b")
     assert (found["lost"], found["orphans"], found["doubled"]) == ([], [], [])
     assert found["answered"] == found["billed"] == codes[(200, "OK")]
