@@ -18,8 +18,10 @@ Messages: ``step`` is the handbook step of a refusal, NaN when none applies;
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,3 +109,21 @@ class RunResult:
         path.write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
         written.append(path)
         return written
+
+
+def money_columns(totals: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """revenue, cost, margin (floats) and their currency; with several currencies,
+    ``revenue_EUR`` etc. and NaN totals (currencies are never added together)."""
+    currencies = sorted(set(totals["revenue"]) | set(totals["cost"]))
+    revenue = {c: Decimal(totals["revenue"].get(c, "0")) for c in currencies}
+    cost = {c: Decimal(totals["cost"].get(c, "0")) for c in currencies}
+    if len(currencies) <= 1:
+        c = currencies[0] if currencies else ""
+        r, k = revenue.get(c, Decimal(0)), cost.get(c, Decimal(0))
+        return {"currency": c, "revenue": float(r), "cost": float(k), "margin": float(r - k)}
+    out: dict[str, Any] = {"currency": "+".join(currencies), "revenue": math.nan,
+                           "cost": math.nan, "margin": math.nan}
+    for c in currencies:
+        out |= {f"revenue_{c}": float(revenue[c]), f"cost_{c}": float(cost[c]),
+                f"margin_{c}": float(revenue[c] - cost[c])}
+    return out

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from imsim.training.apps.exercise import exercises  # noqa: E402
-from imsim.training.apps.planner import PlannerApp  # noqa: E402
+from imsim.training.apps.planner import PlannerApp, money_html  # noqa: E402
 from imsim.training.apps.trainer import TrainerApp  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
 
@@ -144,6 +144,17 @@ def test_planner_shows_revenue_cost_margin_and_plots(planner: PlannerApp) -> Non
     assert f"margin: <b>{summary['margin']:,.2f} USD</b>" in planner.money.value
     assert len(planner.figures.children) == 2
     assert all(bytes(image.value).startswith(b"\x89PNG") for image in planner.figures.children)
+
+
+def test_planner_shows_each_currency_on_its_own_row() -> None:
+    """A vendor paid in EUR and customers paying USD: no 'nan' total, a row each."""
+    summary = {"currency": "EUR+USD", "revenue": float("nan"), "cost": float("nan"),
+               "margin": float("nan"), "revenue_EUR": 0.0, "cost_EUR": 8.98,
+               "margin_EUR": -8.98, "revenue_USD": 44.9, "cost_USD": 0.0,
+               "margin_USD": 44.9, "messages": 2245, "billed": 2245, "included": 0}
+    shown = money_html(summary)
+    assert "nan" not in shown and shown.count("<tr>") == 2
+    assert "cost: <b>8.98 EUR</b>" in shown and "revenue: <b>44.90 USD</b>" in shown
 
 
 def test_planner_price_factor_moves_the_margin(planner: PlannerApp) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,6 +95,27 @@ def test_month_summary_and_elasticity_direction() -> None:
     doubled = planning.month(higher, messages=300_000, days=30, keep=False).summary
     assert doubled["messages"] < base["messages"]   # coefficient -0.4: fewer messages
     assert doubled["revenue"] > base["revenue"]     # inelastic: revenue still rises
+
+
+def test_a_vendor_paid_in_another_currency_is_never_added_to_revenue() -> None:
+    """PortaBilling keeps each tariff's currency: revenue in the customers' USD and a
+    vendor cost in EUR have no margin in one figure. Planning's totals per currency are
+    the simulator's (its xDRs, summed by their own currency column)."""
+    text = PLANNING.read_text().replace(
+        'applied_to: vendor\n        rates: [{rate_codes: ["|"], price: 0}]',
+        'applied_to: vendor\n        currency: EUR\n'
+        '        rates: [{rate_codes: ["|"], price: 0.004}]')
+    loaded = with_records(scenario.loads(text))
+    xdrs = sim.run(loaded).xdrs
+    summary = planning.summarize(planning.rate_messages(loaded, delivered_messages(xdrs)))
+    by = xdrs.groupby(["direction", "currency"])["charged_amount"].sum().round(6)
+    assert summary["totals"] == {"revenue": {"USD": str(Decimal(str(by["outgoing", "USD"])))},
+                                 "cost": {"EUR": str(Decimal(str(by["vendor", "EUR"])))}}
+    assert by["vendor", "EUR"] == pytest.approx(0.004 * len(xdrs[xdrs["direction"] == "vendor"]))
+    assert summary["currency"] == "EUR+USD"
+    assert np.isnan(summary["revenue"]) and np.isnan(summary["margin"])
+    assert summary["margin_USD"] == by["outgoing", "USD"]
+    assert summary["margin_EUR"] == -by["vendor", "EUR"]
 
 
 def test_bundle_month_includes_messages_per_account() -> None:

@@ -14,6 +14,7 @@ engine's check, with its code and handbook step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 from imsim.model.scenario import Scenario
 from imsim.planning.bill import DELIVERED, Billing, rate_messages
 from imsim.planning.synthetic import Population, synthetic_messages
+from imsim.results import money_columns
 from imsim.rules.batch import MICRO
 
 __all__ = ["DELIVERED", "Billing", "Month", "Population", "month", "rate_messages", "summarize",
@@ -53,13 +55,18 @@ def month(scenario: Scenario, messages: int = 10_000_000, seed: int | None = Non
 
 def summarize(rated: pd.DataFrame) -> dict[str, Any]:
     """Messages, billed, included, outcomes by check, refusals by code, check and
-    handbook step, revenue (the senders' charges and charged incoming messages), cost,
-    margin, and revenue by rate code."""
+    handbook step; money as the simulator's summary gives it: ``totals`` (revenue,
+    the senders' charges and charged incoming messages, and cost, exact, per currency)
+    and `imsim.results.money_columns` of them (revenue, cost and margin, NaN with
+    several currencies, which are never added together: then ``revenue_EUR`` etc.);
+    and revenue by rate code (``"44 EUR"`` with several currencies)."""
     billed = rated[rated["billed"]]
-    revenue = int(billed["charged_amount_micro"].sum()) + int(billed["incoming_micro"].sum())
-    cost = int(billed["cost_micro"].sum())
-    by_code = billed.groupby("rate_code", observed=True).agg(
+    totals = {"revenue": _by_currency(billed, ("charged_amount_micro", "currency"),
+                                      ("incoming_micro", "incoming_currency")),
+              "cost": _by_currency(billed, ("cost_micro", "cost_currency"))}
+    by_code = billed.groupby(["rate_code", "currency"], observed=True).agg(
         messages=("CLI", "size"), revenue_micro=("charged_amount_micro", "sum"))
+    several = billed["currency"].nunique() > 1
     refused = rated[rated["check"] != DELIVERED]
     refusals = refused.groupby(["code", "check", "step"], observed=True, dropna=False).size()
     return {"messages": len(rated), "billed": len(billed),
@@ -69,7 +76,17 @@ def summarize(rated: pd.DataFrame) -> dict[str, Any]:
             "refusals": [{"code": int(code), "check": str(check),
                           "step": None if pd.isna(step) else int(step), "messages": int(n)}
                          for (code, check, step), n in refusals.items()],
-            "revenue": revenue / MICRO, "cost": cost / MICRO, "margin": (revenue - cost) / MICRO,
-            "by_rate_code": {str(k): {"messages": int(v.messages),
-                                      "revenue": int(v.revenue_micro) / MICRO}
-                             for k, v in by_code.iterrows()}}
+            "totals": totals, **money_columns(totals),
+            "by_rate_code": {f"{code} {currency}" if several else str(code): {
+                "messages": int(v.messages), "revenue": int(v.revenue_micro) / MICRO}
+                for (code, currency), v in by_code.iterrows()}}
+
+
+def _by_currency(frame: pd.DataFrame, *amounts: tuple[str, str]) -> dict[str, str]:
+    """Exact sums of micro-unit ``amounts`` (column, its currency column) per currency,
+    as decimal strings (a currency appears once something was rated in it)."""
+    sums: dict[str, int] = {}
+    for amount, currency in amounts:
+        for code, micro in frame.groupby(currency, observed=True)[amount].sum().items():
+            sums[str(code)] = sums.get(str(code), 0) + int(micro)
+    return {code: str(Decimal(micro) / MICRO) for code, micro in sorted(sums.items())}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from imsim.model.replay import timeline
 from imsim.model.scenario import Scenario
-from imsim.planning.kinds import DELIVERED, Kinds, Prepared, micro_floor, with_answers
+from imsim.planning.kinds import CURRENCIES, DELIVERED, Kinds, Prepared, micro_floor, with_answers
 from imsim.planning.settling import Start, settle
 from imsim.rules.batch import MICRO
 from imsim.rules.ledger import Ledger
@@ -35,8 +35,10 @@ def rate_messages(scenario: Scenario, frame: pd.DataFrame,
     the engine's check), ``step`` (the handbook step; <NA> when none), ``billed``,
     ``rate_code``, ``units``, ``unit_price_micro`` (the customer rate's price),
     ``included``, ``charged_amount_micro`` (charged: 0 when included or not billed),
-    ``cost_micro`` (the vendor's) and ``incoming_micro`` (charged to the recipient);
-    money also as floats (``charged_amount``, ``cost``). ``CLD`` becomes the number
+    ``cost_micro`` (the vendor's) and ``incoming_micro`` (charged to the recipient),
+    each in its tariff's currency (``currency``, ``cost_currency``,
+    ``incoming_currency``: NaN where nothing rated it); money also as floats
+    (``charged_amount``, ``cost``). ``CLD`` becomes the number
     billing sees (E.164 when the policy translates; -1 when not a number). With
     ``demand``, candidates are first thinned by the scenario's elasticity (as the
     simulator's Poisson stream does). Billing many frames of one scenario: `Billing`."""
@@ -73,8 +75,8 @@ class Billing:
             answers = {v: k.answers for v, k in kinds.items()}
             parts.append(settle(decided, prepared, answers, self._start(name)))
         out = pd.concat(parts).sort_index() if parts else with_answers(work.iloc[:0], {})
-        out["check"], out["rate_code"] = (out["check"].astype("category"),
-                                          out["rate_code"].astype("category"))
+        for column in ("check", "rate_code", *CURRENCIES):   # parts' categories differ
+            out[column] = out[column].astype("category")
         out.index = frame.index[out.index.to_numpy()]
         return out.drop(columns=["_version", "_to_user", "_kind"], errors="ignore")
 

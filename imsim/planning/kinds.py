@@ -31,12 +31,16 @@ from imsim.model.config import Environment, Tariff
 from imsim.rules.batch import MICRO, rate_many
 from imsim.rules.decide import BillingEngine
 from imsim.rules.message import Decision, Message
+from imsim.rules.rating import Rating
 
 DELIVERED = "delivered"
 """The ``check`` of a message billing authorized (planning has no timing: delivered)."""
 _NONE, _RATED, _FORBIDDEN = 0, 1, 2   # what a tariff says of a number (`Kinds._rate`)
 _MONEY = ("units", "unit_price_micro", "charged_amount_micro", "cost_micro",
           "incoming_micro")
+# the currency of each amount: the sender's customer tariff, the vendor's, the recipient's
+CURRENCIES = {"currency": "customer", "cost_currency": "vendor",
+              "incoming_currency": "incoming"}
 
 
 class Prepared:
@@ -266,6 +270,8 @@ class Kinds:
                                        money["cost_micro"], 0)
         money["incoming_micro"] = np.where(per_kind([a.incoming is not None for a in answers])
                                            & ok, money["incoming_micro"], 0)
+        currencies = {column: _currencies(codes, [getattr(a, side) for a in answers])
+                      for column, side in CURRENCIES.items()}
         return {"code": per_kind([a.code for a in answers], np.int16),
                 "check": pd.Categorical.from_codes(per_kind(
                     [checks.index(DELIVERED if a.ok else a.check) for a in answers], np.int8),
@@ -276,7 +282,15 @@ class Kinds:
                                                        self.code_names or ["|"]),
                 "allowance": self.prepared.allowances[np.maximum(
                     self.accounts.ids.get_indexer(self.cli), 0)] * (self.sender >= 0),
-                **money}
+                **currencies, **money}
+
+
+def _currencies(codes: np.ndarray, ratings: list[Rating | None]) -> pd.Categorical:
+    """Per message, the currency of its kind's rating (NaN where none rated it)."""
+    names = sorted({r.currency for r in ratings if r is not None})
+    per_kind = np.array([-1 if r is None else names.index(r.currency) for r in ratings],
+                        dtype=np.int8)
+    return pd.Categorical.from_codes(per_kind[codes], names)
 
 
 def together(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -319,10 +333,11 @@ def with_answers(frame: pd.DataFrame, answers: dict[str, object]) -> pd.DataFram
                    "step": np.full(n, -1, np.int16), "billed": np.zeros(n, bool),
                    "rate_code": pd.Categorical([None] * n, categories=["|"]),
                    "allowance": np.zeros(n, np.int64),
+                   **{c: pd.Categorical([None] * n) for c in CURRENCIES},
                    **{c: np.zeros(n, np.int64) for c in _MONEY}}
     steps = np.asarray(answers["step"], dtype=np.int16)
     step = pd.arrays.IntegerArray(steps, steps < 0)
     columns = ("code", "check", "step", "billed", "rate_code", "allowance", "included",
-               *_MONEY)
+               *CURRENCIES, *_MONEY)
     given = {**answers, "step": step, "included": np.zeros(n, dtype=bool)}
     return frame.assign(**{c: given[c] for c in columns})

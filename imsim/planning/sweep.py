@@ -29,7 +29,6 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from imsim.model.problems import Path_, ScenarioError, format_path
 from imsim.model.scenario import Scenario
 from imsim.model.settings import RecordSettings
 from imsim.planning.cluster import cluster
+from imsim.results import money_columns
 
 LEAN = RecordSettings(messages="none", xdrs=False, presence=False)
 
@@ -244,24 +244,6 @@ def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
     row["proxy_utilization"] = float(np.mean([p["utilization"] for p in proxies]))
     row["proxy_wait"] = float(np.mean([p["mean_wait"] for p in proxies]))
     return row
-
-
-def money_columns(totals: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """revenue, cost, margin (floats) and their currency; with several currencies,
-    ``revenue_EUR`` etc. and NaN totals (currencies are never added together)."""
-    currencies = sorted(set(totals["revenue"]) | set(totals["cost"]))
-    revenue = {c: Decimal(totals["revenue"].get(c, "0")) for c in currencies}
-    cost = {c: Decimal(totals["cost"].get(c, "0")) for c in currencies}
-    if len(currencies) <= 1:
-        c = currencies[0] if currencies else ""
-        r, k = revenue.get(c, Decimal(0)), cost.get(c, Decimal(0))
-        return {"currency": c, "revenue": float(r), "cost": float(k), "margin": float(r - k)}
-    out: dict[str, Any] = {"currency": "+".join(currencies), "revenue": math.nan,
-                           "cost": math.nan, "margin": math.nan}
-    for c in currencies:
-        out |= {f"revenue_{c}": float(revenue[c]), f"cost_{c}": float(cost[c]),
-                f"margin_{c}": float(revenue[c] - cost[c])}
-    return out
 
 
 def _task(scenario: Scenario, item: Run, until: float | None) -> tuple[Run, dict[str, Any]]:

@@ -131,7 +131,7 @@ class PlannerApp:
             return None
         month = planning.month(scenario, messages=self.messages, seed=self.seed)
         self.summary = month.summary
-        self.money.value = money_html(month.summary, scenario.environments[0].tariffs[0].currency)
+        self.money.value = money_html(month.summary)
         assert month.messages is not None
         self.figures.children = [
             w.Image(value=figure_png(plots.revenue_by_destination(month.messages)),
@@ -141,10 +141,15 @@ class PlannerApp:
         return month.summary
 
 
-def money_html(summary: dict[str, Any], currency: str) -> str:
-    """Revenue, cost and margin of a month, and how many messages were billed."""
-    cells = "".join(f"<td class='{key}' style='padding:0 1.5em;font-size:1.4em'>{key}: "
-                    f"<b>{summary[key]:,.2f} {html.escape(currency)}</b></td>"
-                    for key in ("revenue", "cost", "margin"))
-    return (f"<table><tr>{cells}</tr></table><p>{summary['messages']:,} messages in the "
+def money_html(summary: dict[str, Any]) -> str:
+    """Revenue, cost and margin of a month, in their currency (a row per currency when
+    there are several: they are never added), and how many messages were billed."""
+    several = summary["currency"].split("+") if "+" in summary["currency"] else []
+    rows = [(f"_{c}", c) for c in several] or [("", summary["currency"])]
+    table = "".join(
+        "<tr>" + "".join(f"<td class='{key}' style='padding:0 1.5em;font-size:1.4em'>{key}: "
+                         f"<b>{summary[key + suffix]:,.2f} {html.escape(currency)}</b></td>"
+                         for key in ("revenue", "cost", "margin")) + "</tr>"
+        for suffix, currency in rows)
+    return (f"<table>{table}</table><p>{summary['messages']:,} messages in the "
             f"month, {summary['billed']:,} billed, {summary['included']:,} in bundles</p>")
