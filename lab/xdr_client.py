@@ -8,7 +8,8 @@ Two sources, as in a target file:
   ``i_account`` once with ``Account/get_account_info {"id": ...}``, then pages through
   ``Account/get_xdr_list`` (``i_account``, ``from_date`` / ``to_date`` as
   'YYYY-MM-DD HH:MM:SS' in the API user's time zone, ``limit`` / ``offset``,
-  ``get_total``);
+  ``get_total``, ``show_unsuccessful``: PortaBilling lists a failed attempt only when
+  asked, and one that charged must be compared);
 - an xDR CSV export: ``read_csv_export(path, columns={...})``.
 
 Both give `imsim.rules.message.Xdr` records; ``frame(records)`` makes the shared DataFrame
@@ -95,7 +96,8 @@ class XdrClient:
                  until: dt.datetime | None = None, limit: int = PAGE, offset: int = 0
                  ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of raw rows (PortaBilling field names) and the total, when told."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset, "get_total": 1}
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "get_total": 1,
+                                  "show_unsuccessful": 1}  # else failed ones are hidden
         if account_id is not None:
             params["i_account"] = self.i_account(account_id)
         if self.service_type is not None:
