@@ -200,10 +200,12 @@ def parse_time(value: Any, time_zone: str = "UTC") -> dt.datetime:
 
 
 def read_csv_export(path: Path | str, time_zone: str = "UTC", currency: str = "USD",
-                    delimiter: str = ",", columns: Mapping[str, str] | None = None
+                    delimiter: str | None = None, columns: Mapping[str, str] | None = None
                     ) -> list[Xdr]:
-    """An xDR CSV export (header row; PortaBilling or imsim names; ``columns`` maps a
-    deployment's own header names to ours, e.g. {"Charged": "charged_amount"})."""
+    """An xDR CSV export, .csv or .csv.gz (header row; PortaBilling or imsim names;
+    ``,``, ``;`` or a tab, found from the header unless ``delimiter`` is given; empty
+    rows left out; ``columns`` maps a deployment's own header names to ours, e.g.
+    {"Charged": "charged_amount"})."""
     try:
         rows = csv_rows(path, delimiter, columns, "xdrs.columns in the target file")
         return [from_record(row, time_zone, currency, number, columns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import signal
 import sys
 from decimal import Decimal
@@ -107,6 +108,25 @@ def test_reads_a_portabilling_csv_export(tmp_path):
                                (18, "def@host", 2, Decimal("0.05"), Decimal("0.10"))]
     assert rows[0].connect_time == dt.datetime(2026, 1, 5, 14, 0, 10, tzinfo=dt.UTC)
     assert tuple(frame(rows).columns) == XDR_COLUMNS
+
+
+@pytest.mark.parametrize("name, sep, blank", [
+    ("semicolon.csv", ";", ";;;;;;;\n"), ("tab.csv", "\t", "\n"),
+    ("blank-lines.csv", ",", ",,,,,,,\n\n"), ("packed.csv.gz", ",", ",,,,,,,\n"),
+])
+def test_an_export_as_spreadsheets_write_it_reads_the_same(tmp_path, name, sep, blank):
+    # the same export as `imsim rerate` reads it: ';' or a tab from a spreadsheet in
+    # many locales, empty lines between the rows, gzip: the same two xDRs
+    lines = PORTABILLING_CSV.splitlines(keepends=True)
+    text = (lines[0] + lines[1] + blank + lines[2] + blank).replace(",", sep)
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    rows = read_csv_export(path, time_zone="America/New_York")
+    assert [(x.i_xdr, x.CLD, x.charged_amount) for x in rows] == [
+        (17, "15551230002", Decimal("0.01")), (18, "447700900000", Decimal("0.10"))]
 
 
 def test_reads_back_the_services_own_rows_as_csv(billed, tmp_path):
