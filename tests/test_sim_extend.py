@@ -236,3 +236,32 @@ def test_a_body_is_billed_by_its_utf8_bytes_as_a_scripts_body() -> None:
     xdrs = world.run().xdrs
     billed = xdrs[xdrs["direction"] == "outgoing"].set_index("msg_id")["charged_quantity"]
     assert (billed["s1"], billed["u1"]) == (2, 2)
+
+
+def test_giving_back_more_than_was_taken_is_one_clear_error() -> None:
+    env = simpy.Environment()
+    proxy = Workers(env, "main/proxy", 4)
+    proxy.take(1)
+    with pytest.raises(ValueError, match=r"main/proxy: give_back\(2\): only 1 worker taken"):
+        proxy.give_back(2)
+    proxy.give_back(1)
+    proxy.give_back()                    # nothing taken, nothing given back
+    with pytest.raises(ValueError, match=r"give_back\(1\): only 0 workers taken"):
+        proxy.give_back(1)
+    env.run()
+    assert proxy.count == 0 and not proxy.queue and not proxy.taken
+
+
+def test_taking_more_workers_than_there_are_is_one_clear_error() -> None:
+    # 4 workers: an outage of 5 would never be complete, and the user's process would
+    # wait for it silently until the run's end
+    env = simpy.Environment()
+    proxy = Workers(env, "main/proxy", 4)
+    proxy.take(3)
+    with pytest.raises(ValueError, match=r"main/proxy: take\(2\): 1 of 4 workers left"):
+        proxy.take(2)
+    with pytest.raises(ValueError, match=r"take\(-1\)"):
+        proxy.take(-1)
+    done = proxy.take(1)                 # the last one: every worker taken
+    env.run()
+    assert done.triggered and proxy.count == 4 and len(proxy.taken) == 4
