@@ -182,13 +182,7 @@ def _customer_side(scenario: Scenario, env: Environment) -> Iterator[Finding]:
     customer_tariffs = [t for t in env.tariffs if t.applied_to is AppliedTo.customer
                         and t.service is Service.messaging]
     if not customer_tariffs:
-        misapplied = [t.name for t in env.tariffs if t.applied_to is AppliedTo.vendor
-                      and t.service is Service.messaging and t.name != _vendor_tariff_name(env)]
-        problem = ("there is no customer Messaging tariff (tariff B)" if not misapplied else
-                   f"tariff {misapplied[0]!r} is applied to vendors, so no product can charge "
-                   "customers with it")
-        yield _finding(env, 6, "usage_charge", problem,
-                       "Tariffs -> Add: Applied To Customer, Service Messaging")
+        yield _no_customer_tariff(env)
     messaging_products = [p for p in env.products if Service.messaging in p.included_services]
     senders = _sending_products(scenario, env)
     for product in env.products:
@@ -202,6 +196,23 @@ def _customer_side(scenario: Scenario, env: Environment) -> Iterator[Finding]:
             continue
         yield from _usage_charge(env, product)
     yield from _destinations(scenario, env)
+
+
+def _no_customer_tariff(env: Environment) -> Finding:
+    """Step 6 undone: no tariff B, one made for another service, or one applied to
+    vendors."""
+    other = [t for t in env.tariffs if t.applied_to is AppliedTo.customer]
+    if other:
+        return _finding(env, 6, "usage_charge", f"customer tariff {other[0].name!r} is for "
+                        f"{other[0].service.value}, not the Messaging Service",
+                        f"create {other[0].name} with Service: Messaging Service")
+    misapplied = [t.name for t in env.tariffs if t.applied_to is AppliedTo.vendor
+                  and t.service is Service.messaging and t.name != _vendor_tariff_name(env)]
+    problem = ("there is no customer Messaging tariff (tariff B)" if not misapplied else
+               f"tariff {misapplied[0]!r} is applied to vendors, so no product can charge "
+               "customers with it")
+    return _finding(env, 6, "usage_charge", problem,
+                    "Tariffs -> Add: Applied To Customer, Service Messaging")
 
 
 def _vendor_tariff_name(env: Environment) -> str | None:
@@ -243,9 +254,12 @@ def _usage_charge(env: Environment, product) -> Iterator[Finding]:  # type: igno
     tariff = env.tariff(on_node[0].tariff)
     if tariff is None or tariff.applied_to is not AppliedTo.customer or (
             tariff.service is not Service.messaging):
+        right = [t.name for t in env.tariffs if t.applied_to is AppliedTo.customer
+                 and t.service is Service.messaging]
+        fix = f"select {right[0]!r} in the usage charge" if right else \
+            "create tariff B with Service: Messaging Service (step 6), then select it here"
         yield _finding(env, 8, "usage_charge", f"product {product.name!r} uses tariff "
-                       f"{on_node[0].tariff!r}, which is not a customer Messaging tariff",
-                       "select tariff B in the usage charge")
+                       f"{on_node[0].tariff!r}, which is not a customer Messaging tariff", fix)
 
 
 def _destinations(scenario: Scenario, env: Environment) -> Iterator[Finding]:
