@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from imsim.planning.exports import ALIASES, REQUIRED, ExportError, csv_rows
+from imsim.planning.exports import ALIASES, REQUIRED, ExportError, csv_rows, failed
 from imsim.rules.message import XDR_COLUMNS, Xdr
 from lab.portabilling import ApiError, Session
 
@@ -183,7 +183,7 @@ def outcome(fields: Mapping[str, Any]) -> tuple[int, str]:
     reason = str(fields.get("reason") or fields.get("description") or "OK")
     if fields.get("sip_code") not in (None, ""):
         return int(fields["sip_code"]), reason
-    if str(fields.get("failed", "0")).strip().lower() in ("0", "", "n", "false"):
+    if not failed(fields.get("failed", "0")):
         return 200, reason
     cause = str(fields.get("disconnect_cause") or "")
     return (int(cause) if cause.isdigit() and 300 <= int(cause) < 700 else 0), reason

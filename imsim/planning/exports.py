@@ -58,6 +58,9 @@ ALIASES = {"h323_conf_id": "call_id", "bill_time": "connect_time",
 internal number of an account, not its id: map it yourself if your export has no
 ``account_id``)."""
 REQUIRED = ("account_id", "CLI", "CLD", "connect_time", "charged_amount")
+FAILED = ("1", "true", "t", "y", "yes")
+"""A ``failed`` flag that marks an unsuccessful attempt (read lower-case, stripped);
+anything else, "0", "N", "no" or empty, is a billed xDR (`failed`)."""
 TIME_COLUMNS = ("connect_time", "unix_connect_time")
 PARQUET = (".parquet", ".pq")
 CSV = (".csv", ".csv.gz", ".txt", ".txt.gz")
@@ -397,9 +400,14 @@ def charged(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
     return frame[keep].assign(incoming=incoming[keep])
 
 
+def failed(flag: Any) -> bool:
+    """An xDR's ``failed`` flag (a text, number or bool) marks an unsuccessful attempt."""
+    return str(flag).strip().lower() in FAILED
+
+
 def _kept(frame: pd.DataFrame, i_service: str | None) -> pd.Series:
     """Not ``failed``; of the messaging service ``i_service`` when given."""
-    keep = ~frame["failed"].str.lower().isin(["1", "true", "t", "y", "yes"])
+    keep = ~frame["failed"].str.strip().str.lower().isin(FAILED)
     if i_service is not None:
         keep &= frame["i_service"] == str(i_service)
     return keep

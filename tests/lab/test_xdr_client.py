@@ -8,9 +8,11 @@ import signal
 import sys
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 
 from imsim.model import scenario
+from imsim.planning.exports import charged
 from imsim.rules.message import XDR_COLUMNS
 from lab import provision
 from lab.xdr_client import (
@@ -178,3 +180,20 @@ def test_a_call_id_beats_the_conference_id_which_the_api_never_takes_for_one():
     api = from_record({**row, "h323_conf_id": "9F2C"}, columns=API_COLUMNS)
     assert (both.call_id, export.call_id, api.call_id) == ("a@h", "9F2C", "")
     assert both.connect_time == dt.datetime.fromtimestamp(1796000000, dt.UTC)
+
+
+@pytest.mark.parametrize("flag, failed", [
+    ("0", False), ("", False), ("N", False), ("no", False), ("F", False), ("false", False),
+    (0, False), (False, False),
+    ("1", True), ("Y", True), ("yes", True), ("T", True), ("true", True), (1, True),
+    (True, True)])
+def test_the_failed_flag_reads_as_imsim_rerate_reads_it(tmp_path, flag, failed):
+    # one export, two readers: the lab's comparison and `imsim rerate` (which re-rates
+    # only xDRs not failed) must agree on which xDRs are unsuccessful attempts
+    row = {"i_xdr": 5, "account_id": "15551230001", "CLI": "15551230001",
+           "CLD": "15551230002", "charged_amount": "0", "connect_time": "2026-01-05 09:00:00",
+           "failed": flag, "disconnect_cause": "403"}
+    assert (from_record(row).sip_code != 200) is failed
+    frame = pd.DataFrame({"failed": [str(flag)], "direction": [""], "i_service": [""],
+                          "charged_amount_micro": [0]})
+    assert charged(frame).empty is failed
