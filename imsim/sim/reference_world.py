@@ -87,15 +87,17 @@ class SimpyWorld(World):
         """``sender`` sends a MESSAGE now: an event that fires with its `Answer`
         (``sender`` and ``body`` read as a script line's ``from`` and ``body``: an
         account as written, '+1 555 123 0001' or 'number@domain'; the text, sized in
-        UTF-8 bytes, or its length; ``msg_id``: user-1, user-2, ... by default)."""
+        UTF-8 bytes, or its length; ``msg_id``: user-1, user-2, ... by default); its
+        environment is the first that has the account (at that domain, when given)."""
         line = ScriptedMessage.model_validate(
             {"at": 0, "from": sender, "to": to,
              **({"length": body} if isinstance(body, int) else {"body": body})})
-        home = self.scenario.home_of(line.sender, line.sender_domain)
-        if home is None:
+        domain = line.sender_domain
+        site = next((s for s in self.sites.values() if line.sender in s.index
+                     and domain in (None, s.domain.lower())), None)
+        if site is None:
             raise ValueError(f"send: no account {line.sender} in the scenario"
-                             + (f" at {line.sender_domain}" if line.sender_domain else ""))
-        site = self.sites[home.name]
+                             + (f" at {domain}" if domain else ""))
         self.platform.sent += 1
         self.user_sent += 1
         m = Sent(site, msg_id or f"user-{self.user_sent}", line.sender, to, line.size,
