@@ -160,3 +160,14 @@ def test_a_usage_charge_of_a_voice_tariff_names_the_messaging_one():
     assert [(f.step, f.fix) for f in report.findings] == [
         (8, "select 'tariff C' in the usage charge")]
     assert report.unexplained == []
+
+
+def test_a_priced_wildcard_in_the_vendor_tariff_is_noted_at_step_4():
+    # handbook step 4: "set zero as the price ... there are no actual costs for on-net
+    # instant messages": a price books a cost that does not exist; the service works
+    report = check(_journal(('tariff: tariff A, rate_codes: ["|"], price: 0}',
+                             'tariff: tariff A, rate_codes: ["|"], price: 0.001}')), seed=1)
+    assert [(f.step, f.severity, f.problem, f.fix) for f in report.findings] == [
+        (4, "note", "vendor tariff 'tariff A' charges 0.001 for the wildcard destination |: "
+         "on-net instant messages have no actual cost", "set zero as the price")]
+    assert report.works and report.steps["main"][4].mark == "[x]"

@@ -171,9 +171,15 @@ def _vendor_tariff(env: Environment, tariff: Tariff) -> Iterator[Finding]:
         yield _finding(env, 3, "vendor_tariff", f"vendor tariff {tariff.name!r} is for "
                        f"{tariff.service.value}, not the Messaging Service",
                        "create tariff A with Service: Messaging Service")
-    if not any(WILDCARD in r.rate_codes for r in tariff.rates):
+    wildcard = [r for r in tariff.rates if WILDCARD in r.rate_codes]
+    if not wildcard:
         yield _finding(env, 4, "vendor_rate", f"vendor tariff {tariff.name!r} has no rate for "
                        "the wildcard destination |", "add a rate with Rate Codes '|' and price 0")
+    priced = [p for r in wildcard for p in (r.price, r.off_peak_price) if p]
+    if priced:
+        yield _finding(env, 4, "vendor_rate", f"vendor tariff {tariff.name!r} charges "
+                       f"{priced[0]} for the wildcard destination |: on-net instant messages "
+                       "have no actual cost", "set zero as the price", NOTE)
 
 
 # -- steps 6, 7, 8: the customer side ----------------------------------------------------
