@@ -171,3 +171,12 @@ def test_a_priced_wildcard_in_the_vendor_tariff_is_noted_at_step_4():
         (4, "note", "vendor tariff 'tariff A' charges 0.001 for the wildcard destination |: "
          "on-net instant messages have no actual cost", "set zero as the price")]
     assert report.works and report.steps["main"][4].mark == "[x]"
+
+
+def test_a_messaging_product_without_voice_is_noted_at_step_8():
+    # handbook step 8: "the product for messaging product must include voice calls and
+    # messaging services" (softphones reach PortaSIP over SIP for both)
+    report = check(_journal(("included_services: [voice]", "included_services: []")), seed=1)
+    assert [(f.step, f.severity, f.problem, f.fix) for f in report.findings] == [
+        (8, "note", "product 'Softphone' includes Messaging but not Voice calls",
+         "tick Voice calls too in its Included Services tab")]

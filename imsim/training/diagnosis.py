@@ -200,6 +200,10 @@ def _customer_side(scenario: Scenario, env: Environment) -> Iterator[Finding]:
                            "Messaging service", "tick Messaging in its Included Services tab",
                            severity)
             continue
+        if Service.voice not in product.included_services:
+            yield _finding(env, 8, "product", f"product {product.name!r} includes Messaging "
+                           "but not Voice calls", "tick Voice calls too in its Included "
+                           "Services tab", NOTE)
         yield from _usage_charge(env, product)
     yield from _destinations(scenario, env)
 
