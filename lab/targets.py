@@ -43,6 +43,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from imsim.errors import UsageError
+from imsim.model.config import account_number
 
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 LOCAL = TARGETS_DIR / "local.yaml"
@@ -204,15 +205,16 @@ class Target(_Strict):
             return {}
         path = self.path(spec.credentials.file)
         try:
-            with path.open(newline="") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
-        except OSError as exc:
-            raise UsageError(f"credentials.file: {path}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"credentials.file: {path}: "
+                             f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
         bad = [n for n, row in enumerate(rows, 1) if len(row) != 2]
         if bad:
             raise UsageError(f"credentials.file: {path}: line {bad[0]} is not "
                              "'account_id,password'")
-        return {user.strip().lstrip("+"): password for user, password in rows}
+        return {account_number(user): password for user, password in rows}
 
 
 class _File(BaseModel):

@@ -65,6 +65,19 @@ def test_passwords_and_relative_paths(tmp_path, monkeypatch):
         env.password(tmp_path)
 
 
+def test_credentials_saved_by_a_spreadsheet_are_the_accounts(tmp_path):
+    # a spreadsheet saves CSV with a byte-order mark and writes numbers as people do:
+    # each line must still give its account's password (else the run REGISTERs with
+    # the scenario's password and the deployment answers 401)
+    (tmp_path / "accounts.csv").write_bytes(
+        "15551230001,s3cret\r\n+1 555 123-0002,other\r\n".encode("utf-8-sig"))
+    path = tmp_path / "t.yaml"
+    path.write_text("kind: remote\nproxy: {host: h}\ncredentials: {file: accounts.csv}\n"
+                    "xdrs: {csv: x.csv}\n")
+    assert targets.load(path).passwords() == {"15551230001": "s3cret",
+                                              "15551230002": "other"}
+
+
 def test_tokens_tls_and_column_mappings(tmp_path, monkeypatch):
     path = tmp_path / "t.yaml"
     path.write_text("kind: remote\nproxy: {host: h}\nxdrs:\n  api: {url: 'https://x', "
