@@ -186,7 +186,8 @@ def test_a_buddy_written_as_a_sip_address_of_this_environment_is_the_account():
     """A softphone's buddy list holds addresses: 'sip:15551230001@sip.example.com' or
     '15551230001@SIP.example.com' at the environment's own domain is that account."""
     for written in ("sip:15551230001@sip.example.com", "15551230001@SIP.Example.com",
-                    "sip:+1 555 123 0001@sip.example.com"):
+                    "sip:+1 555 123 0001@sip.example.com", "SIP:15551230001@sip.example.com",
+                    "sips:15551230001"):
         text = replace('buddies: ["15551230001"]\n          - id: "15551230003"',
                        f'buddies: ["{written}"]\n          - id: "15551230003"')
         accounts = scenario.loads(text, source="x.yaml").environments[0].customers[0].accounts

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 WILDCARD = "|"
 PORTASIP = "PortaSIP"
 _WRITTEN = re.compile(r"[\s\-().]")
+_SCHEME = re.compile(r"^sips?:", re.IGNORECASE)
 
 
 def account_number(written: str) -> str:
@@ -44,7 +45,7 @@ def buddy_address(written: str) -> str:
     """A buddy as a softphone's list writes it: an account number (`account_number`), or
     an address 'sip:NUMBER@domain' / 'NUMBER@domain', kept as 'NUMBER@domain' (domain in
     lower case) until its environment (`Environment`) takes its own domain's off."""
-    user, at, domain = written.strip().removeprefix("sip:").partition("@")
+    user, at, domain = _SCHEME.sub("", written.strip()).partition("@")
     number = account_number(user)
     return f"{number}@{domain.strip().lower()}" if at else number
 
