@@ -203,6 +203,17 @@ def test_a_buddy_at_another_domain_is_not_an_account_of_this_environment():
         in str(err)
 
 
+@pytest.mark.parametrize("old, new, near", [
+    ("    service_policies:", "    servce_policies:", "service_policies"),
+    ('recipient_domain_pattern: "%"', 'recipient_domain_patern: "%"',
+     "recipient_domain_pattern"),
+    ("        balance_model: debit", "        balance_modle: debit", "balance_model"),
+])
+def test_a_misspelt_key_names_the_key_it_is_near(old, new, near):
+    err = error_for(replace(old, new))
+    assert "unknown key" in err.problem and err.fix.startswith(f"did you mean '{near}'?")
+
+
 def test_a_bad_account_number_says_how_to_write_one():
     err = error_for(replace('id: "15551230001"', 'id: "555-CALL-NOW"'))
     assert "E.164" in err.fix and "15551230001" in err.fix
