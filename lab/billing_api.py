@@ -8,7 +8,8 @@
                                      -> {"account_info": {"i_account": 1, "id": ...}}, or {}
     POST /rest/Account/get_xdr_list  {"params": {"i_account"? or "account_id"?,
                                       "from_date"?, "to_date"?, "limit"?, "offset"?,
-                                      "get_total"?}}
+                                      "get_total"?, "show_unsuccessful"?}}
+                                     (no failed attempt is stored: the last is moot)
                                      session: header "Authorization: Bearer <id>",
                                      header "X-Session-Id", or body "auth_info": {"session_id"}
                                      -> {"xdr_list": [{i_xdr, env, account_id, CLI, CLD, ...}],

@@ -87,6 +87,9 @@ def run(scenario_path: Path, target: Target, speed: float = 50.0, out: Path | No
         raise UsageError(f"--speed {speed}: must be > 0")
     loaded = scenarios.load(scenario_path)
     folder = Path(out) if out is not None else default_out(loaded)
+    if compare_only and not (folder / "records.jsonl").is_file():
+        raise UsageError(f"--out {folder}: no records.jsonl of an earlier run (give the "
+                         "folder that run wrote)")
     folder.mkdir(parents=True, exist_ok=True)
     seed = loaded.sim.seed if seed is None else seed  # one seed rule: `imsim run`'s
     model = sim.run(loaded, seed=seed)

@@ -43,6 +43,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from imsim.errors import UsageError
+from imsim.model.config import account_number
 
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 LOCAL = TARGETS_DIR / "local.yaml"
@@ -107,15 +108,21 @@ class Api(_Strict):
             return value
         path = base / self.password_file  # type: ignore[operator]
         try:
-            text = path.read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"xdrs.api.password_file: {path}: {exc.strerror}") from None
+            text = path.read_text(encoding="utf-8-sig").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"xdrs.api.password_file: {path}: "
+                             f"{_unreadable(exc)}") from None
         try:
             found = json.loads(text)
         except ValueError:
             return text
         return str(found["password"]) if isinstance(found, dict) and "password" in found \
             else text
+
+
+def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a text file of the target could not be read, in a few words."""
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else "not UTF-8 text"
 
 
 class Rewrite(_Strict):
@@ -204,15 +211,16 @@ class Target(_Strict):
             return {}
         path = self.path(spec.credentials.file)
         try:
-            with path.open(newline="") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
-        except OSError as exc:
-            raise UsageError(f"credentials.file: {path}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"credentials.file: {path}: "
+                             f"{_unreadable(exc)}") from None
         bad = [n for n, row in enumerate(rows, 1) if len(row) != 2]
         if bad:
             raise UsageError(f"credentials.file: {path}: line {bad[0]} is not "
                              "'account_id,password'")
-        return {user.strip().lstrip("+"): password for user, password in rows}
+        return {account_number(user): password for user, password in rows}
 
 
 class _File(BaseModel):

@@ -8,7 +8,8 @@ Two sources, as in a target file:
   ``i_account`` once with ``Account/get_account_info {"id": ...}``, then pages through
   ``Account/get_xdr_list`` (``i_account``, ``from_date`` / ``to_date`` as
   'YYYY-MM-DD HH:MM:SS' in the API user's time zone, ``limit`` / ``offset``,
-  ``get_total``);
+  ``get_total``, ``show_unsuccessful``: PortaBilling lists a failed attempt only when
+  asked, and one that charged must be compared);
 - an xDR CSV export: ``read_csv_export(path, columns={...})``.
 
 Both give `imsim.rules.message.Xdr` records; ``frame(records)`` makes the shared DataFrame
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from imsim.planning.exports import ALIASES, REQUIRED, ExportError, csv_rows
+from imsim.planning.exports import ALIASES, REQUIRED, ExportError, csv_rows, failed
 from imsim.rules.message import XDR_COLUMNS, Xdr
 from lab.portabilling import ApiError, Session
 
@@ -95,7 +96,8 @@ class XdrClient:
                  until: dt.datetime | None = None, limit: int = PAGE, offset: int = 0
                  ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of raw rows (PortaBilling field names) and the total, when told."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset, "get_total": 1}
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "get_total": 1,
+                                  "show_unsuccessful": 1}  # else failed ones are hidden
         if account_id is not None:
             params["i_account"] = self.i_account(account_id)
         if self.service_type is not None:
@@ -181,7 +183,7 @@ def outcome(fields: Mapping[str, Any]) -> tuple[int, str]:
     reason = str(fields.get("reason") or fields.get("description") or "OK")
     if fields.get("sip_code") not in (None, ""):
         return int(fields["sip_code"]), reason
-    if str(fields.get("failed", "0")).strip().lower() in ("0", "", "n", "false"):
+    if not failed(fields.get("failed", "0")):
         return 200, reason
     cause = str(fields.get("disconnect_cause") or "")
     return (int(cause) if cause.isdigit() and 300 <= int(cause) < 700 else 0), reason
@@ -198,10 +200,12 @@ def parse_time(value: Any, time_zone: str = "UTC") -> dt.datetime:
 
 
 def read_csv_export(path: Path | str, time_zone: str = "UTC", currency: str = "USD",
-                    delimiter: str = ",", columns: Mapping[str, str] | None = None
+                    delimiter: str | None = None, columns: Mapping[str, str] | None = None
                     ) -> list[Xdr]:
-    """An xDR CSV export (header row; PortaBilling or imsim names; ``columns`` maps a
-    deployment's own header names to ours, e.g. {"Charged": "charged_amount"})."""
+    """An xDR CSV export, .csv or .csv.gz (header row; PortaBilling or imsim names;
+    ``,``, ``;`` or a tab, found from the header unless ``delimiter`` is given; empty
+    rows left out; ``columns`` maps a deployment's own header names to ours, e.g.
+    {"Charged": "charged_amount"})."""
     try:
         rows = csv_rows(path, delimiter, columns, "xdrs.columns in the target file")
         return [from_record(row, time_zone, currency, number, columns)

@@ -1,5 +1,6 @@
 """The command line as a user meets it: real processes, exit codes, one-line errors."""
 
+import copy
 import json
 import os
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import HANDBOOK, ROOT
+from tests.helpers import HANDBOOK, ROOT, handbook_document
 
 
 def imsim(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -71,6 +72,28 @@ def test_rate_off_peak_and_domain():
     answer = json.loads(done.stdout)
     assert (answer["code"], answer["charged_amount"]) == (404, "0")
     assert done.returncode == 1  # refused: "no", as the README's exit codes say
+
+
+def test_rate_from_an_account_of_another_environment_by_its_domain(tmp_path):
+    # the same numbers in a second environment, where tariff B charges 0.03 on-net:
+    # --from NUMBER@DOMAIN picks the environment, as a script's `from` does
+    document = handbook_document()
+    second = copy.deepcopy(document["environments"][0])
+    second.update(name="second", domain="second.example.com")
+    second["tariffs"][1]["rates"][1]["price"] = 0.03
+    document["environments"].append(second)
+    path = tmp_path / "two.yaml"
+    path.write_text(json.dumps(document, default=str))
+    amounts = []
+    for sender in ("15551230001", "15551230001@Second.example.com",
+                   "+1 555 123 0001@sip.example.com"):
+        done = imsim("rate", str(path), "--from", sender, "--to", "15551230002")
+        assert done.returncode == 0, done.stderr
+        amounts.append(json.loads(done.stdout)["charged_amount"])
+    assert amounts == ["0.01", "0.03", "0.01"]
+    done = imsim("rate", str(path), "--from", "15551230001@nowhere.example.com", "--to", "1")
+    assert done.returncode == 2
+    assert "--from 15551230001@nowhere.example.com: no such account" in done.stderr
 
 
 def test_rate_refusal_names_the_step():

@@ -182,6 +182,38 @@ def test_account_numbers_in_written_forms_are_the_accounts():
     assert loaded.traffic.script[1].sender == "15551230002"
 
 
+def test_a_buddy_written_as_a_sip_address_of_this_environment_is_the_account():
+    """A softphone's buddy list holds addresses: 'sip:15551230001@sip.example.com' or
+    '15551230001@SIP.example.com' at the environment's own domain is that account."""
+    for written in ("sip:15551230001@sip.example.com", "15551230001@SIP.Example.com",
+                    "sip:+1 555 123 0001@sip.example.com", "SIP:15551230001@sip.example.com",
+                    "sips:15551230001"):
+        text = replace('buddies: ["15551230001"]\n          - id: "15551230003"',
+                       f'buddies: ["{written}"]\n          - id: "15551230003"')
+        accounts = scenario.loads(text, source="x.yaml").environments[0].customers[0].accounts
+        assert accounts[1].buddies == ("15551230001",), written
+
+
+def test_a_buddy_at_another_domain_is_not_an_account_of_this_environment():
+    err = error_for(replace('buddies: ["15551230001"]\n          - id: "15551230003"',
+                            'buddies: ["15551230001@other.example.net"]\n'
+                            '          - id: "15551230003"'))
+    assert err.yaml_path == "environments[0].customers[0].accounts[1].buddies[0]"
+    assert "buddy 15551230001@other.example.net is not an account of this environment" \
+        in str(err)
+
+
+@pytest.mark.parametrize("old, new, near", [
+    ("    service_policies:", "    servce_policies:", "service_policies"),
+    ('recipient_domain_pattern: "%"', 'recipient_domain_patern: "%"',
+     "recipient_domain_pattern"),
+    ("        balance_model: debit", "        balance_modle: debit", "balance_model"),
+])
+def test_a_misspelt_key_names_the_key_it_is_near(old, new, near):
+    err = error_for(replace(old, new))
+    assert "unknown key" in err.problem and err.fix.startswith(f"did you mean '{near}'?")
+
+
 def test_a_bad_account_number_says_how_to_write_one():
     err = error_for(replace('id: "15551230001"', 'id: "555-CALL-NOW"'))
     assert "E.164" in err.fix and "15551230001" in err.fix

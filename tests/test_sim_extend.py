@@ -18,7 +18,7 @@ import simpy
 from imsim import sim
 from imsim.model import scenario
 from imsim.sim.reference import Answer, Workers
-from tests.helpers import HANDBOOK
+from tests.helpers import HANDBOOK, handbook_document, load_document
 
 DELIVERED = 0.067
 
@@ -195,3 +195,73 @@ def test_a_wait_until_the_runs_end_or_later_is_never_queued() -> None:
     assert env.peek() == float("inf")
     platform.at(until - 1)
     assert env.peek() == until - 1
+
+
+def test_a_sender_is_read_as_a_script_reads_it() -> None:
+    # '+1 555 123 0001' and 'number@domain' are how a script's `from` may be written;
+    # send takes them the same way (it raised StopIteration inside the user's process)
+    world = handbook_world()
+    answers: list[Answer] = []
+
+    def user(env: simpy.Environment):  # type: ignore[no-untyped-def]
+        yield env.timeout(5)
+        for sender in ("+1 555 123 0001", "15551230001@SIP.example.com"):
+            answers.append((yield world.send(sender, "15551230002", "Hi")))
+
+    world.env.process(user(world.env))
+    world.run()
+    assert [a.code for a in answers] == [200, 200]
+
+
+def test_an_unknown_sender_is_one_clear_error() -> None:
+    world = handbook_world()
+    with pytest.raises(ValueError, match=r"send: no account 15559999999 in the scenario"):
+        world.send("15559999999", "15551230002", "Hi")
+
+
+def test_a_body_is_billed_by_its_utf8_bytes_as_a_scripts_body() -> None:
+    # six 'ü' are 12 bytes (the lab's Content-Length, a script's size): with units of
+    # 10 that is ceil(12 / 10) = 2 units, not the 1 of its 6 characters
+    document = handbook_document()
+    document["environments"][0]["service_policies"][0]["billing_unit_size"] = 10
+    document["traffic"]["script"] = [
+        {"id": "s1", "at": 1, "from": "15551230001", "to": "15551230002", "body": "ü" * 6}]
+    world = sim.world(load_document(document), engine="simpy")
+
+    def user(env: simpy.Environment):  # type: ignore[no-untyped-def]
+        yield env.timeout(5)
+        yield world.send("15551230001", "15551230002", "ü" * 6, msg_id="u1")
+
+    world.env.process(user(world.env))
+    xdrs = world.run().xdrs
+    billed = xdrs[xdrs["direction"] == "outgoing"].set_index("msg_id")["charged_quantity"]
+    assert (billed["s1"], billed["u1"]) == (2, 2)
+
+
+def test_giving_back_more_than_was_taken_is_one_clear_error() -> None:
+    env = simpy.Environment()
+    proxy = Workers(env, "main/proxy", 4)
+    proxy.take(1)
+    with pytest.raises(ValueError, match=r"main/proxy: give_back\(2\): only 1 worker taken"):
+        proxy.give_back(2)
+    proxy.give_back(1)
+    proxy.give_back()                    # nothing taken, nothing given back
+    with pytest.raises(ValueError, match=r"give_back\(1\): only 0 workers taken"):
+        proxy.give_back(1)
+    env.run()
+    assert proxy.count == 0 and not proxy.queue and not proxy.taken
+
+
+def test_taking_more_workers_than_there_are_is_one_clear_error() -> None:
+    # 4 workers: an outage of 5 would never be complete, and the user's process would
+    # wait for it silently until the run's end
+    env = simpy.Environment()
+    proxy = Workers(env, "main/proxy", 4)
+    proxy.take(3)
+    with pytest.raises(ValueError, match=r"main/proxy: take\(2\): 1 of 4 workers left"):
+        proxy.take(2)
+    with pytest.raises(ValueError, match=r"take\(-1\)"):
+        proxy.take(-1)
+    done = proxy.take(1)                 # the last one: every worker taken
+    env.run()
+    assert done.triggered and proxy.count == 4 and len(proxy.taken) == 4

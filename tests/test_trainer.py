@@ -116,3 +116,67 @@ def test_an_alias_domain_policy_without_outgoing_aaa_is_caught():
     assert [(f.step, f.check) for f in report.findings if "partner" in f.problem] == [
         (2, "unbilled")]
     assert not report.works
+
+
+
+def _journal(*changes: tuple[str, str]) -> scenario.Scenario:
+    """The correct-order journal with some text replaced, without its expected outcomes."""
+    text = (ROOT / "scenarios/training/00_correct_order.yaml").read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    return scenario.loads(text.split("expected:")[0], "test.yaml")
+
+
+TARIFF_B_VOICE = ("applied_to: customer, service: messaging",
+                  "applied_to: customer, service: voice")
+
+
+def test_a_customer_tariff_of_another_service_is_named_at_step_6_with_its_fix():
+    # handbook step 6: "Service - Choose Messaging Service". tariff B made for voice is
+    # step 6's mistake (as step 3's for tariff A); the usage charge does select tariff B,
+    # so "select tariff B in the usage charge" would send the trainee in a circle
+    report = check(_journal(TARIFF_B_VOICE), seed=1)
+    assert [(f.step, f.problem, f.fix) for f in report.findings] == [
+        (6, "customer tariff 'tariff B' is for voice, not the Messaging Service",
+         "create tariff B with Service: Messaging Service"),
+        (8, "product 'Softphone' uses tariff 'tariff B', which is not a customer Messaging "
+         "tariff", "create tariff B with Service: Messaging Service (step 6), then select it "
+         "here")]
+    (outcome,) = report.outcomes
+    assert (outcome.code, outcome.step) == (403, 8) and not report.works
+    assert report.unexplained == []
+
+
+def test_a_usage_charge_of_a_voice_tariff_names_the_messaging_one():
+    # a customer Messaging tariff exists (tariff C) but the usage charge picked the voice
+    # tariff B: step 8's fix names tariff C
+    tariff_c = ("  - {at: 300, action: include_service",
+                "  - {at: 290, action: create_tariff, name: tariff C, currency: USD, "
+                "applied_to: customer, service: messaging}\n"
+                "  - {at: 295, action: add_rate, tariff: tariff C, rate_codes: ['|'], "
+                "price: 0.1}\n  - {at: 300, action: include_service")
+    report = check(_journal(TARIFF_B_VOICE, tariff_c), seed=1)
+    assert [(f.step, f.fix) for f in report.findings] == [
+        (8, "select 'tariff C' in the usage charge")]
+    assert report.unexplained == []
+
+
+def test_a_priced_wildcard_in_the_vendor_tariff_is_noted_at_step_4():
+    # handbook step 4: "set zero as the price ... there are no actual costs for on-net
+    # instant messages": a price books a cost that does not exist; the service works
+    report = check(_journal(('tariff: tariff A, rate_codes: ["|"], price: 0}',
+                             'tariff: tariff A, rate_codes: ["|"], price: 0.001}')), seed=1)
+    assert [(f.step, f.severity, f.problem, f.fix) for f in report.findings] == [
+        (4, "note", "vendor tariff 'tariff A' charges 0.001 for the wildcard destination |: "
+         "on-net instant messages have no actual cost", "set zero as the price")]
+    assert report.works and report.steps["main"][4].mark == "[x]"
+
+
+def test_a_messaging_product_without_voice_is_noted_at_step_8():
+    # handbook step 8: "the product for messaging product must include voice calls and
+    # messaging services" (softphones reach PortaSIP over SIP for both)
+    report = check(_journal(("included_services: [voice]", "included_services: []")), seed=1)
+    assert [(f.step, f.severity, f.problem, f.fix) for f in report.findings] == [
+        (8, "note", "product 'Softphone' includes Messaging but not Voice calls",
+         "tick Voice calls too in its Included Services tab")]

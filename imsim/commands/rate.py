@@ -9,8 +9,8 @@ from typing import Any
 
 from imsim.errors import UsageError
 from imsim.model import scenario
-from imsim.model.config import account_number
 from imsim.model.replay import environment_at, timeline
+from imsim.model.traffic import ScriptedMessage
 from imsim.rules.decide import BillingEngine
 from imsim.rules.ledger import Ledger
 from imsim.rules.message import Message
@@ -20,7 +20,8 @@ def register(sub: Any, name: str) -> None:
     parser = sub.add_parser(name, help="rate or refuse one message, as JSON; exit 0 "
                             "when the message would be sent, 1 when it is refused")
     parser.add_argument("scenario", help="scenario YAML file")
-    parser.add_argument("--from", dest="sender", required=True, help="sending account (E.164)")
+    parser.add_argument("--from", dest="sender", required=True,
+                        help="sending account: NUMBER or NUMBER@DOMAIN")
     parser.add_argument("--to", required=True, help="NUMBER or NUMBER@DOMAIN")
     parser.add_argument("--at", help="ISO time with zone (default: the scenario start)")
     parser.add_argument("--length", type=int, default=0, help="body length in bytes")
@@ -29,8 +30,11 @@ def register(sub: Any, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = scenario.load(args.scenario)
-    sender = account_number(args.sender)
-    env = loaded.home_of(sender)
+    if not args.sender.strip() or not args.to.strip():
+        raise UsageError("--from and --to: write a number, e.g. 15551230001")
+    line = ScriptedMessage.model_validate({"at": 0, "from": args.sender, "to": args.to})
+    sender = line.sender   # as a script's `from`: NUMBER as written, or NUMBER@DOMAIN
+    env = loaded.home_of(sender, line.sender_domain)
     if env is None:
         raise UsageError(f"--from {args.sender}: no such account in {args.scenario}")
     to_user, _, domain = args.to.partition("@")

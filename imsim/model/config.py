@@ -26,11 +26,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 WILDCARD = "|"
 PORTASIP = "PortaSIP"
 _WRITTEN = re.compile(r"[\s\-().]")
+_SCHEME = re.compile(r"^sips?:", re.IGNORECASE)
 
 
 def account_number(written: str) -> str:
@@ -39,6 +40,15 @@ def account_number(written: str) -> str:
     is returned stripped, for the validator to refuse."""
     digits = _WRITTEN.sub("", written).lstrip("+")
     return digits if digits.isdigit() else written.strip()
+
+def buddy_address(written: str) -> str:
+    """A buddy as a softphone's list writes it: an account number (`account_number`), or
+    an address 'sip:NUMBER@domain' / 'NUMBER@domain', kept as 'NUMBER@domain' (domain in
+    lower case) until its environment (`Environment`) takes its own domain's off."""
+    user, at, domain = _SCHEME.sub("", written.strip()).partition("@")
+    number = account_number(user)
+    return f"{number}@{domain.strip().lower()}" if at else number
+
 
 STEP_TITLES: dict[int, str] = {
     1: "Enable the Messaging Service on the Configuration server",
@@ -256,7 +266,7 @@ class Account(Frozen):
     @classmethod
     def _buddy_ids(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            return tuple(account_number(str(item)) for item in value)
+            return tuple(buddy_address(str(item)) for item in value)
         return value
 
 
@@ -288,6 +298,20 @@ class Environment(Frozen):
     @classmethod
     def _host(cls, value: str) -> str:
         return value.lower()   # SIP host names compare case-insensitively
+
+    @field_validator("customers")
+    @classmethod
+    def _own_buddies(cls, customers: tuple[Customer, ...],
+                     info: ValidationInfo) -> tuple[Customer, ...]:
+        """A buddy at this environment's domain is the account of that number (one at
+        another domain stays an address, which no account here is)."""
+        suffix = f"@{info.data.get('domain', '')}"
+        if not any(b.endswith(suffix) for c in customers for a in c.accounts
+                   for b in a.buddies):
+            return customers
+        return tuple(c.model_copy(update={"accounts": tuple(
+            a.model_copy(update={"buddies": tuple(b.removesuffix(suffix) for b in a.buddies)})
+            for a in c.accounts)}) for c in customers)
 
     def tariff(self, name: str | None) -> Tariff | None:
         return next((t for t in self.tariffs if t.name == name), None)

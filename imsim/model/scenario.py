@@ -8,6 +8,8 @@ the model trusts its data.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -335,10 +337,30 @@ _PATTERNS = {
 }
 
 
+def _near(key: str) -> str | None:
+    """The field name of the scenario's objects a misspelt key is close to, if any."""
+    found = difflib.get_close_matches(key, _field_names(), n=1, cutoff=0.8)
+    return found[0] if found else None
+
+
+@functools.cache
+def _field_names() -> list[str]:
+    """Every key a scenario's objects take (aliases as written, e.g. 'from')."""
+    names: set[str] = set()
+    models: list[type[Frozen]] = [Frozen]
+    while models:
+        model = models.pop()
+        models += model.__subclasses__()
+        names.update(info.alias or name for name, info in model.model_fields.items())
+    return sorted(names)
+
+
 def _fix(error: dict[str, Any], path: Path_) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "extra_forbidden":
-        return "remove it or check its spelling against the handbook field names"
+        near = _near(str(error["loc"][-1]))
+        return (f"did you mean '{near}'? Else remove it" if near else
+                "remove it or check its spelling against the handbook field names")
     if kind == "missing":
         return f"add '{path[-1] if path else error['loc'][-1]}:' here"
     if kind == "literal_error" or kind == "enum":

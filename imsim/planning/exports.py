@@ -58,6 +58,9 @@ ALIASES = {"h323_conf_id": "call_id", "bill_time": "connect_time",
 internal number of an account, not its id: map it yourself if your export has no
 ``account_id``)."""
 REQUIRED = ("account_id", "CLI", "CLD", "connect_time", "charged_amount")
+FAILED = ("1", "true", "t", "y", "yes")
+"""A ``failed`` flag that marks an unsuccessful attempt (read lower-case, stripped);
+anything else, "0", "N", "no" or empty, is a billed xDR (`failed`)."""
 TIME_COLUMNS = ("connect_time", "unix_connect_time")
 PARQUET = (".parquet", ".pq")
 CSV = (".csv", ".csv.gz", ".txt", ".txt.gz")
@@ -104,20 +107,26 @@ def check_header(columns: Sequence[str], where: str,
                           f"yours with {how.format(name=absent[0])})")
 
 
-def csv_rows(path: Path | str, delimiter: str = ",",
+def csv_rows(path: Path | str, delimiter: str | None = None,
              mapping: Mapping[str, str] | None = None,
              how: str = "--column THEIRS={name}") -> Iterator[dict[str, str]]:
-    """The rows of a CSV export as dicts in our names, after checking its header."""
+    """The rows of a CSV export (.csv or .csv.gz) as dicts in our names, after checking
+    its header; the separator is `separator`'s unless given; rows empty in every
+    required column are left out, as `read` leaves them."""
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with Path(path).open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter or separator(path))
             if not reader.fieldnames:
                 raise ExportError(f"{path}: empty export (no header row)")
             names = renames([n for n in reader.fieldnames if n], mapping)
             check_header(list(names), str(path), mapping, how)
             for row in reader:
-                yield {names[k]: v for k, v in row.items() if k}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                fields = {names[k]: v for k, v in row.items() if k}
+                if any(str(fields.get(c) or "").strip() for c in (*REQUIRED, *TIME_COLUMNS)):
+                    yield fields
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
         raise ExportError(f"{path}: cannot read the export ({exc})") from None
 
 
@@ -391,9 +400,14 @@ def charged(frame: pd.DataFrame, i_service: str | None = None) -> pd.DataFrame:
     return frame[keep].assign(incoming=incoming[keep])
 
 
+def failed(flag: Any) -> bool:
+    """An xDR's ``failed`` flag (a text, number or bool) marks an unsuccessful attempt."""
+    return str(flag).strip().lower() in FAILED
+
+
 def _kept(frame: pd.DataFrame, i_service: str | None) -> pd.Series:
     """Not ``failed``; of the messaging service ``i_service`` when given."""
-    keep = ~frame["failed"].str.lower().isin(["1", "true", "t", "y", "yes"])
+    keep = ~frame["failed"].str.strip().str.lower().isin(FAILED)
     if i_service is not None:
         keep &= frame["i_service"] == str(i_service)
     return keep

@@ -101,7 +101,12 @@ class Workers(simpy.Resource):
 
     def take(self, count: int) -> simpy.Event:
         """Take ``count`` workers away as they come free (before any queued job): an
-        event that fires when all are taken."""
+        event that fires when all are taken. More than are left to take would never
+        fire: a ValueError instead."""
+        left = self.workers - len(self.taken)
+        if not 0 <= count <= left:
+            raise ValueError(f"{self.name}: take({count}): {left} of {self.workers} "
+                             "workers left to take")
         requests = [Outage(self) for _ in range(count)]
         for request in requests:
             if not request.triggered:   # queued: it goes ahead of the queued jobs
@@ -118,8 +123,13 @@ class Workers(simpy.Resource):
         return n
 
     def give_back(self, count: int | None = None) -> None:
-        """Give back the last ``count`` workers taken (all by default)."""
+        """Give back the last ``count`` workers taken (all by default); more than are
+        taken: a ValueError."""
         count = len(self.taken) if count is None else count
+        if not 0 <= count <= len(self.taken):
+            taken = len(self.taken)
+            raise ValueError(f"{self.name}: give_back({count}): only {taken} "
+                             f"worker{'' if taken == 1 else 's'} taken")
         for _ in range(count):
             request = self.taken.pop()
             if request.triggered:

@@ -25,6 +25,7 @@ from typing import Any
 
 import simpy
 
+from imsim.model.traffic import ScriptedMessage
 from imsim.results import RunResult
 from imsim.sim.arrivals import Candidates
 from imsim.sim.draws import sampler, uniforms
@@ -84,15 +85,24 @@ class SimpyWorld(World):
     def send(self, sender: str, to: str, body: int | str = 160, msg_id: str | None = None,
              password: str | None = None) -> simpy.Process:
         """``sender`` sends a MESSAGE now: an event that fires with its `Answer`
-        (``body``: the text, or its length; ``msg_id``: user-1, user-2, ... by
-        default)."""
-        site = next(s for s in self.sites.values() if sender in s.index)
-        length = body if isinstance(body, int) else len(body)
+        (``sender`` and ``body`` read as a script line's ``from`` and ``body``: an
+        account as written, '+1 555 123 0001' or 'number@domain'; the text, sized in
+        UTF-8 bytes, or its length; ``msg_id``: user-1, user-2, ... by default); its
+        environment is the first that has the account (at that domain, when given)."""
+        line = ScriptedMessage.model_validate(
+            {"at": 0, "from": sender, "to": to,
+             **({"length": body} if isinstance(body, int) else {"body": body})})
+        domain = line.sender_domain
+        site = next((s for s in self.sites.values() if line.sender in s.index
+                     and domain in (None, s.domain.lower())), None)
+        if site is None:
+            raise ValueError(f"send: no account {line.sender} in the scenario"
+                             + (f" at {domain}" if domain else ""))
         self.platform.sent += 1
         self.user_sent += 1
-        m = Sent(site, msg_id or f"user-{self.user_sent}", sender, to, length,
-                 password if password is not None else site.passwords[site.index[sender]],
-                 self.env.now)
+        m = Sent(site, msg_id or f"user-{self.user_sent}", line.sender, to, line.size,
+                 password if password is not None else
+                 site.passwords[site.index[line.sender]], self.env.now)
         return self.env.process(self._sent(m))
 
     def _sent(self, m: Sent) -> Process:

@@ -171,9 +171,15 @@ def _vendor_tariff(env: Environment, tariff: Tariff) -> Iterator[Finding]:
         yield _finding(env, 3, "vendor_tariff", f"vendor tariff {tariff.name!r} is for "
                        f"{tariff.service.value}, not the Messaging Service",
                        "create tariff A with Service: Messaging Service")
-    if not any(WILDCARD in r.rate_codes for r in tariff.rates):
+    wildcard = [r for r in tariff.rates if WILDCARD in r.rate_codes]
+    if not wildcard:
         yield _finding(env, 4, "vendor_rate", f"vendor tariff {tariff.name!r} has no rate for "
                        "the wildcard destination |", "add a rate with Rate Codes '|' and price 0")
+    priced = [p for r in wildcard for p in (r.price, r.off_peak_price) if p]
+    if priced:
+        yield _finding(env, 4, "vendor_rate", f"vendor tariff {tariff.name!r} charges "
+                       f"{priced[0]} for the wildcard destination |: on-net instant messages "
+                       "have no actual cost", "set zero as the price", NOTE)
 
 
 # -- steps 6, 7, 8: the customer side ----------------------------------------------------
@@ -182,13 +188,7 @@ def _customer_side(scenario: Scenario, env: Environment) -> Iterator[Finding]:
     customer_tariffs = [t for t in env.tariffs if t.applied_to is AppliedTo.customer
                         and t.service is Service.messaging]
     if not customer_tariffs:
-        misapplied = [t.name for t in env.tariffs if t.applied_to is AppliedTo.vendor
-                      and t.service is Service.messaging and t.name != _vendor_tariff_name(env)]
-        problem = ("there is no customer Messaging tariff (tariff B)" if not misapplied else
-                   f"tariff {misapplied[0]!r} is applied to vendors, so no product can charge "
-                   "customers with it")
-        yield _finding(env, 6, "usage_charge", problem,
-                       "Tariffs -> Add: Applied To Customer, Service Messaging")
+        yield _no_customer_tariff(env)
     messaging_products = [p for p in env.products if Service.messaging in p.included_services]
     senders = _sending_products(scenario, env)
     for product in env.products:
@@ -200,8 +200,29 @@ def _customer_side(scenario: Scenario, env: Environment) -> Iterator[Finding]:
                            "Messaging service", "tick Messaging in its Included Services tab",
                            severity)
             continue
+        if Service.voice not in product.included_services:
+            yield _finding(env, 8, "product", f"product {product.name!r} includes Messaging "
+                           "but not Voice calls", "tick Voice calls too in its Included "
+                           "Services tab", NOTE)
         yield from _usage_charge(env, product)
     yield from _destinations(scenario, env)
+
+
+def _no_customer_tariff(env: Environment) -> Finding:
+    """Step 6 undone: no tariff B, one made for another service, or one applied to
+    vendors."""
+    other = [t for t in env.tariffs if t.applied_to is AppliedTo.customer]
+    if other:
+        return _finding(env, 6, "usage_charge", f"customer tariff {other[0].name!r} is for "
+                        f"{other[0].service.value}, not the Messaging Service",
+                        f"create {other[0].name} with Service: Messaging Service")
+    misapplied = [t.name for t in env.tariffs if t.applied_to is AppliedTo.vendor
+                  and t.service is Service.messaging and t.name != _vendor_tariff_name(env)]
+    problem = ("there is no customer Messaging tariff (tariff B)" if not misapplied else
+               f"tariff {misapplied[0]!r} is applied to vendors, so no product can charge "
+               "customers with it")
+    return _finding(env, 6, "usage_charge", problem,
+                    "Tariffs -> Add: Applied To Customer, Service Messaging")
 
 
 def _vendor_tariff_name(env: Environment) -> str | None:
@@ -243,9 +264,12 @@ def _usage_charge(env: Environment, product) -> Iterator[Finding]:  # type: igno
     tariff = env.tariff(on_node[0].tariff)
     if tariff is None or tariff.applied_to is not AppliedTo.customer or (
             tariff.service is not Service.messaging):
+        right = [t.name for t in env.tariffs if t.applied_to is AppliedTo.customer
+                 and t.service is Service.messaging]
+        fix = f"select {right[0]!r} in the usage charge" if right else \
+            "create tariff B with Service: Messaging Service (step 6), then select it here"
         yield _finding(env, 8, "usage_charge", f"product {product.name!r} uses tariff "
-                       f"{on_node[0].tariff!r}, which is not a customer Messaging tariff",
-                       "select tariff B in the usage charge")
+                       f"{on_node[0].tariff!r}, which is not a customer Messaging tariff", fix)
 
 
 def _destinations(scenario: Scenario, env: Environment) -> Iterator[Finding]:

@@ -10,7 +10,9 @@ Written from public sources only, never from imsim's billing service:
   ``Client.Session.check_auth.failed_to_process_access_token``;
   ``Account/get_account_info`` with ``id``; ``Account/get_xdr_list`` with ``limit``,
   ``offset``, ``get_total``, ``from_date`` / ``to_date`` as 'YYYY-MM-DD HH:MM:SS' (both
-  required, its docs say);
+  required, its docs say), ``show_unsuccessful: 1`` to list the unsuccessful attempts
+  too (PortaBilling's xDR history leaves them out unless "Show Unsuccessful Attempts"
+  is chosen: https://docs.portaone.com/resources/help/mr101/representative/cdr_browser.htm);
 - Alexey Pavlyuts' PortaOne Billing JSON API wrappers for PHP (PortaApi and the older
   Portaone\\Billing): faults are HTTP 500 with ``faultcode`` and ``faultstring``; older
   releases answer ``session_id``, sent back as ``auth_info``; relogin on
@@ -226,9 +228,11 @@ class PortaBillingFake:
         owner = next((a for a, info in self.accounts.items()
                       if info["i_account"] == i_account), None)
         service = params.get("i_service_type")
+        failed_too = bool(params.get("show_unsuccessful"))
         rows = [x for x in self.xdrs if x["account_id"] == owner
                 and since <= self.moment(x, "connect_time") <= until
-                and service in (None, x["i_service_type"])]
+                and service in (None, x["i_service_type"])
+                and (failed_too or not x["failed"])]
         offset, limit = int(params.get("offset", 0)), int(params.get("limit", 0)) or None
         page = rows[offset:offset + limit if limit else None]
         answer: dict[str, Any] = {"xdr_list": [dict(x) for x in page]}

@@ -68,6 +68,22 @@ def test_errors_are_one_line_exit_2(tmp_path):
         assert "Traceback" not in done.stderr
 
 
+def test_compare_only_without_an_earlier_run_is_one_line_exit_2(tmp_path):
+    # --compare-only reads the records of the run in --out; a mistyped folder compared
+    # nothing with the model and reported every message "not played in the lab"
+    export = tmp_path / "xdrs.csv"
+    export.write_text("account_id,CLI,CLD,connect_time,charged_amount\n")
+    target = tmp_path / "remote.yaml"
+    target.write_text(f"kind: remote\nproxy: {{host: 127.0.0.1, port: 5999}}\n"
+                      f"xdrs: {{csv: {export}}}\n")
+    out = tmp_path / "runs" / "typo"
+    done = imsim(tmp_path / "run", "run", str(ROOT / "scenarios" / "handbook.yaml"),
+                 "--target", str(target), "--out", str(out), "--compare-only")
+    assert done.returncode == 2, done.stdout
+    assert f"--out {out}: no records.jsonl of an earlier run" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_a_port_in_use_is_refused(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

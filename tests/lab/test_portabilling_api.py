@@ -169,6 +169,28 @@ def test_failed_xdrs_keep_their_flag_as_a_code():
     fake.close()
 
 
+def test_unsuccessful_attempts_are_asked_for(fake):
+    # PortaBilling lists an unsuccessful attempt only when asked (its xDR history's
+    # "Show Unsuccessful Attempts"; WebTrit's adapter sends show_unsuccessful: 1): a
+    # refused message that was charged all the same must reach the comparison
+    fake.xdr(ALICE, ALICE, BOB, T0, 0.05, failed=True)
+    found = client(fake).xdrs(ALICE, *DAY)
+    assert [(x.sip_code, x.charged_amount) for x in found] == [(0, Decimal("0.05"))]
+    asked = next(p for m, p in fake.calls if m == "Account/get_xdr_list")
+    assert asked["show_unsuccessful"] == 1
+
+
+def test_the_fake_hides_unsuccessful_attempts_unless_asked(fake):
+    fake.xdr(ALICE, ALICE, BOB, T0, 0.01)
+    fake.xdr(ALICE, ALICE, BOB, T0 + 1, 0.05, failed=True)
+    api = client(fake)
+    api.xdrs(ALICE, *DAY)  # logs in, finds i_account
+    plain = api.call("Account/get_xdr_list", {
+        "i_account": 7001, "from_date": "2026-12-03 03:00:00",
+        "to_date": "2026-12-03 05:00:00", "get_total": 1})
+    assert [x["failed"] for x in plain["xdr_list"]] == [0] and plain["total"] == 1
+
+
 def test_unreachable_api_is_one_line():
     with pytest.raises(XdrSourceError, match=r"127.0.0.1:9/rest/Session/login: unreachable"):
         XdrClient("http://127.0.0.1:9", "a", "b", timeout=1).xdrs(ALICE, *DAY)

@@ -65,6 +65,29 @@ def test_passwords_and_relative_paths(tmp_path, monkeypatch):
         env.password(tmp_path)
 
 
+def test_credentials_saved_by_a_spreadsheet_are_the_accounts(tmp_path):
+    # a spreadsheet saves CSV with a byte-order mark and writes numbers as people do:
+    # each line must still give its account's password (else the run REGISTERs with
+    # the scenario's password and the deployment answers 401)
+    (tmp_path / "accounts.csv").write_bytes(
+        "15551230001,s3cret\r\n+1 555 123-0002,other\r\n".encode("utf-8-sig"))
+    path = tmp_path / "t.yaml"
+    path.write_text("kind: remote\nproxy: {host: h}\ncredentials: {file: accounts.csv}\n"
+                    "xdrs: {csv: x.csv}\n")
+    assert targets.load(path).passwords() == {"15551230001": "s3cret",
+                                              "15551230002": "other"}
+
+
+@pytest.mark.parametrize("saved", [b"\xef\xbb\xbfpw\r\n", b'\xef\xbb\xbf{"password": "pw"}'])
+def test_a_password_file_saved_with_a_byte_order_mark_is_its_password(tmp_path, saved):
+    (tmp_path / "secret.txt").write_bytes(saved)   # Notepad's UTF-8 starts with a BOM
+    api = targets.Api(url="http://x", login="a", password_file="secret.txt")
+    assert api.password(tmp_path) == "pw"
+    (tmp_path / "secret.txt").write_bytes(b"\xff\xfep\x00w\x00")   # UTF-16
+    with pytest.raises(UsageError, match="password_file: .*secret.txt: not UTF-8 text"):
+        api.password(tmp_path)
+
+
 def test_tokens_tls_and_column_mappings(tmp_path, monkeypatch):
     path = tmp_path / "t.yaml"
     path.write_text("kind: remote\nproxy: {host: h}\nxdrs:\n  api: {url: 'https://x', "

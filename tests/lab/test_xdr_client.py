@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import signal
 import sys
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 
 from imsim.model import scenario
+from imsim.planning.exports import charged
 from imsim.rules.message import XDR_COLUMNS
 from lab import provision
 from lab.xdr_client import (
@@ -109,6 +112,25 @@ def test_reads_a_portabilling_csv_export(tmp_path):
     assert tuple(frame(rows).columns) == XDR_COLUMNS
 
 
+@pytest.mark.parametrize("name, sep, blank", [
+    ("semicolon.csv", ";", ";;;;;;;\n"), ("tab.csv", "\t", "\n"),
+    ("blank-lines.csv", ",", ",,,,,,,\n\n"), ("packed.csv.gz", ",", ",,,,,,,\n"),
+])
+def test_an_export_as_spreadsheets_write_it_reads_the_same(tmp_path, name, sep, blank):
+    # the same export as `imsim rerate` reads it: ';' or a tab from a spreadsheet in
+    # many locales, empty lines between the rows, gzip: the same two xDRs
+    lines = PORTABILLING_CSV.splitlines(keepends=True)
+    text = (lines[0] + lines[1] + blank + lines[2] + blank).replace(",", sep)
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    rows = read_csv_export(path, time_zone="America/New_York")
+    assert [(x.i_xdr, x.CLD, x.charged_amount) for x in rows] == [
+        (17, "15551230002", Decimal("0.01")), (18, "447700900000", Decimal("0.10"))]
+
+
 def test_reads_back_the_services_own_rows_as_csv(billed, tmp_path):
     found = client(billed).xdrs(account_id=BOB)
     path = tmp_path / "export.csv"
@@ -158,3 +180,20 @@ def test_a_call_id_beats_the_conference_id_which_the_api_never_takes_for_one():
     api = from_record({**row, "h323_conf_id": "9F2C"}, columns=API_COLUMNS)
     assert (both.call_id, export.call_id, api.call_id) == ("a@h", "9F2C", "")
     assert both.connect_time == dt.datetime.fromtimestamp(1796000000, dt.UTC)
+
+
+@pytest.mark.parametrize("flag, failed", [
+    ("0", False), ("", False), ("N", False), ("no", False), ("F", False), ("false", False),
+    (0, False), (False, False),
+    ("1", True), ("Y", True), ("yes", True), ("T", True), ("true", True), (1, True),
+    (True, True)])
+def test_the_failed_flag_reads_as_imsim_rerate_reads_it(tmp_path, flag, failed):
+    # one export, two readers: the lab's comparison and `imsim rerate` (which re-rates
+    # only xDRs not failed) must agree on which xDRs are unsuccessful attempts
+    row = {"i_xdr": 5, "account_id": "15551230001", "CLI": "15551230001",
+           "CLD": "15551230002", "charged_amount": "0", "connect_time": "2026-01-05 09:00:00",
+           "failed": flag, "disconnect_cause": "403"}
+    assert (from_record(row).sip_code != 200) is failed
+    frame = pd.DataFrame({"failed": [str(flag)], "direction": [""], "i_service": [""],
+                          "charged_amount_micro": [0]})
+    assert charged(frame).empty is failed
